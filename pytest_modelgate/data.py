@@ -1,0 +1,309 @@
+"""Datasets for gates: image arrays with labels, class names and stable content ids.
+
+A gate needs to name samples (leakage pairs, cached runs, baselines), so every sample gets a
+content id: a hash of its decoded pixels. The same picture saved as PNG or BMP has the same id.
+
+Example:
+    >>> import numpy as np
+    >>> x = np.zeros((4, 8, 8), dtype=np.uint8); x[1] = 1; x[3] = 3
+    >>> splits = from_arrays(x[:2], [0, 1], x[2:], [0, 1], class_names=["a", "b"])
+    >>> splits.train.class_names
+    ('a', 'b')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ModelGateError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def content_id(image: np.ndarray) -> str:
+    """Stable id of one image: sha256 over shape, dtype and pixel bytes (first 16 hex digits)."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha256()
+    h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """One split: ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels`` class indices.
+
+    ``sources`` optionally names where each image came from (a file path), for messages.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    name: str = "data"
+    sources: tuple[str, ...] | None = None
+    ids: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        images = np.asarray(self.images)
+        labels = np.asarray(self.labels)
+        if images.ndim not in (3, 4):
+            raise ModelGateError(
+                f"{self.name}: images must be (N, H, W) or (N, H, W, C), got shape {images.shape}"
+            )
+        if images.ndim == 4 and images.shape[-1] not in (1, 3):
+            raise ModelGateError(
+                f"{self.name}: images need 1 or 3 channels last, got shape {images.shape}; "
+                "convert to grayscale or RGB (channels last) first"
+            )
+        if len(images) == 0:
+            raise ModelGateError(f"{self.name} split is empty: it needs at least one image")
+        if images.dtype != np.uint8:
+            raise ModelGateError(
+                f"{self.name}: images must be uint8 pixels 0-255, got {images.dtype}; "
+                "scale and convert with (x * 255).round().astype(np.uint8)"
+            )
+        if labels.shape != (len(images),):
+            raise ModelGateError(
+                f"{self.name}: {len(images)} images but labels of shape {labels.shape}; "
+                "pass one integer label per image"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ModelGateError(f"{self.name}: labels must be integers, got {labels.dtype}")
+        if len(self.class_names) < 1:
+            raise ModelGateError(f"{self.name}: class_names is empty")
+        n = len(self.class_names)
+        if labels.min() < 0 or labels.max() >= n:
+            raise ModelGateError(
+                f"{self.name}: labels must lie in 0..{n - 1} (one per class name), "
+                f"found {int(labels.min())}..{int(labels.max())}"
+            )
+        if self.sources is not None and len(self.sources) != len(images):
+            raise ModelGateError(f"{self.name}: sources must name every image")
+        images.flags.writeable = False
+        labels = labels.astype(np.int64)
+        labels.flags.writeable = False
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "ids", tuple(content_id(img) for img in images))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def describe(self, index: int) -> str:
+        """Human name of a sample: its source path when known, else split, index and id."""
+        if self.sources is not None:
+            return self.sources[index]
+        return f"{self.name}[{index}] (id {self.ids[index]})"
+
+    def fingerprint(self) -> str:
+        """Hash of every sample id and label, for cache keys and provenance."""
+        h = hashlib.sha256()
+        h.update("|".join(self.class_names).encode())
+        h.update("|".join(self.ids).encode())
+        h.update(self.labels.tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """Train and test (optionally val) splits over the same class names."""
+
+    train: ImageSet
+    test: ImageSet
+    val: ImageSet | None = None
+
+    def __post_init__(self) -> None:
+        parts = [s for s in (self.train, self.test, self.val) if s is not None]
+        for part in parts[1:]:
+            if part.class_names != self.train.class_names:
+                raise ModelGateError(
+                    f"{part.name} has class_names {part.class_names} but train has "
+                    f"{self.train.class_names}; every split must share one class list"
+                )
+        if len(self.train.class_names) < 2:
+            raise ModelGateError(
+                f"only one class ({self.train.class_names[0]!r}): a classifier gate needs "
+                "at least two classes"
+            )
+        trained = set(np.unique(self.train.labels).tolist())
+        for part in parts[1:]:
+            unseen = sorted(set(np.unique(part.labels).tolist()) - trained)
+            if unseen:
+                names = [self.train.class_names[i] for i in unseen]
+                raise ModelGateError(
+                    f"{part.name} has classes {names} that train never shows; "
+                    "add training images of those classes or drop them from the test split"
+                )
+        if len(trained) < 2:
+            raise ModelGateError(
+                "the train split holds a single class: a classifier gate needs at least two"
+            )
+        shapes = {p.images.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise ModelGateError(
+                f"splits hold images of different shapes {sorted(map(str, shapes))}; "
+                "resize them to one size (from_folder(..., size=(H, W)) does this)"
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+    def fingerprint(self) -> str:
+        return "-".join(p.fingerprint() for p in (self.train, self.test, self.val) if p)
+
+
+def from_arrays(
+    x_train: np.ndarray,
+    y_train: Sequence[int],
+    x_test: np.ndarray,
+    y_test: Sequence[int],
+    *,
+    class_names: Sequence[str] | None = None,
+) -> Splits:
+    """Splits from uint8 image arrays and integer labels.
+
+    ``class_names`` defaults to the label values as strings (``"0"``, ``"1"`` ...).
+    """
+    y_train = np.asarray(y_train)
+    y_test = np.asarray(y_test)
+    if class_names is None:
+        top = int(max(y_train.max(initial=0), y_test.max(initial=0)))
+        class_names = [str(i) for i in range(top + 1)]
+    names = tuple(class_names)
+    return Splits(
+        train=ImageSet(np.asarray(x_train), y_train, names, name="train"),
+        test=ImageSet(np.asarray(x_test), y_test, names, name="test"),
+    )
+
+
+def stratified_split(
+    images: np.ndarray,
+    labels: Sequence[int],
+    *,
+    class_names: Sequence[str],
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> Splits:
+    """A seeded, stratified train/test split that keeps identical images on one side.
+
+    Identical images (same content id) are grouped before splitting, so an exact duplicate
+    can never land in both train and test.
+    """
+    if not 0 < test_fraction < 1:
+        raise ModelGateError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    images = np.asarray(images)
+    labels = np.asarray(labels).astype(np.int64)
+    ids = [content_id(img) for img in images]
+    rng = np.random.default_rng(seed)
+    test_mask = np.zeros(len(images), dtype=bool)
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        groups: dict[str, list[int]] = {}
+        for i in members:
+            groups.setdefault(ids[i], []).append(int(i))
+        keys = list(groups)
+        rng.shuffle(keys)
+        target = round(len(members) * test_fraction)
+        taken = 0
+        for key in keys:
+            if taken >= target:
+                break
+            test_mask[groups[key]] = True
+            taken += len(groups[key])
+    # An image repeated under two labels must still sit on one side.
+    test_ids = {ids[i] for i in np.flatnonzero(test_mask)}
+    test_mask |= np.array([i in test_ids for i in ids])
+    names = tuple(class_names)
+    return Splits(
+        train=ImageSet(images[~test_mask], labels[~test_mask], names, name="train"),
+        test=ImageSet(images[test_mask], labels[test_mask], names, name="test"),
+    )
+
+
+def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB")
+            if size is not None and im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ModelGateError(
+            f"cannot read image {path}: {exc}; fix or remove the file"
+        ) from None
+
+
+def _read_split(root: Path, split: str, size: tuple[int, int] | None,
+                class_names: tuple[str, ...] | None) -> ImageSet:
+    base = root / split
+    if not base.is_dir():
+        raise ModelGateError(
+            f"{base} is not a directory; from_folder expects {root}/train/<class>/*.png and "
+            f"{root}/test/<class>/*.png"
+        )
+    found = sorted(p.name for p in base.iterdir() if p.is_dir())
+    names = class_names if class_names is not None else tuple(found)
+    images, labels, sources = [], [], []
+    for idx, cls in enumerate(names):
+        folder = base / cls
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(_read_image(path, size))
+                labels.append(idx)
+                sources.append(str(path))
+    if not images:
+        raise ModelGateError(f"{split} split is empty: no images under {base}/<class>/")
+    modes = {img.ndim for img in images}
+    if len(modes) > 1:
+        images = [img if img.ndim == 3 else np.stack([img] * 3, axis=-1) for img in images]
+    shapes = {img.shape for img in images}
+    if len(shapes) > 1:
+        first = images[0].shape
+        odd = next(i for i, img in enumerate(images) if img.shape != first)
+        raise ModelGateError(
+            f"images of mixed sizes in {base}: {sources[0]} is {first}, {sources[odd]} is "
+            f"{images[odd].shape}; pass size=(H, W) to from_folder to resize them"
+        )
+    return ImageSet(np.stack(images), np.asarray(labels), names, name=split,
+                    sources=tuple(sources))
+
+
+def from_folder(root: str | Path, *, size: tuple[int, int] | None = None) -> Splits:
+    """Splits from an ImageFolder-style tree: ``root/train/<class>/*``, ``root/test/<class>/*``.
+
+    Class names are the train folder's subdirectory names, sorted. Grayscale and RGB files
+    may mix (grayscale is widened to RGB); ``size=(H, W)`` resizes every image.
+    """
+    root = Path(root)
+    train = _read_split(root, "train", size, None)
+    test = _read_split(root, "test", size, train.class_names)
+    return Splits(train=train, test=test)
+
+
+def load_digits(*, test_fraction: float = 0.3, seed: int = 0) -> Splits:
+    """scikit-learn's handwritten digits (1,797 real 8x8 scans) as 0-255 uint8 splits."""
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError:  # pragma: no cover - depends on the environment
+        from .errors import AdapterUnavailableError
+
+        raise AdapterUnavailableError(
+            "load_digits needs scikit-learn: pip install scikit-learn"
+        ) from None
+    bunch = sk_load_digits()
+    images = np.round(bunch.images * (255 / 16)).astype(np.uint8)
+    return stratified_split(images, bunch.target, class_names=[str(d) for d in range(10)],
+                            test_fraction=test_fraction, seed=seed)

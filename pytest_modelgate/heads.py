@@ -1,0 +1,201 @@
+"""Find and replace a classifier head by dotted path, never by attribute name.
+
+Resolution order: an explicit ``head=`` path, timm's ``get_classifier()`` contract, the table
+of known torchvision families below, then a scan that accepts exactly one candidate. The head
+is replaced with a fresh ``nn.Linear`` of the right width and checked with one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import HeadNotFoundError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# The one place where attribute names of heads are spelled: torchvision families.
+KNOWN_HEADS: tuple[tuple[str, str], ...] = (
+    ("fc", "resnet, resnext, wide_resnet, regnet, googlenet, inception, shufflenet"),
+    ("classifier", "densenet, and the last Linear of alexnet, vgg, mobilenet, efficientnet, "
+                   "mnasnet, convnext"),
+    ("heads.head", "vit"),
+    ("head", "swin, maxvit"),
+)
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    """Where the head sits, its input width, and how it was found."""
+
+    path: str
+    in_features: int
+    found_by: str
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    """The module at a dotted path (``"classifier.1"``); KeyError when absent."""
+    module = model
+    for part in path.split("."):
+        children = dict(module.named_children())
+        if part not in children:
+            raise KeyError(path)
+        module = children[part]
+    return module
+
+
+def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
+    """Put ``new`` at a dotted path, replacing what was there."""
+    parent_path, _, name = path.rpartition(".")
+    parent = get_submodule(model, parent_path) if parent_path else model
+    setattr(parent, name, new)
+
+
+def _last_linear(module: nn.Module, prefix: str) -> str | None:
+    """Path of ``module`` if it is a Linear, else of the last Linear among its direct children."""
+    from torch import nn
+
+    if isinstance(module, nn.Linear):
+        return prefix
+    children = list(module.named_children())
+    for name, child in reversed(children):
+        if isinstance(child, nn.Linear):
+            return f"{prefix}.{name}"
+        if any(True for _ in child.parameters()):
+            return None  # the last layer with weights is not a Linear: not a classifier block
+    return None
+
+
+def _module_path(model: nn.Module, target: nn.Module) -> str | None:
+    for name, module in model.named_modules():
+        if module is target and name:
+            return name
+    return None
+
+
+def _scan(model: nn.Module) -> list[str]:
+    """Candidates: the only Linear in the model, or the Linear that ends the model."""
+    from torch import nn
+
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    candidates: list[str] = []
+    if len(linears) == 1:
+        candidates.append(linears[0])
+    # Follow the last child down while it is a container: a Sequential ending in Linear,
+    # or a model whose last registered layer is its classifier (``linear``, ``out`` ...).
+    module, path = model, ""
+    while True:
+        children = list(module.named_children())
+        if not children:
+            break
+        name, module = children[-1]
+        path = f"{path}.{name}" if path else name
+        if isinstance(module, nn.Linear):
+            if path not in candidates:
+                candidates.append(path)
+            break
+    return candidates
+
+
+def find_head(model: nn.Module, head: str | None = None) -> HeadInfo:
+    """Resolve the classifier head of ``model`` to one ``nn.Linear`` by dotted path.
+
+    Args:
+        model: the network.
+        head: an explicit dotted path such as ``"classifier.3"``; wins over every rule.
+
+    Raises:
+        HeadNotFoundError: nothing or more than one thing qualifies; the message lists what
+            was tried and the ``head=`` fix.
+
+    Example:
+        >>> from torch import nn
+        >>> find_head(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))).path
+        '1'
+    """
+    from torch import nn
+
+    tried: list[str] = []
+    if head is not None:
+        try:
+            module = get_submodule(model, head)
+        except KeyError:
+            raise HeadNotFoundError(
+                f"head={head!r} names no submodule of {type(model).__name__}; "
+                f"top-level children are {[n for n, _ in model.named_children()]}"
+            ) from None
+        if not isinstance(module, nn.Linear):
+            raise HeadNotFoundError(
+                f"head={head!r} is a {type(module).__name__}, not an nn.Linear; "
+                "point head= at the final Linear layer"
+            )
+        return HeadInfo(head, module.in_features, "head= argument")
+    tried.append("head= argument (not given)")
+
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):
+        classifier = get_classifier()
+        path = _module_path(model, classifier) if isinstance(classifier, nn.Module) else None
+        if path and isinstance(classifier, nn.Linear):
+            return HeadInfo(path, classifier.in_features, "get_classifier()")
+        tried.append("get_classifier() (no Linear returned)")
+    else:
+        tried.append("get_classifier() (not defined)")
+
+    for path, families in KNOWN_HEADS:
+        try:
+            module = get_submodule(model, path)
+        except KeyError:
+            continue
+        found = _last_linear(module, path)
+        if found:
+            linear = get_submodule(model, found)
+            return HeadInfo(found, linear.in_features, f"known torchvision head ({families})")
+    tried.append("known heads " + ", ".join(p for p, _ in KNOWN_HEADS))
+
+    candidates = _scan(model)
+    if len(candidates) == 1:
+        linear = get_submodule(model, candidates[0])
+        return HeadInfo(candidates[0], linear.in_features, "scan (one final Linear)")
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if candidates:
+        tried.append(f"scan (ambiguous: {candidates})")
+    else:
+        tried.append(f"scan (no final Linear; Linear layers: {linears or 'none'})")
+    example = linears[-1] if linears else "path.to.final_linear"
+    raise HeadNotFoundError(
+        f"could not find the classifier head of {type(model).__name__}. Tried: "
+        + "; ".join(tried)
+        + f". Fix: pass head='<dotted path of the final nn.Linear>', e.g. head={example!r}"
+    )
+
+
+def replace_head(model: nn.Module, num_classes: int, head: str | None = None) -> HeadInfo:
+    """Swap the resolved head for a fresh ``nn.Linear(in_features, num_classes)``."""
+    from torch import nn
+
+    info = find_head(model, head)
+    old = get_submodule(model, info.path)
+    new = nn.Linear(info.in_features, num_classes)
+    new.to(device=old.weight.device, dtype=old.weight.dtype)
+    set_submodule(model, info.path, new)
+    return info
+
+
+def verify_width(model: nn.Module, sample, num_classes: int, info: HeadInfo) -> None:
+    """One forward pass: the model must now output ``num_classes`` logits per sample."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(sample)
+    model.train(was_training)
+    width = out.shape[-1] if out.ndim >= 1 else None
+    if out.ndim != 2 or width != num_classes:
+        raise HeadNotFoundError(
+            f"replaced head {info.path!r} (found by {info.found_by}) but the model outputs "
+            f"shape {tuple(out.shape)}, not (batch, {num_classes}); the layer that sets the "
+            "output width is elsewhere: pass head='<dotted path of the final nn.Linear>'"
+        )

@@ -1,0 +1,287 @@
+"""The fine-tuning loop: device, AMP, freezing, seeded order, synchronised timing.
+
+Head-only runs (``freeze="backbone"``) compute the frozen backbone's features once and train
+the head on them, so ten epochs cost about one forward pass over the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..data import ImageSet, Splits
+from ..errors import ModelGateError
+from ..heads import get_submodule, replace_head, set_submodule, verify_width
+from ..run import EpochStats, FinetuneRun
+from .torch_zoo import LoadedModel, Preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger("pytest_modelgate")
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything besides model and data that decides a run's outcome."""
+
+    epochs: int = 3
+    freeze: str | int = "backbone"
+    lr: float = 1e-3
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    head: str | None = None
+    stop_at_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ModelGateError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.freeze not in ("backbone", "none"):
+            raise ModelGateError(
+                f"freeze must be 'backbone' (train the head only) or 'none' (train all), "
+                f"got {self.freeze!r}"
+            )
+        if not self.lr > 0:
+            raise ModelGateError(f"lr must be positive, got {self.lr!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ModelGateError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelGateError(f"device={device!r} but no CUDA GPU is visible; use device='auto'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _Clock:
+    """Wall-clock timer that waits for queued GPU work before reading the time."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self._sync: Callable[[], None] = (
+            torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        )
+
+    def now(self) -> float:
+        self._sync()
+        return time.perf_counter()
+
+
+def to_input(images: np.ndarray, prep: Preprocess, device: str) -> torch.Tensor:
+    """uint8 (N, H, W[, C]) pixels to a normalised float NCHW batch on ``device``."""
+    import torch
+    import torch.nn.functional as F
+
+    # A copy: dataset arrays are read-only and torch wants writable memory.
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    if x.ndim == 3:
+        x = x.unsqueeze(-1)
+    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    if x.shape[1] == 1 and prep.channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] == 3 and prep.channels == 1:
+        x = x.mean(dim=1, keepdim=True)
+    if x.shape[-2:] != (prep.image_size, prep.image_size):
+        x = F.interpolate(x, size=(prep.image_size, prep.image_size), mode="bilinear",
+                          align_corners=False)
+    c = x.shape[1]
+    mean = torch.tensor(prep.mean[:c], device=device).view(1, c, 1, 1)
+    std = torch.tensor(prep.std[:c], device=device).view(1, c, 1, 1)
+    x = (x - mean) / std
+    if device.startswith("cuda"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _autocast(device: str):
+    import contextlib
+
+    import torch
+
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
+    import torch
+
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size].numpy()
+
+
+def _forward_all(model: nn.Module, data: ImageSet, prep: Preprocess, device: str,
+                 batch_size: int) -> torch.Tensor:
+    """Model outputs for a whole split, in order, without gradients, in eval mode."""
+    import torch
+
+    model.eval()
+    outs = []
+    with torch.no_grad(), _autocast(device):
+        for idx in _batches(len(data), batch_size * 2):
+            outs.append(model(to_input(data.images[idx], prep, device)).float())
+    return torch.cat(outs)
+
+
+def _check_loss(loss: torch.Tensor, epoch: int, lr: float) -> None:
+    import torch
+
+    if not torch.isfinite(loss):
+        raise ModelGateError(
+            f"training loss became {loss.item()} in epoch {epoch}; lower the learning rate "
+            f"(lr={lr:g}) or check the data for broken images"
+        )
+
+
+def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneRun:
+    """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing."""
+    import torch
+    from torch import nn
+
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    model = loaded.module
+    prep = loaded.preprocess
+    num_classes = len(splits.class_names)
+    info = replace_head(model, num_classes, config.head)
+    model.to(device)
+    if device.startswith("cuda"):
+        model.to(memory_format=torch.channels_last)
+    verify_width(model, to_input(splits.test.images[:2], prep, device), num_classes, info)
+    head = get_submodule(model, info.path)
+    generator = torch.Generator().manual_seed(config.seed)
+    clock = _Clock(device)
+    criterion = nn.CrossEntropyLoss()
+    y_train = torch.from_numpy(splits.train.labels).to(device)
+    y_test = splits.test.labels
+    history: list[EpochStats] = []
+    notes: list[str] = []
+
+    start = clock.now()
+    if config.freeze == "backbone":
+        # Frozen backbone in eval mode: its output never changes, so compute it once.
+        for p in model.parameters():
+            p.requires_grad_(False)
+        set_submodule(model, info.path, nn.Identity())
+        train_features = _forward_all(model, splits.train, prep, device, config.batch_size)
+        setup_seconds = clock.now() - start
+        eval_start = clock.now()
+        test_features = _forward_all(model, splits.test, prep, device, config.batch_size)
+        eval_seconds = clock.now() - eval_start
+        set_submodule(model, info.path, head)
+        for p in head.parameters():
+            p.requires_grad_(True)
+        params = list(head.parameters())
+        notes.append("head-only: backbone features computed once; no augmentation")
+
+        def step_inputs(idx):
+            return train_features[idx]
+
+        forward_train = head
+
+        def predict_test() -> torch.Tensor:
+            head.eval()
+            with torch.no_grad():
+                return head(test_features)
+    else:
+        setup_seconds = 0.0
+        eval_seconds = 0.0
+        params = list(model.parameters())
+        for p in params:
+            p.requires_grad_(True)
+
+        def step_inputs(idx):
+            return to_input(splits.train.images[idx], prep, device)
+
+        forward_train = model
+
+        def predict_test() -> torch.Tensor:
+            return _forward_all(model, splits.test, prep, device, config.batch_size)
+
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    train_seconds = clock.now() - start - eval_seconds
+    logits = None
+    for epoch in range(1, config.epochs + 1):
+        t0 = clock.now()
+        forward_train.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for idx in _batches(len(splits.train), config.batch_size, generator):
+            inputs = step_inputs(idx)
+            targets = y_train[torch.from_numpy(idx).to(device)]
+            with _autocast(device):
+                out = forward_train(inputs)
+                loss = criterion(out.float(), targets)
+            _check_loss(loss.detach(), epoch, config.lr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((out.argmax(1) == targets).sum())
+            seen += len(idx)
+        train_seconds += clock.now() - t0
+        logits = predict_test()
+        pred = logits.argmax(1).cpu().numpy()
+        test_acc = float(np.mean(pred == y_test))
+        stats = EpochStats(epoch, total_loss / seen, correct / seen, test_acc, train_seconds)
+        history.append(stats)
+        log.info("%s epoch %d/%d: loss %.4f, train acc %.3f, test acc %.3f, %.1fs",
+                 loaded.name, epoch, config.epochs, stats.loss, stats.train_accuracy,
+                 test_acc, train_seconds)
+        if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
+            notes.append(f"stopped after epoch {epoch}: reached {config.stop_at_accuracy:.3f}")
+            break
+
+    assert logits is not None
+    probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    config_dict: dict[str, Any] = asdict(config)
+    config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
+                       head_found_by=info.found_by)
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return FinetuneRun(
+        model=loaded.name,
+        class_names=splits.class_names,
+        y_true=y_test.copy(),
+        y_pred=probabilities.argmax(1),
+        probabilities=probabilities,
+        history=tuple(history),
+        seconds=train_seconds,
+        setup_seconds=setup_seconds,
+        device=device,
+        freeze=config.freeze,
+        pretrained=loaded.pretrained,
+        config=config_dict,
+        notes=tuple(notes),
+    )
