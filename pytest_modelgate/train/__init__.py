@@ -34,7 +34,7 @@ def run_finetune(
     The returned run can race a from-scratch copy of the same architecture
     (``run.scratch_runner``), which ``assert_faster_than_scratch`` uses.
     """
-    from .engine import TrainConfig, train
+    from .engine import TrainConfig, seed_everything, train
     from .torch_zoo import LoadedModel, load_model
 
     if not isinstance(data, Splits):
@@ -44,6 +44,7 @@ def run_finetune(
         )
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, batch_size=batch_size, seed=seed,
                          device=device, head=head)
+    seed_everything(seed)
     loaded = load_model(model, pretrained=pretrained, image_size=image_size, mean=mean, std=std)
     fresh = loaded.fresh
     prep = loaded.preprocess
@@ -54,6 +55,7 @@ def run_finetune(
             config, freeze="none", stop_at_accuracy=target_accuracy,
             epochs=epochs or config.epochs,
         )
+        seed_everything(config.seed)  # the random init itself is part of the seeded run
         scratch_model = LoadedModel(fresh(), loaded.name, prep, pretrained=False, fresh=fresh)
         return train(scratch_model, data, scratch_config)
 

@@ -184,7 +184,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
     generator = torch.Generator().manual_seed(config.seed)
     clock = _Clock(device)
     criterion = nn.CrossEntropyLoss()
-    y_train = torch.from_numpy(splits.train.labels).to(device)
+    y_train = torch.as_tensor(np.array(splits.train.labels), device=device)
     y_test = splits.test.labels
     history: list[EpochStats] = []
     notes: list[str] = []

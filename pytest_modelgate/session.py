@@ -1,0 +1,130 @@
+"""ModelGateSession: the one object that reads pytest's config; lives in config.stash."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .baseline import (
+    DEFAULT_BASELINE,
+    Regression,
+    compare,
+    format_regressions,
+    load_baseline,
+    parse_tolerance,
+    save_baseline,
+)
+from .errors import BaselineError
+from .settings import GateSettings
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def parse_tolerance_option(value: str):
+    """argparse ``type=`` for --modelgate-tolerance."""
+    try:
+        return parse_tolerance(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_device(value: str) -> str:
+    """argparse ``type=`` for --modelgate-device."""
+    if value in DEVICES or value.startswith("cuda:"):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(DEVICES)} or cuda:N")
+
+
+def _resolve(config: pytest.Config, option: str, ini: str, parse=None) -> Any:
+    value = config.getoption(option)
+    if value is None:
+        raw = config.getini(ini)
+        if raw in (None, ""):
+            return None
+        try:
+            value = parse(raw) if parse else raw
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"ini option {ini} = {raw!r}: {exc}") from None
+    return value
+
+
+def settings_from_config(config: pytest.Config) -> GateSettings:
+    root = config.rootpath
+    baseline = _resolve(config, "modelgate_baseline", "modelgate_baseline") or DEFAULT_BASELINE
+    report_dir = _resolve(config, "modelgate_report_dir", "modelgate_report_dir")
+    tolerance = _resolve(config, "modelgate_tolerance", "modelgate_tolerance",
+                         parse_tolerance_option)
+    device = _resolve(config, "modelgate_device", "modelgate_device", parse_device) or "auto"
+    update = bool(config.getoption("modelgate_update_baseline"))
+    kwargs: dict[str, Any] = {}
+    if tolerance is not None:
+        kwargs["tolerance"] = tolerance
+    return GateSettings(
+        enabled=bool(config.getoption("modelgate")) or update,
+        update_baseline=update,
+        baseline_path=(root / baseline).resolve(),
+        report_dir=(root / (report_dir or "reports")).resolve(),
+        device=device,
+        **kwargs,
+    )
+
+
+class ModelGateSession:
+    """Settings, the loaded baseline and every gate test's record for one pytest session."""
+
+    def __init__(self, settings: GateSettings, *, controller: bool) -> None:
+        self.settings = settings
+        self.controller = controller
+        self.tests: dict[str, dict[str, Any]] = {}
+        self.baseline: dict[str, dict] | None = None
+        self.report_paths: tuple[Path, Path] | None = None
+        if settings.enabled:
+            try:
+                self.baseline = load_baseline(settings.baseline_path)
+            except BaselineError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def regressions(self, nodeid: str, record: dict) -> list[Regression]:
+        if self.settings.update_baseline or self.baseline is None:
+            return []
+        return compare(record["metrics"], self.baseline.get(nodeid), self.settings.tolerance)
+
+    def regression_message(self, regressions: list[Regression]) -> str:
+        return format_regressions(regressions, self.settings.baseline_path)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collect(report)
+
+    def collect(self, report: pytest.TestReport) -> None:
+        """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
+        payload = dict(report.user_properties).get("modelgate")
+        if payload is None or report.when != "call":
+            return
+        entry = self.tests.setdefault(report.nodeid, {"nodeid": report.nodeid})
+        entry.update(payload)
+        entry["outcome"] = report.outcome
+        entry["duration"] = report.duration
+
+    def finish(self) -> None:
+        """Write the reports and, when asked, the baseline. Controller only."""
+        if not (self.controller and self.settings.enabled):
+            return
+        tests = sorted(self.tests.values(), key=lambda t: t["nodeid"])
+        if self.settings.update_baseline and tests:
+            save_baseline(self.settings.baseline_path,
+                          {t["nodeid"]: t["record"]["metrics"] for t in tests},
+                          previous=self.baseline)
+        if self.settings.report_dir is not None:
+            from .report.context import build_context
+            from .report.html import write_reports
+
+            context = build_context(
+                tests,
+                baseline_path=str(self.settings.baseline_path),
+                baseline_found=self.baseline is not None,
+                updated_baseline=self.settings.update_baseline,
+            )
+            self.report_paths = write_reports(context, self.settings.report_dir)

@@ -1,0 +1,20 @@
+"""Settings for a gate session, resolved once: command line over ini over default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .baseline import Tolerance
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """What ``--modelgate*`` options and ``modelgate_*`` ini keys decided."""
+
+    enabled: bool = False
+    update_baseline: bool = False
+    baseline_path: Path = Path("modelgate-baseline.json")
+    tolerance: Tolerance = Tolerance()
+    report_dir: Path | None = Path("reports")
+    device: str = "auto"
