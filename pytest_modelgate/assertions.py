@@ -253,9 +253,9 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     pre_seconds, pre_epoch = reached
     scratch_reached = scratch.time_to_accuracy(target_accuracy)
     if scratch_reached is None:
-        scratch_seconds, scratch_epoch, bound = scratch.seconds, None, ">"
+        scratch_seconds, scratch_epoch, bound = scratch.seconds, None, "> "
     else:
-        (scratch_seconds, scratch_epoch), bound = scratch_reached, "="
+        (scratch_seconds, scratch_epoch), bound = scratch_reached, ""
     speedup = scratch_seconds / max(pre_seconds, 1e-9)
     passed = speedup >= min_speedup
     race = {
@@ -268,7 +268,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
         "scratch_epoch": scratch_epoch,
         "scratch_best_accuracy": max((h.test_accuracy for h in scratch.history), default=0.0),
         "speedup": speedup,
-        "lower_bound": bound == ">",
+        "lower_bound": bool(bound),
         "min_speedup": min_speedup,
     }
     record = _RECORD.get()
@@ -283,7 +283,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     )
     if not passed:
         raise AssertionError(
-            f"speedup to accuracy {target_accuracy:.3f} = {bound} {speedup:.2f}x < "
+            f"speedup to accuracy {target_accuracy:.3f} = {bound}{speedup:.2f}x < "
             f"{min_speedup:.2f}x required: pretrained {pre_seconds:.1f}s (epoch {pre_epoch}), "
             f"scratch {scratch_text}\n"
             "  Fix: pretrained features pay off most with few labels and head-only training "

@@ -74,36 +74,49 @@ def _module_path(model: nn.Module, target: nn.Module) -> str | None:
     return None
 
 
-def _scan(model: nn.Module) -> list[str]:
-    """Candidates: the only Linear in the model, or the Linear that ends the model."""
+def _scan(model: nn.Module, sample=None) -> tuple[list[str], str]:
+    """Candidate heads and how they were found.
+
+    With a sample input, trace one forward pass: the head is the Linear whose output tensor
+    *is* the model's output. Without one, only structure that fixes the execution order
+    counts: the model's only Linear, or the Linear that ends a chain of nn.Sequential.
+    """
+    import torch
     from torch import nn
 
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    candidates: list[str] = []
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if sample is not None:
+        outputs: dict[str, object] = {}
+        hooks = [m.register_forward_hook(lambda _m, _i, out, name=n: outputs.__setitem__(name, out))
+                 for n, m in linears]
+        was_training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                result = model(sample)
+        finally:
+            model.train(was_training)
+            for h in hooks:
+                h.remove()
+        return [n for n, out in outputs.items() if out is result], "traced forward pass"
     if len(linears) == 1:
-        candidates.append(linears[0])
-    # Follow the last child down while it is a container: a Sequential ending in Linear,
-    # or a model whose last registered layer is its classifier (``linear``, ``out`` ...).
+        return [linears[0][0]], "scan (the only Linear)"
     module, path = model, ""
-    while True:
-        children = list(module.named_children())
-        if not children:
-            break
-        name, module = children[-1]
+    while isinstance(module, nn.Sequential) and len(module):
+        name, module = list(module.named_children())[-1]
         path = f"{path}.{name}" if path else name
         if isinstance(module, nn.Linear):
-            if path not in candidates:
-                candidates.append(path)
-            break
-    return candidates
+            return [path], "scan (Linear ending an nn.Sequential)"
+    return [], "scan"
 
 
-def find_head(model: nn.Module, head: str | None = None) -> HeadInfo:
+def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInfo:
     """Resolve the classifier head of ``model`` to one ``nn.Linear`` by dotted path.
 
     Args:
         model: the network.
         head: an explicit dotted path such as ``"classifier.3"``; wins over every rule.
+        sample: an input batch; lets the scan trace which Linear produces the output.
 
     Raises:
         HeadNotFoundError: nothing or more than one thing qualifies; the message lists what
@@ -154,15 +167,19 @@ def find_head(model: nn.Module, head: str | None = None) -> HeadInfo:
             return HeadInfo(found, linear.in_features, f"known torchvision head ({families})")
     tried.append("known heads " + ", ".join(p for p, _ in KNOWN_HEADS))
 
-    candidates = _scan(model)
+    candidates, how = _scan(model, sample)
     if len(candidates) == 1:
         linear = get_submodule(model, candidates[0])
-        return HeadInfo(candidates[0], linear.in_features, "scan (one final Linear)")
+        return HeadInfo(candidates[0], linear.in_features, how)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if candidates:
-        tried.append(f"scan (ambiguous: {candidates})")
+        tried.append(f"{how} (ambiguous: {candidates})")
+    elif sample is not None:
+        tried.append(f"{how} (no Linear's output is the model output; Linear layers: "
+                     f"{linears or 'none'})")
     else:
-        tried.append(f"scan (no final Linear; Linear layers: {linears or 'none'})")
+        tried.append(f"scan without a sample input (no single final Linear; Linear layers: "
+                     f"{linears or 'none'})")
     example = linears[-1] if linears else "path.to.final_linear"
     raise HeadNotFoundError(
         f"could not find the classifier head of {type(model).__name__}. Tried: "
@@ -171,11 +188,12 @@ def find_head(model: nn.Module, head: str | None = None) -> HeadInfo:
     )
 
 
-def replace_head(model: nn.Module, num_classes: int, head: str | None = None) -> HeadInfo:
+def replace_head(model: nn.Module, num_classes: int, head: str | None = None,
+                 sample=None) -> HeadInfo:
     """Swap the resolved head for a fresh ``nn.Linear(in_features, num_classes)``."""
     from torch import nn
 
-    info = find_head(model, head)
+    info = find_head(model, head, sample)
     old = get_submodule(model, info.path)
     new = nn.Linear(info.in_features, num_classes)
     new.to(device=old.weight.device, dtype=old.weight.dtype)

@@ -175,11 +175,12 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
     model = loaded.module
     prep = loaded.preprocess
     num_classes = len(splits.class_names)
-    info = replace_head(model, num_classes, config.head)
     model.to(device)
     if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
-    verify_width(model, to_input(splits.test.images[:2], prep, device), num_classes, info)
+    sample = to_input(splits.test.images[:2], prep, device)
+    info = replace_head(model, num_classes, config.head, sample)
+    verify_width(model, sample, num_classes, info)
     head = get_submodule(model, info.path)
     generator = torch.Generator().manual_seed(config.seed)
     clock = _Clock(device)

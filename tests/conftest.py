@@ -1,0 +1,32 @@
+"""Shared test data: real digit scans from scikit-learn, small enough for CPU unit tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_modelgate.data import Splits, stratified_split
+
+
+@pytest.fixture(scope="session")
+def digits_small() -> Splits:
+    """Three digit classes (0, 1, 7), 8x8 scans, 70/30 split: about 380 train, 160 test."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    keep = np.isin(bunch.target, [0, 1, 7])
+    images = np.round(bunch.images[keep] * (255 / 16)).astype(np.uint8)
+    remap = {0: 0, 1: 1, 7: 2}
+    labels = np.array([remap[t] for t in bunch.target[keep]])
+    return stratified_split(images, labels, class_names=["zero", "one", "seven"],
+                            test_fraction=0.3, seed=0)
+
+
+def tiny_cnn(num_classes: int = 10):
+    """A small grayscale CNN whose head is the last element of an nn.Sequential."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(32, num_classes),
+    )

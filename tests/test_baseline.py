@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_modelgate.baseline import (
+    Tolerance,
+    compare,
+    format_regressions,
+    load_baseline,
+    parse_tolerance,
+    save_baseline,
+)
+from pytest_modelgate.errors import BaselineError
+
+
+def metric(name, value, higher=True, n=100):
+    return {"name": name, "value": value, "higher_is_better": higher, "n": n}
+
+
+def test_parse_tolerance():
+    assert parse_tolerance("0.05").for_metric("recall[cat]") == (0.05, False)
+    assert parse_tolerance("0.05").for_metric("speedup") == (0.5, True)  # keeps its relative default
+    tol = parse_tolerance("recall=0.01, speedup=20%")
+    assert tol.for_metric("recall[macro]") == (0.01, False)
+    assert tol.for_metric("speedup") == (pytest.approx(0.2), True)
+    assert tol.for_metric("accuracy") == (0.02, False)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("abc", "'abc' is not a number"),
+        ("recal=0.1", "unknown metric 'recal' in tolerance \\(did you mean 'recall'\\?\\)"),
+        ("-0.1", "cannot be negative"),
+        ("10%", "a bare tolerance is absolute"),
+    ],
+)
+def test_bad_tolerances(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_tolerance(spec)
+
+
+def test_compare_orients_by_direction():
+    base = {"accuracy": {"value": 0.90}, "leaked_pairs": {"value": 0},
+            "speedup": {"value": 4.0}}
+    tol = Tolerance()
+    ok = [metric("accuracy", 0.885), metric("leaked_pairs", 0, higher=False),
+          metric("speedup", 2.1)]
+    assert compare(ok, base, tol) == []
+    bad = [metric("accuracy", 0.87), metric("leaked_pairs", 1, higher=False),
+           metric("speedup", 1.9), metric("recall[new]", 0.1)]
+    regs = compare(bad, base, tol)
+    assert [(r.name, r.allowed) for r in regs] == [
+        ("accuracy", pytest.approx(0.88)), ("leaked_pairs", 0), ("speedup", 2.0)]
+    text = format_regressions(regs, __import__("pathlib").Path("modelgate-baseline.json"))
+    assert "3 metric(s) regressed beyond tolerance" in text
+    assert "accuracy         0.9000     0.8700  >= 0.8800" in text
+    assert "leaked_pairs     0.0000     1.0000  <= 0.0000" in text
+    assert text.endswith("raise --modelgate-tolerance.")
+    assert "--modelgate-update-baseline" in text
+
+
+def test_save_and_load_round_trip_merges_and_sorts(tmp_path):
+    path = tmp_path / "sub" / "modelgate-baseline.json"
+    save_baseline(path, {"t.py::b": [metric("recall[x]", 0.5)],
+                         "t.py::a": [metric("accuracy", 0.7)]})
+    text = path.read_text()
+    doc = json.loads(text)
+    assert doc["schema"] == "pytest-modelgate-baseline" and doc["version"] == 1
+    assert "python" in doc["environment"] and doc["provenance"]["written"]
+    assert text.index('"t.py::a"') < text.index('"t.py::b"')
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)
+    save_baseline(path, {"t.py::a": [metric("accuracy", 0.8)]}, previous=load_baseline(path))
+    tests = load_baseline(path)
+    assert tests["t.py::a"]["accuracy"]["value"] == 0.8
+    assert tests["t.py::b"]["recall[x]"]["value"] == 0.5   # kept: not run this time
+    assert [p.name for p in path.parent.iterdir()] == ["modelgate-baseline.json"]
+
+
+def test_missing_baseline_is_none(tmp_path):
+    assert load_baseline(tmp_path / "nope.json") is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not readable JSON"),
+        ('{"hello": 1}', "is not a pytest-modelgate baseline"),
+        ('{"schema": "pytest-modelgate-baseline", "version": 99, "tests": {}}',
+         "schema version 99"),
+        ('{"schema": "pytest-modelgate-baseline", "version": 1, "tests": {"a": {"m": 1}}}',
+         "malformed 'tests' table"),
+    ],
+)
+def test_corrupt_or_foreign_baselines(tmp_path, content, message):
+    path = tmp_path / "b.json"
+    path.write_text(content)
+    with pytest.raises(BaselineError, match=message):
+        load_baseline(path)
+    with pytest.raises(BaselineError, match="--modelgate-update-baseline"):
+        load_baseline(path)

