@@ -103,6 +103,12 @@ def _class_index(run: FinetuneRun, label: str | int) -> int:
     raise ModelGateError(f"label={label!r} is not a class of this run; classes are {list(names)}")
 
 
+def _secs(seconds: float) -> str:
+    """Seconds with enough digits to tell short runs apart."""
+    return f"{seconds:.1f}s" if seconds >= 10 else f"{seconds:.2f}s" if seconds >= 0.1 else \
+        f"{seconds * 1000:.1f}ms"
+
+
 def _fmt_interval(interval: tuple[float, float] | None) -> str:
     return f", 95% CI {interval[0]:.3f}-{interval[1]:.3f}" if interval else ""
 
@@ -245,7 +251,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
         _record_metric("speedup", 0.0, min_speedup, False, n=len(run.y_true), run=run)
         raise AssertionError(
             f"the pretrained run never reached accuracy {target_accuracy:.3f} "
-            f"(best {best:.3f} in {len(run.history)} epochs, {run.seconds:.1f}s), so it "
+            f"(best {best:.3f} in {len(run.history)} epochs, {_secs(run.seconds)}), so it "
             "cannot be faster than scratch. Fix: more epochs, another freeze setting, or a "
             "lower target_accuracy"
         )
@@ -277,14 +283,14 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     _record_metric("speedup", speedup, min_speedup, passed, n=len(run.y_true), run=run,
                    detail=race)
     scratch_text = (
-        f"{scratch_seconds:.1f}s (epoch {scratch_epoch})" if scratch_epoch is not None
-        else f"never in {len(scratch.history)} epochs, {scratch_seconds:.1f}s "
+        f"{_secs(scratch_seconds)} (epoch {scratch_epoch})" if scratch_epoch is not None
+        else f"never in {len(scratch.history)} epochs, {_secs(scratch_seconds)} "
              f"(best {race['scratch_best_accuracy']:.3f})"
     )
     if not passed:
         raise AssertionError(
             f"speedup to accuracy {target_accuracy:.3f} = {bound}{speedup:.2f}x < "
-            f"{min_speedup:.2f}x required: pretrained {pre_seconds:.1f}s (epoch {pre_epoch}), "
+            f"{min_speedup:.2f}x required: pretrained {_secs(pre_seconds)} (epoch {pre_epoch}), "
             f"scratch {scratch_text}\n"
             "  Fix: pretrained features pay off most with few labels and head-only training "
             "(freeze='backbone'); check the learning rate, or lower min_speedup."

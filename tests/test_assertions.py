@@ -122,8 +122,8 @@ def test_faster_than_scratch_failure_shows_both_times():
     with pytest.raises(AssertionError) as info:
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=2)
     assert str(info.value).startswith(
-        "speedup to accuracy 0.900 = 1.50x < 2.00x required: pretrained 2.0s (epoch 2), "
-        "scratch 3.0s (epoch 1)")
+        "speedup to accuracy 0.900 = 1.50x < 2.00x required: pretrained 2.00s (epoch 2), "
+        "scratch 3.00s (epoch 1)")
 
 
 def test_scratch_never_reaching_target_gives_a_lower_bound():
@@ -132,7 +132,7 @@ def test_scratch_never_reaching_target_gives_a_lower_bound():
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=1.2)
     assert record["races"][0]["lower_bound"]
     with pytest.raises(AssertionError, match=r"= > 1\.50x < 4\.00x required.*scratch never in "
-                                             r"2 epochs, 3\.0s \(best 0\.400\)"):
+                                             r"2 epochs, 3\.00s \(best 0\.400\)"):
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=4)
 
 
@@ -142,7 +142,7 @@ def test_pretrained_never_reaching_target_fails_without_racing():
 
     run = dataclasses.replace(make_run(Y_TRUE, Y_PRED), scratch_runner=boom)
     with pytest.raises(AssertionError, match=r"never reached accuracy 0\.950 \(best 0\.900 in 2 "
-                                             r"epochs, 2\.0s\)"):
+                                             r"epochs, 2\.00s\)"):
         assert_faster_than_scratch(run, target_accuracy=0.95)
 
 

