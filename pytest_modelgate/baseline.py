@@ -12,10 +12,11 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import BaselineError
 from .metrics import METRICS, metric_spec
@@ -95,16 +96,11 @@ def environment() -> dict[str, str]:
     """Where a baseline was recorded: enough to explain a difference, not to reject one."""
     env = {"python": platform.python_version(), "platform": platform.platform(terse=True),
            "machine": platform.machine()}
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-        for dist in ("torch", "torchvision", "numpy"):
-            try:
-                env[dist] = version(dist)
-            except Exception:
-                pass
-    except ImportError:  # pragma: no cover
-        pass
+    for dist in ("torch", "torchvision", "numpy"):
+        with contextlib.suppress(PackageNotFoundError):
+            env[dist] = version(dist)
     return env
 
 

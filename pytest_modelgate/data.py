@@ -14,9 +14,9 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -171,15 +171,15 @@ def from_arrays(
 
     ``class_names`` defaults to the label values as strings (``"0"``, ``"1"`` ...).
     """
-    y_train = np.asarray(y_train)
-    y_test = np.asarray(y_test)
+    train_labels = np.asarray(y_train)
+    test_labels = np.asarray(y_test)
     if class_names is None:
-        top = int(max(y_train.max(initial=0), y_test.max(initial=0)))
+        top = int(max(train_labels.max(initial=0), test_labels.max(initial=0)))
         class_names = [str(i) for i in range(top + 1)]
     names = tuple(class_names)
     return Splits(
-        train=ImageSet(np.asarray(x_train), y_train, names, name="train"),
-        test=ImageSet(np.asarray(x_test), y_test, names, name="test"),
+        train=ImageSet(np.asarray(x_train), train_labels, names, name="train"),
+        test=ImageSet(np.asarray(x_test), test_labels, names, name="test"),
     )
 
 
@@ -199,12 +199,12 @@ def stratified_split(
     if not 0 < test_fraction < 1:
         raise ModelGateError(f"test_fraction must be in (0, 1), got {test_fraction}")
     images = np.asarray(images)
-    labels = np.asarray(labels).astype(np.int64)
+    label_arr = np.asarray(labels).astype(np.int64)
     ids = [content_id(img) for img in images]
     rng = np.random.default_rng(seed)
     test_mask = np.zeros(len(images), dtype=bool)
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
+    for cls in np.unique(label_arr):
+        members = np.flatnonzero(label_arr == cls)
         groups: dict[str, list[int]] = {}
         for i in members:
             groups.setdefault(ids[i], []).append(int(i))
@@ -222,8 +222,8 @@ def stratified_split(
     test_mask |= np.array([i in test_ids for i in ids])
     names = tuple(class_names)
     return Splits(
-        train=ImageSet(images[~test_mask], labels[~test_mask], names, name="train"),
-        test=ImageSet(images[test_mask], labels[test_mask], names, name="test"),
+        train=ImageSet(images[~test_mask], label_arr[~test_mask], names, name="train"),
+        test=ImageSet(images[test_mask], label_arr[test_mask], names, name="test"),
     )
 
 
@@ -231,12 +231,13 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.load()
+        with Image.open(path) as opened:
+            opened.load()
+            im: Image.Image = opened
             if im.mode not in ("L", "RGB"):
                 im = im.convert("RGB")
             if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
+                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ModelGateError(

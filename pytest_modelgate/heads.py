@@ -52,6 +52,14 @@ def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
     setattr(parent, name, new)
 
 
+def _linear_at(model: nn.Module, path: str) -> nn.Linear:
+    from torch import nn
+
+    module = get_submodule(model, path)
+    assert isinstance(module, nn.Linear), path
+    return module
+
+
 def _last_linear(module: nn.Module, prefix: str) -> str | None:
     """Path of ``module`` if it is a Linear, else of the last Linear among its direct children."""
     from torch import nn
@@ -163,13 +171,13 @@ def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInf
             continue
         found = _last_linear(module, path)
         if found:
-            linear = get_submodule(model, found)
+            linear = _linear_at(model, found)
             return HeadInfo(found, linear.in_features, f"known torchvision head ({families})")
     tried.append("known heads " + ", ".join(p for p, _ in KNOWN_HEADS))
 
     candidates, how = _scan(model, sample)
     if len(candidates) == 1:
-        linear = get_submodule(model, candidates[0])
+        linear = _linear_at(model, candidates[0])
         return HeadInfo(candidates[0], linear.in_features, how)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if candidates:
@@ -194,7 +202,7 @@ def replace_head(model: nn.Module, num_classes: int, head: str | None = None,
     from torch import nn
 
     info = find_head(model, head, sample)
-    old = get_submodule(model, info.path)
+    old = _linear_at(model, info.path)
     new = nn.Linear(info.in_features, num_classes)
     new.to(device=old.weight.device, dtype=old.weight.dtype)
     set_submodule(model, info.path, new)

@@ -5,7 +5,7 @@ Loading this module must stay light: no torch, torchvision, tensorflow or jinja2
 
 from __future__ import annotations
 
-from typing import Generator
+from collections.abc import Generator
 
 import pytest
 

@@ -101,7 +101,7 @@ class ModelGateSession:
     def collect(self, report: pytest.TestReport) -> None:
         """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
         payload = dict(report.user_properties).get("modelgate")
-        if payload is None or report.when != "call":
+        if not isinstance(payload, dict) or report.when != "call":
             return
         entry = self.tests.setdefault(report.nodeid, {"nodeid": report.nodeid})
         entry.update(payload)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .baseline import Tolerance
@@ -15,6 +15,6 @@ class GateSettings:
     enabled: bool = False
     update_baseline: bool = False
     baseline_path: Path = Path("modelgate-baseline.json")
-    tolerance: Tolerance = Tolerance()
+    tolerance: Tolerance = field(default_factory=Tolerance)
     report_dir: Path | None = Path("reports")
     device: str = "auto"

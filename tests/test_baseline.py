@@ -21,7 +21,8 @@ def metric(name, value, higher=True, n=100):
 
 def test_parse_tolerance():
     assert parse_tolerance("0.05").for_metric("recall[cat]") == (0.05, False)
-    assert parse_tolerance("0.05").for_metric("speedup") == (0.5, True)  # keeps its relative default
+    # A bare number leaves speedup's relative default alone.
+    assert parse_tolerance("0.05").for_metric("speedup") == (0.5, True)
     tol = parse_tolerance("recall=0.01, speedup=20%")
     assert tol.for_metric("recall[macro]") == (0.01, False)
     assert tol.for_metric("speedup") == (pytest.approx(0.2), True)

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from pytest_modelgate.errors import ModelGateError  # noqa: E402
-from pytest_modelgate.train import run_finetune  # noqa: E402
-from pytest_modelgate.train.engine import TrainConfig  # noqa: E402
-from pytest_modelgate.train.torch_zoo import load_model  # noqa: E402
+from pytest_modelgate.errors import ModelGateError
+from pytest_modelgate.train import run_finetune
+from pytest_modelgate.train.engine import TrainConfig
+from pytest_modelgate.train.torch_zoo import load_model
 
-from .conftest import tiny_cnn  # noqa: E402
+from .conftest import tiny_cnn
 
 GRAY = dict(image_size=8, mean=(0.5,), std=(0.5,))
 
@@ -40,7 +40,7 @@ def test_sequential_model_fine_tunes(digits_small, freeze):
     assert run.config["head_path"] == "4"
     assert run.device == "cpu"
     # The user's module is copied, never changed.
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     if freeze == "none":
         assert run.accuracy > 0.8
         assert run.setup_seconds == 0.0
@@ -102,7 +102,8 @@ def test_bad_model_and_data_arguments(digits_small):
         load_model(lambda: 3)
     with pytest.raises(ModelGateError, match="model must be a model name"):
         load_model(3.5)
-    with pytest.raises(ModelGateError, match="unknown model name 'resnet81'; did you mean resnet18"):
+    with pytest.raises(ModelGateError,
+                       match="unknown model name 'resnet81'; did you mean resnet18"):
         load_model("resnet81")
 
 

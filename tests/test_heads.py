@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
+from torch import nn
 
-from pytest_modelgate.errors import HeadNotFoundError  # noqa: E402
-from pytest_modelgate.heads import find_head, replace_head, verify_width  # noqa: E402
+from pytest_modelgate.errors import HeadNotFoundError
+from pytest_modelgate.heads import find_head, replace_head, verify_width
 
 
 class CifarStyleNet(nn.Module):

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 
+from pytest_modelgate import assert_accuracy_above
 from pytest_modelgate.assertions import recording
 from pytest_modelgate.report.context import build_context
 from pytest_modelgate.report.html import render_html, write_reports
-from pytest_modelgate import assert_accuracy_above
 
 from .test_assertions import Y_PRED, Y_TRUE, make_run
 

@@ -7,9 +7,10 @@ downloads. A missing cache file is a ModelGateError that names the file and wher
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterUnavailableError, ModelGateError
 
@@ -57,8 +58,9 @@ def reinitialize(model: nn.Module) -> nn.Module:
         reset = getattr(module, "reset_parameters", None)
         if callable(reset):
             reset()
-        if hasattr(module, "reset_running_stats"):
-            module.reset_running_stats()
+        reset_stats = getattr(module, "reset_running_stats", None)
+        if callable(reset_stats):
+            reset_stats()
     return fresh
 
 
