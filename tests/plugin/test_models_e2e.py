@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,29 @@ def test_records_travel_through_xdist(project):
                                                             "test_par.py::test_b"]
     baseline = json.loads((project.path / "modelgate-baseline.json").read_text())
     assert set(baseline["tests"]) == {"test_par.py::test_a", "test_par.py::test_b"}
+
+
+def test_image_folder_data_through_a_gate(project):
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "digits"
+    shutil.copytree(fixtures, project.path / "digits")
+    project.makepyfile(test_folder="""
+        import pytest
+        from pytest_modelgate import assert_accuracy_above, assert_no_leakage
+        from pytest_modelgate.data import from_folder
+        from conftest import GRAY
+
+        @pytest.fixture(scope="session")
+        def folder():
+            return from_folder("digits")
+
+        def test_folder_gate(finetune, folder, tiny):
+            run = finetune(tiny, folder, epochs=10, freeze="none", lr=1e-2, **GRAY)
+            assert run.class_names == ("one", "seven", "zero")
+            assert_accuracy_above(run, 0.6)
+
+        @pytest.mark.modelgate
+        def test_folder_clean(folder):
+            assert_no_leakage(folder.train, folder.test)
+    """)
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=2)
