@@ -10,10 +10,16 @@ __version__ = "0.1.0"
 
 from .assertions import (
     assert_accuracy_above,
+    assert_balanced_accuracy_above,
+    assert_beats_majority,
+    assert_f1_above,
     assert_faster_than_scratch,
     assert_no_leakage,
+    assert_no_overfitting,
     assert_precision_above,
+    assert_precision_at_recall,
     assert_recall_above,
+    assert_recall_at_precision,
 )
 from .data import ImageSet, Splits, from_arrays, from_folder, load_digits, stratified_split
 from .errors import (
@@ -23,7 +29,7 @@ from .errors import (
     ModelGateError,
     ModelGateWarning,
 )
-from .run import EpochStats, FinetuneRun
+from .run import EpochStats, FinetuneRun, Predictions
 
 __all__ = [
     "AdapterUnavailableError",
@@ -34,13 +40,20 @@ __all__ = [
     "ImageSet",
     "ModelGateError",
     "ModelGateWarning",
+    "Predictions",
     "Splits",
     "__version__",
     "assert_accuracy_above",
+    "assert_balanced_accuracy_above",
+    "assert_beats_majority",
+    "assert_f1_above",
     "assert_faster_than_scratch",
     "assert_no_leakage",
+    "assert_no_overfitting",
     "assert_precision_above",
+    "assert_precision_at_recall",
     "assert_recall_above",
+    "assert_recall_at_precision",
     "from_arrays",
     "from_folder",
     "load_digits",

@@ -1,25 +1,40 @@
-"""Assertions on fine-tuning runs and datasets.
+"""Assertions on fine-tuning runs, plain prediction arrays and datasets.
 
 Each assertion computes its metric, records it into the current test's record (the plugin
 turns records into the report and compares them with the baseline), then raises an
-AssertionError whose message shows value, operator, threshold, n, interval and the classes
-that pulled the figure down. Pure: no pytest, no framework imports.
+AssertionError whose message shows value, operator, threshold, n, interval, the classes
+that pulled the figure down and the knob to turn. Pure: no pytest, no framework imports.
+
+Every assertion that takes ``run`` also takes plain arrays: a ``Predictions`` object or a
+tuple ``(y_true, y_pred)`` / ``(y_true, y_pred, scores)``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .data import ImageSet
-from .errors import ModelGateError
+from .errors import ModelGateError, ModelGateWarning
 from .leakage import find_leaks
-from .metrics import metric_spec, wilson_interval
-from .run import FinetuneRun
+from .metrics import (
+    average_from_cm,
+    balanced_accuracy_from_cm,
+    bootstrap_confusion,
+    mcc_from_cm,
+    metric_spec,
+    percentile_interval,
+    wilson_interval,
+)
+from .run import FinetuneRun, Predictions
+
+N_RESAMPLES = 1000  # bootstrap resamples for F1, balanced accuracy, MCC and averages
+AVERAGES = ("macro", "micro", "weighted")
 
 _RECORD: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "modelgate_record", default=None
@@ -43,7 +58,7 @@ def recording() -> Iterator[dict]:
 
 
 def _run_id(run: FinetuneRun) -> str:
-    rid = f"{run.model} ({'pretrained' if run.pretrained else 'scratch'}, freeze={run.freeze})"
+    rid = run.label
     record = _RECORD.get()
     if record is not None and rid not in record["runs"]:
         record["runs"][rid] = run.to_dict()
@@ -52,7 +67,7 @@ def _run_id(run: FinetuneRun) -> str:
 
 def _record_metric(name: str, value: float, threshold: float | None, passed: bool, *,
                    n: int, interval: tuple[float, float] | None = None,
-                   run: FinetuneRun | None = None, detail: Any = None) -> None:
+                   source: Any = None, detail: Any = None, confidence: float = 0.95) -> None:
     record = _RECORD.get()
     if record is None:
         return
@@ -64,24 +79,40 @@ def _record_metric(name: str, value: float, threshold: float | None, passed: boo
         "op": ">=" if spec.higher_is_better else "<=",
         "higher_is_better": spec.higher_is_better,
         "n": int(n),
-        "interval": list(interval) if interval else None,
+        "interval": [float(v) for v in interval] if interval else None,
+        "confidence": confidence,
         "passed": bool(passed),
-        "run": _run_id(run) if run is not None else None,
+        "run": _run_id(source) if isinstance(source, FinetuneRun) else None,
         "detail": detail,
     })
 
 
-def _check_run(run: Any) -> FinetuneRun:
-    if not isinstance(run, FinetuneRun):
-        raise ModelGateError(
-            f"run must be the result of finetune(...), got {type(run).__name__}"
-        )
-    return run
+def _as_predictions(run: Any) -> Predictions:
+    if isinstance(run, FinetuneRun):
+        return run.predictions
+    if isinstance(run, Predictions):
+        return run
+    if isinstance(run, tuple) and len(run) in (2, 3):
+        return Predictions.from_arrays(*run)
+    raise ModelGateError(
+        f"run must be the result of finetune(...), a Predictions, or a tuple (y_true, y_pred"
+        f"[, scores]), got {type(run).__name__}"
+    )
 
 
-def _check_threshold(threshold: float, argname: str = "threshold") -> None:
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ModelGateError(f"{argname} must be a number in [0, 1], got {threshold!r}")
+def _check_fraction(value: Any, argname: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ModelGateError(f"{argname} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_confidence(confidence: Any) -> float | None:
+    if confidence is None:
+        return None
+    if not isinstance(confidence, float) or not 0 < confidence < 1:
+        raise ModelGateError(f"confidence must be a float in (0, 1) such as 0.95, "
+                             f"got {confidence!r}")
+    return confidence
 
 
 def _per_class_table(summary: dict) -> str:
@@ -93,72 +124,191 @@ def _per_class_table(summary: dict) -> str:
 
 
 def _lowest(summary: dict, key: str, k: int = 3) -> str:
-    rows = sorted(summary["per_class"], key=lambda r: r[key])[:k]
+    rows = sorted((r for r in summary["per_class"] if r["support"] or r["predicted"]),
+                  key=lambda r: r[key])[:k]
     return ", ".join(f"{r['label']} {r[key]:.3f}" for r in rows)
 
 
-def _class_index(run: FinetuneRun, label: str | int) -> int:
-    names = run.class_names
+def _class_index(p: Predictions, label: str | int) -> int:
+    names = p.class_names
     if str(label) in names:
         return names.index(str(label))
     raise ModelGateError(f"label={label!r} is not a class of this run; classes are {list(names)}")
 
 
+def _fmt_interval(interval: tuple[float, float] | None, confidence: float) -> str:
+    if not interval:
+        return ""
+    return f", {confidence:.0%} CI {interval[0]:.3f}-{interval[1]:.3f}"
+
+
 def _secs(seconds: float) -> str:
     """Seconds with enough digits to tell short runs apart."""
-    return f"{seconds:.1f}s" if seconds >= 10 else f"{seconds:.2f}s" if seconds >= 0.1 else \
-        f"{seconds * 1000:.1f}ms"
+    if seconds >= 10:
+        return f"{seconds:.1f}s"
+    return f"{seconds:.2f}s" if seconds >= 0.1 else f"{seconds * 1000:.1f}ms"
 
 
-def _fmt_interval(interval: tuple[float, float] | None) -> str:
-    return f", 95% CI {interval[0]:.3f}-{interval[1]:.3f}" if interval else ""
+def _context(p: Predictions, summary: dict) -> str:
+    epochs = f", {len(p.history)} epochs" if p.history else ""
+    return f"  {p.source}{epochs}; per class:\n{_per_class_table(summary)}"
 
 
-def _per_class_gate(run: Any, threshold: float, label: str | int | None, kind: str) -> None:
-    run = _check_run(run)
-    _check_threshold(threshold)
-    summary = run.summary()
-    n = summary["n"]
-    if label is None:
-        value = float(np.mean([row[kind] for row in summary["per_class"]]))
-        name, interval, what = f"{kind}[macro]", None, f"{kind} (macro over classes)"
+class _Check:
+    """One figure against one threshold: the shared path of every threshold assertion."""
+
+    def __init__(self, p: Predictions, source: Any, threshold: float,
+                 confidence: float | None) -> None:
+        self.p, self.source, self.threshold = p, source, threshold
+        self.confidence = confidence
+        self.level = confidence or 0.95
+        self.summary = p.summary()
+        self.cm = np.asarray(self.summary["confusion_matrix"])
+        self._boot: np.ndarray | None = None
+
+    @property
+    def boot(self) -> np.ndarray:
+        if self._boot is None:
+            self._boot = bootstrap_confusion(self.cm, N_RESAMPLES, seed=0)
+        return self._boot
+
+    def bootstrap(self, fn) -> tuple[float, float]:
+        return percentile_interval(fn(self.boot), self.level)
+
+    def judge(self, name: str, what: str, value: float, n: int,
+              interval: tuple[float, float] | None, detail: Any = None) -> str | None:
+        """Record the figure; return its failure line, or None when it clears."""
+        compared = interval[0] if self.confidence is not None and interval else value
+        passed = compared >= self.threshold
+        _record_metric(name, value, self.threshold, passed, n=n, interval=interval,
+                       source=self.source, detail=detail, confidence=self.level)
+        if passed:
+            return None
+        ci = _fmt_interval(interval, self.level)
+        if self.confidence is not None and interval and value >= self.threshold:
+            return (f"{what}: lower {self.level:.0%} bound {compared:.3f} < "
+                    f"{self.threshold:.3f} required (value {value:.3f}, n={n}{ci}); the "
+                    "test set is too small to show the model clears it")
+        return f"{what} = {value:.3f} < {self.threshold:.3f} required [n={n}{ci}]"
+
+    def fail(self, lines: list[str], kind: str, fix: str) -> None:
+        __tracebackhide__ = True
+        if not lines:
+            return
+        head = "; ".join(lines[:1]) if len(lines) == 1 else (
+            f"{len(lines)} classes below the threshold:\n  " + "\n  ".join(lines))
+        lowest = f"; lowest {kind}: {_lowest(self.summary, kind)}" if kind else ""
+        raise AssertionError(f"{head}{lowest}\n{_context(self.p, self.summary)}\n  Fix: {fix}")
+
+
+def _support_check(p: Predictions, summary: dict, indices: list[int], min_support: int | None,
+                   insufficient: str) -> None:
+    __tracebackhide__ = True
+    if insufficient not in ("fail", "warn"):
+        raise ModelGateError(f"insufficient must be 'fail' or 'warn', got {insufficient!r}")
+    if min_support is None:
+        return
+    if not isinstance(min_support, int) or min_support < 1:
+        raise ModelGateError(f"min_support must be a positive integer, got {min_support!r}")
+    short = [summary["per_class"][i] for i in indices
+             if summary["per_class"][i]["support"] < min_support]
+    if not short:
+        return
+    names = ", ".join(f"{r['label']} (n={r['support']})" for r in short)
+    message = (f"insufficient evidence: {names} below min_support={min_support} test "
+               "samples; add test images of these classes or lower min_support")
+    if insufficient == "warn":
+        warnings.warn(message, ModelGateWarning, stacklevel=3)
+        return
+    raise AssertionError(message)
+
+
+_FIX = {
+    "recall": "train longer or on more images of the weak classes, or lower the threshold "
+              "if it asks for more than this data can show",
+    "precision": "the model calls these classes too often: more negatives in training, class "
+                 "weights, or a higher decision threshold",
+    "f1": "check both precision and recall of the weak classes",
+}
+
+
+def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_class,
+                confidence, min_support, insufficient) -> None:
+    __tracebackhide__ = True
+    p = _as_predictions(run)
+    threshold = _check_fraction(threshold, "threshold")
+    confidence = _check_confidence(confidence)
+    if average not in AVERAGES:
+        raise ModelGateError(f"average must be one of {AVERAGES}, got {average!r}")
+    if label is not None and per_class:
+        raise ModelGateError("pass label= or per_class=True, not both")
+    check = _Check(p, run, threshold, confidence)
+    rows = check.summary["per_class"]
+    present = [i for i, r in enumerate(rows) if r["support"] or r["predicted"]]
+    indices = ([_class_index(p, label)] if label is not None else present)
+    _support_check(p, check.summary, indices, min_support, insufficient)
+    lines: list[str] = []
+    if label is not None or per_class:
+        for i in indices:
+            row = rows[i]
+            if kind == "f1":
+                n = row["support"]
+                interval = check.bootstrap(
+                    lambda c, i=i: _per_class_f1(c, i))
+            else:
+                n = row["support"] if kind == "recall" else row["predicted"]
+                interval = wilson_interval(row["tp"], n, check.level)
+            line = check.judge(f"{kind}[{row['label']}]", f"{kind}({row['label']})",
+                               row[kind], n, interval)
+            if line:
+                lines.append(line)
     else:
-        row = summary["per_class"][_class_index(run, label)]
-        value = row[kind]
-        # recall = tp / support, precision = tp / predicted: a proportion with a Wilson interval
-        n = row["support"] if kind == "recall" else row["predicted"]
-        interval = wilson_interval(row["tp"], n)
-        name, what = f"{kind}[{row['label']}]", f"{kind}({row['label']})"
-    passed = value >= threshold
-    _record_metric(name, value, threshold, passed, n=n, interval=interval, run=run)
-    if not passed:
-        raise AssertionError(
-            f"{what} = {value:.3f} < {threshold:.3f} required "
-            f"[n={n}{_fmt_interval(interval)}]; lowest {kind}: {_lowest(summary, kind)}\n"
-            f"  model {run.model}, freeze={run.freeze}, {len(run.history)} epochs; per class:\n"
-            f"{_per_class_table(summary)}\n"
-            "  Fix: train longer or with more data for the weak classes, or lower the "
-            "threshold if it asks for more than this data can show."
-        )
+        mask = np.zeros(len(rows), dtype=bool)
+        mask[present] = True
+        value = float(average_from_cm(check.cm, kind, average, mask))
+        interval = check.bootstrap(lambda c: average_from_cm(c, kind, average, mask))
+        line = check.judge(f"{kind}[{average}]", f"{kind} ({average} over classes)", value,
+                           int(check.cm.sum()), interval)
+        if line:
+            lines.append(line)
+    check.fail(lines, kind, _FIX[kind])
 
 
-def assert_recall_above(run: FinetuneRun, threshold: float, *,
-                        label: str | int | None = None) -> None:
-    """Recall of one class (``label=``) or the macro average must be at least ``threshold``.
+def _per_class_f1(cms: np.ndarray, i: int) -> np.ndarray:
+    tp = cms[..., i, i].astype(np.float64)
+    den = cms[..., i, :].sum(axis=-1) + cms[..., :, i].sum(axis=-1)
+    return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0)
+
+
+def assert_recall_above(run: Any, threshold: float, *, label: str | int | None = None,
+                        average: str = "macro", per_class: bool = False,
+                        confidence: float | None = None, min_support: int | None = None,
+                        insufficient: str = "fail") -> None:
+    """Recall must be at least ``threshold``: of one class (``label=``), of every class
+    (``per_class=True``), or averaged (``average=`` macro, micro or weighted).
 
     Recall is the share of a class's test samples the model finds: the figure to gate when a
     miss is costly (a defect shipped, a tumour not flagged).
 
+    Args:
+        confidence: e.g. ``0.95``: the interval's lower bound must clear the threshold, so a
+            pass is not luck of a small test set.
+        min_support: fewer test samples of a checked class fail with "insufficient evidence"
+            (or warn, with ``insufficient="warn"``).
+
     Example:
-        >>> assert_recall_above(run, 0.90, label="defect")  # doctest: +SKIP
+        >>> assert_recall_above(run, 0.90, label="defect", confidence=0.95)  # doctest: +SKIP
     """
     __tracebackhide__ = True
-    _per_class_gate(run, threshold, label, "recall")
+    _class_gate(run, threshold, "recall", label=label, average=average, per_class=per_class,
+                confidence=confidence, min_support=min_support, insufficient=insufficient)
 
 
-def assert_precision_above(run: FinetuneRun, threshold: float, *,
-                           label: str | int | None = None) -> None:
-    """Precision of one class (``label=``) or the macro average must be at least ``threshold``.
+def assert_precision_above(run: Any, threshold: float, *, label: str | int | None = None,
+                           average: str = "macro", per_class: bool = False,
+                           confidence: float | None = None, min_support: int | None = None,
+                           insufficient: str = "fail") -> None:
+    """Precision must be at least ``threshold`` (options as ``assert_recall_above``).
 
     Precision is the share of a class's predictions that are right: the figure to gate when a
     false alarm is costly.
@@ -167,32 +317,228 @@ def assert_precision_above(run: FinetuneRun, threshold: float, *,
         >>> assert_precision_above(run, 0.80)  # doctest: +SKIP
     """
     __tracebackhide__ = True
-    _per_class_gate(run, threshold, label, "precision")
+    _class_gate(run, threshold, "precision", label=label, average=average,
+                per_class=per_class, confidence=confidence, min_support=min_support,
+                insufficient=insufficient)
 
 
-def assert_accuracy_above(run: FinetuneRun, threshold: float) -> None:
-    """Test accuracy must be at least ``threshold``.
+def assert_f1_above(run: Any, threshold: float, *, label: str | int | None = None,
+                    average: str = "macro", per_class: bool = False,
+                    confidence: float | None = None, min_support: int | None = None,
+                    insufficient: str = "fail") -> None:
+    """F1 (harmonic mean of precision and recall) must be at least ``threshold`` (options as
+    ``assert_recall_above``; intervals by bootstrap).
+
+    Example:
+        >>> assert_f1_above(run, 0.85, per_class=True)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    _class_gate(run, threshold, "f1", label=label, average=average, per_class=per_class,
+                confidence=confidence, min_support=min_support, insufficient=insufficient)
+
+
+def assert_accuracy_above(run: Any, threshold: float, *,
+                          confidence: float | None = None) -> None:
+    """Test accuracy must be at least ``threshold`` (Wilson interval).
+
+    On imbalanced data accuracy flatters a model that ignores the rare class: pair it with
+    ``assert_beats_majority`` or use ``assert_balanced_accuracy_above``.
 
     Example:
         >>> assert_accuracy_above(run, 0.85)  # doctest: +SKIP
     """
     __tracebackhide__ = True
-    run = _check_run(run)
-    _check_threshold(threshold)
-    summary = run.summary()
-    n = summary["n"]
-    value = summary["accuracy"]
-    correct = int(round(value * n))
-    interval = wilson_interval(correct, n)
-    passed = value >= threshold
-    _record_metric("accuracy", value, threshold, passed, n=n, interval=interval, run=run)
-    if not passed:
-        raise AssertionError(
-            f"accuracy = {value:.3f} < {threshold:.3f} required "
-            f"[n={n}{_fmt_interval(interval)}]; lowest recall: {_lowest(summary, 'recall')}\n"
-            f"  model {run.model}, freeze={run.freeze}, {len(run.history)} epochs; per class:\n"
-            f"{_per_class_table(summary)}"
-        )
+    p = _as_predictions(run)
+    check = _Check(p, run, _check_fraction(threshold, "threshold"), _check_confidence(confidence))
+    n = int(check.cm.sum())
+    correct = int(np.trace(check.cm))
+    line = check.judge("accuracy", "accuracy", correct / n, n,
+                       wilson_interval(correct, n, check.level))
+    check.fail([line] if line else [], "recall",
+               "train longer or on more data; see which classes are confused above")
+
+
+def assert_balanced_accuracy_above(run: Any, threshold: float, *,
+                                   confidence: float | None = None) -> None:
+    """Balanced accuracy (mean recall over classes) must be at least ``threshold``.
+
+    The figure for imbalanced data: every class counts the same, however rare.
+
+    Example:
+        >>> assert_balanced_accuracy_above(run, 0.80, confidence=0.95)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    p = _as_predictions(run)
+    check = _Check(p, run, _check_fraction(threshold, "threshold"), _check_confidence(confidence))
+    value = float(balanced_accuracy_from_cm(check.cm))
+    line = check.judge("balanced_accuracy", "balanced accuracy", value, int(check.cm.sum()),
+                       check.bootstrap(balanced_accuracy_from_cm))
+    check.fail([line] if line else [], "recall",
+               "raise the recall of the weakest classes (more images, class weights)")
+
+
+def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
+    """The model must beat guessing: balanced accuracy and Matthews correlation must exceed
+    those of a majority-class predictor and a class-prior predictor by ``margin``.
+
+    Both baselines score balanced accuracy 1/K (K classes in the test set) and MCC 0, while
+    their accuracy can look excellent on imbalanced data: always answering "no defect" on a
+    set with 2% defects is 98% accurate. That is the accuracy paradox this gate guards.
+
+    Example:
+        >>> assert_beats_majority(run, margin=0.10)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    p = _as_predictions(run)
+    margin = _check_fraction(margin, "margin")
+    summary = p.summary()
+    cm = np.asarray(summary["confusion_matrix"])
+    n = int(cm.sum())
+    support = cm.sum(axis=1)
+    k_present = int((support > 0).sum())
+    chance_ba = 1 / k_present
+    ba = float(balanced_accuracy_from_cm(cm))
+    mcc = float(mcc_from_cm(cm))
+    # The majority class is the one a lazy model learns: the most common in train if known.
+    counts = (np.bincount(p.train_y_true, minlength=len(p.class_names))
+              if p.train_y_true is not None else support)
+    majority = int(np.argmax(counts))
+    majority_accuracy = float(support[majority] / n)
+    boot = bootstrap_confusion(cm, N_RESAMPLES, seed=0)
+    ba_ok = ba >= chance_ba + margin
+    mcc_ok = mcc >= margin
+    _record_metric("balanced_accuracy", ba, chance_ba + margin, ba_ok, n=n,
+                   interval=percentile_interval(balanced_accuracy_from_cm(boot)), source=run,
+                   detail={"baseline": chance_ba, "majority_accuracy": majority_accuracy})
+    _record_metric("mcc", mcc, margin, mcc_ok, n=n,
+                   interval=percentile_interval(mcc_from_cm(boot)), source=run,
+                   detail={"baseline": 0.0})
+    if ba_ok and mcc_ok:
+        return
+    shares = ", ".join(f"{name} {count / n:.1%}"
+                       for name, count in zip(p.class_names, support, strict=True) if count)
+    raise AssertionError(
+        f"the model does not beat guessing by {margin:.3f}: balanced accuracy {ba:.3f} "
+        f"(guessing {chance_ba:.3f}, required >= {chance_ba + margin:.3f}), MCC {mcc:.3f} "
+        f"(guessing 0.000, required >= {margin:.3f}) [n={n}]\n"
+        f"  Its accuracy is {p.accuracy:.3f}, but always predicting "
+        f"{p.class_names[majority]!r} scores {majority_accuracy:.3f}: on imbalanced data high "
+        f"accuracy can come from predicting the common class. Class shares: {shares}.\n"
+        f"{_context(p, summary)}\n"
+        "  Fix: rebalance training (class weights, oversampling the rare classes) and gate "
+        "recall of the rare classes."
+    )
+
+
+def assert_no_overfitting(run: Any, *, max_gap: float = 0.1) -> None:
+    """Train accuracy minus test accuracy must be at most ``max_gap``.
+
+    Train accuracy comes from an evaluation pass over the train split after training (no
+    augmentation). For plain arrays, pass ``Predictions.from_arrays(..., train=(y, pred))``.
+
+    Example:
+        >>> assert_no_overfitting(run, max_gap=0.10)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    p = _as_predictions(run)
+    max_gap = _check_fraction(max_gap, "max_gap")
+    train_accuracy = p.train_accuracy
+    if train_accuracy is None:
+        raise ModelGateError("assert_no_overfitting needs train-split predictions: use a run "
+                             "from finetune(...) or Predictions.from_arrays(..., "
+                             "train=(y_train, y_train_pred))")
+    test_accuracy = p.accuracy
+    gap = train_accuracy - test_accuracy
+    passed = gap <= max_gap
+    curve = [[h.epoch, h.train_accuracy, h.test_accuracy] for h in p.history]
+    _record_metric("train_test_gap", gap, max_gap, passed, n=len(p.y_true), source=run,
+                   detail={"train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
+                           "curve": curve})
+    if passed:
+        return
+    lines = "\n".join(f"    {e:>5} {tr:>9.3f} {te:>8.3f}" for e, tr, te in curve)
+    table = (f"\n  per epoch (train accuracy while training, test accuracy after):\n"
+             f"    {'epoch':>5} {'train':>9} {'test':>8}\n{lines}") if curve else ""
+    raise AssertionError(
+        f"train accuracy {train_accuracy:.3f} - test accuracy {test_accuracy:.3f} = gap "
+        f"{gap:.3f} > {max_gap:.3f} allowed [n_train={len(p.train_y_true)}, "
+        f"n_test={len(p.y_true)}]{table}\n"
+        "  Fix: fewer epochs, more training data or augmentation, a frozen backbone "
+        "(freeze='backbone'), or a larger max_gap if the task allows it."
+    )
+
+
+def _operating_point(run: Any, positive, *, target_name: str, target: float,
+                     gate_name: str, minimum: float) -> None:
+    __tracebackhide__ = True
+    p = _as_predictions(run)
+    target = _check_fraction(target, target_name)
+    minimum = _check_fraction(minimum, f"min_{gate_name}")
+    index = p.positive_index(positive)
+    label = p.class_names[index]
+    curve = p.pr_curve(index)
+    try:
+        threshold = p.threshold_for(**{target_name: target}, positive=index)
+    except ModelGateError:
+        threshold = None
+    if threshold is None:
+        value, achieved = 0.0, 0.0
+    else:
+        at = p.at_threshold(threshold, positive=index)
+        tp = int(np.sum((at.y_pred == index) & (at.y_true == index)))
+        called = int(np.sum(at.y_pred == index))
+        positives = int(np.sum(at.y_true == index))
+        precision = tp / called if called else 0.0
+        recall = tp / positives
+        value, achieved = (precision, recall) if gate_name == "precision" else (recall, precision)
+    passed = value >= minimum
+    step = max(1, len(curve["recall"]) // 200)
+    detail = {"positive": label, "threshold": threshold, "target": target,
+              "target_name": target_name,
+              "curve": [[float(r), float(q)] for r, q in
+                        zip(curve["recall"][::step], curve["precision"][::step], strict=True)]}
+    n_pos = int(np.sum(p.y_true == index))
+    _record_metric(f"{gate_name}_at_{target_name}[{label}@{target:g}]", value, minimum, passed,
+                   n=n_pos, source=run, detail=detail)
+    if passed:
+        return
+    if threshold is None:
+        head = f"no threshold reaches {target_name} {target:.3f} for {label!r}"
+    else:
+        head = (f"{gate_name}({label}) at {target_name} >= {target:.3f} = {value:.3f} < "
+                f"{minimum:.3f} required [threshold {threshold:.3f} gives {target_name} "
+                f"{achieved:.3f}; n positives={n_pos}, n={len(p.y_true)}]")
+    raise AssertionError(
+        f"{head}\n  The precision-recall balance is a choice: lower {target_name}= to buy "
+        f"{gate_name}, or improve the model's ranking of {label!r} samples (more training "
+        "data of the hard negatives)."
+    )
+
+
+def assert_precision_at_recall(run: Any, *, recall: float, min_precision: float,
+                               positive: str | int | None = None) -> None:
+    """Binary task: at the threshold that keeps recall >= ``recall``, precision must be at
+    least ``min_precision`` (scores of the ``positive`` class, class 1 by default).
+
+    Example:
+        >>> assert_precision_at_recall(run, recall=0.95, min_precision=0.80)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    _operating_point(run, positive, target_name="recall", target=recall,
+                     gate_name="precision", minimum=min_precision)
+
+
+def assert_recall_at_precision(run: Any, *, precision: float, min_recall: float,
+                               positive: str | int | None = None) -> None:
+    """Binary task: at the threshold that keeps precision >= ``precision``, recall must be
+    at least ``min_recall``.
+
+    Example:
+        >>> assert_recall_at_precision(run, precision=0.99, min_recall=0.50)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    _operating_point(run, positive, target_name="precision", target=precision,
+                     gate_name="recall", minimum=min_recall)
 
 
 def assert_no_leakage(train: ImageSet, test: ImageSet, *, max_listed: int = 10) -> None:
@@ -240,8 +586,11 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
         >>> assert_faster_than_scratch(run, target_accuracy=0.85, min_speedup=2.0)  # doctest: +SKIP
     """
     __tracebackhide__ = True
-    run = _check_run(run)
-    _check_threshold(target_accuracy, "target_accuracy")
+    if not isinstance(run, FinetuneRun):
+        raise ModelGateError(
+            f"run must be the result of finetune(...), got {type(run).__name__}"
+        )
+    _check_fraction(target_accuracy, "target_accuracy")
     if not min_speedup > 0:
         raise ModelGateError(f"min_speedup must be positive, got {min_speedup!r}")
     if run.scratch_runner is None:
@@ -249,7 +598,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     reached = run.time_to_accuracy(target_accuracy)
     best = max((h.test_accuracy for h in run.history), default=0.0)
     if reached is None:
-        _record_metric("speedup", 0.0, min_speedup, False, n=len(run.y_true), run=run)
+        _record_metric("speedup", 0.0, min_speedup, False, n=len(run.y_true), source=run)
         raise AssertionError(
             f"the pretrained run never reached accuracy {target_accuracy:.3f} "
             f"(best {best:.3f} in {len(run.history)} epochs, {_secs(run.seconds)}), so it "
@@ -281,7 +630,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     record = _RECORD.get()
     if record is not None:
         record["races"].append(race)
-    _record_metric("speedup", speedup, min_speedup, passed, n=len(run.y_true), run=run,
+    _record_metric("speedup", speedup, min_speedup, passed, n=len(run.y_true), source=run,
                    detail=race)
     scratch_text = (
         f"{_secs(scratch_seconds)} (epoch {scratch_epoch})" if scratch_epoch is not None
@@ -296,3 +645,4 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
             "  Fix: pretrained features pay off most with few labels and head-only training "
             "(freeze='backbone'); check the learning rate, or lower min_speedup."
         )
+

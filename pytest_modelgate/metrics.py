@@ -39,8 +39,15 @@ METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
         MetricSpec("accuracy", higher_is_better=True),
+        MetricSpec("balanced_accuracy", higher_is_better=True),
         MetricSpec("recall", higher_is_better=True),
         MetricSpec("precision", higher_is_better=True),
+        MetricSpec("f1", higher_is_better=True),
+        MetricSpec("mcc", higher_is_better=True, lower=-1.0),
+        MetricSpec("precision_at_recall", higher_is_better=True),
+        MetricSpec("recall_at_precision", higher_is_better=True),
+        # Train accuracy minus test accuracy: the smaller, the better.
+        MetricSpec("train_test_gap", higher_is_better=False, lower=-1.0),
         # Wall-clock ratios are noisy between machines and runs: a loose, relative tolerance.
         MetricSpec("speedup", higher_is_better=True, upper=None, default_tolerance=0.5,
                    relative=True),
@@ -50,13 +57,22 @@ METRICS: dict[str, MetricSpec] = {
 
 
 def metric_spec(name: str) -> MetricSpec:
-    """Return the spec for a metric name such as ``"recall"`` or ``"recall[defect]"``."""
+    """Return the spec for a metric name such as ``"recall"`` or ``"recall[defect]"``.
+
+    Example:
+        >>> metric_spec("recall[defect]").higher_is_better
+        True
+    """
     base = name.split("[", 1)[0]
     try:
         return METRICS[base]
     except KeyError:
+        from difflib import get_close_matches
+
+        near = get_close_matches(base, METRICS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
         known = ", ".join(sorted(METRICS))
-        raise ModelGateError(f"unknown metric {base!r}; known metrics: {known}") from None
+        raise ModelGateError(f"unknown metric {base!r}{hint} Known metrics: {known}") from None
 
 
 def _check_labels(y: np.ndarray, num_classes: int, argname: str) -> None:
@@ -173,3 +189,303 @@ def classification_summary(
         "confusion_matrix": cm.tolist(),
         "per_class": rows,
     }
+
+
+# --- scikit-learn compatible functional API --------------------------------------------
+
+AVERAGES = (None, "micro", "macro", "weighted", "binary")
+
+
+def _zero_division_value(zero_division: float | str) -> float:
+    if zero_division == "warn":
+        return 0.0
+    if isinstance(zero_division, (int, float)) and (
+        zero_division in (0, 1) or math.isnan(zero_division)
+    ):
+        return float(zero_division)
+    raise ModelGateError(
+        f"zero_division must be 0, 1, nan or 'warn' (as in scikit-learn), got {zero_division!r}"
+    )
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t = as_label_array(y_true, "y_true")
+    p = as_label_array(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ModelGateError(
+            f"y_true and y_pred differ in length ({len(t)} vs {len(p)}); "
+            "pass one prediction per test sample"
+        )
+    if t.size == 0:
+        raise ModelGateError("y_true and y_pred are empty: a metric needs at least one sample")
+    if min(t.min(), p.min()) < 0:
+        raise ModelGateError("labels must be non-negative class indices")
+    return t, p
+
+
+def _sufficient_stats(y_true, y_pred, labels) -> tuple[np.ndarray, ...]:
+    """tp, predicted and true counts per label (scikit-learn's multilabel confusion view)."""
+    t, p = _pair(y_true, y_pred)
+    if labels is None:
+        labels = np.union1d(t, p)
+    else:
+        labels = as_label_array(labels, "labels")
+        if labels.size == 0 or labels.min() < 0 or len(np.unique(labels)) != len(labels):
+            raise ModelGateError("labels must be distinct non-negative class indices")
+    k = int(max(t.max(), p.max(), labels.max())) + 1
+    cm = confusion_matrix(t, p, k)
+    tp = np.diag(cm)[labels]
+    return tp, cm.sum(axis=0)[labels], cm.sum(axis=1)[labels], labels
+
+
+def _divide(num: np.ndarray, den: np.ndarray, zero_value: float) -> np.ndarray:
+    out = np.full(num.shape, zero_value, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _nanaverage(values: np.ndarray, weights: np.ndarray | None) -> float:
+    mask = np.isnan(values)
+    if values.size == 0 or mask.all():
+        return float("nan")
+    if weights is None:
+        return float(np.mean(values[~mask]))
+    w = weights[~mask].astype(np.float64)
+    if w.sum() == 0:
+        return float(np.mean(values[~mask]))
+    return float(np.average(values[~mask], weights=w))
+
+
+def precision_recall_fscore_support(
+    y_true, y_pred, *, labels=None, average: str | None = None, pos_label: int = 1,
+    zero_division: float | str = 0.0,
+):
+    """Precision, recall, F1 and support, as ``sklearn.metrics.precision_recall_fscore_support``.
+
+    ``average=None`` gives arrays per label (``labels`` or the labels present); ``"micro"``,
+    ``"macro"``, ``"weighted"`` and ``"binary"`` give floats and no support.
+    """
+    if average not in AVERAGES:
+        raise ModelGateError(f"average must be one of {AVERAGES}, got {average!r}")
+    zero = _zero_division_value(zero_division)
+    if average == "binary":
+        present = np.union1d(*_pair(y_true, y_pred))
+        if len(present) > 2:
+            raise ModelGateError(
+                f"average='binary' needs two classes, found {len(present)}; choose 'macro', "
+                "'micro' or 'weighted'"
+            )
+        labels = [pos_label]
+    tp, pred_sum, true_sum, _ = _sufficient_stats(y_true, y_pred, labels)
+    if average == "micro":
+        tp, pred_sum, true_sum = (np.array([a.sum()]) for a in (tp, pred_sum, true_sum))
+    precision = _divide(tp, pred_sum, zero)
+    recall = _divide(tp, true_sum, zero)
+    f1 = _divide(2.0 * tp, (true_sum + pred_sum).astype(np.float64), zero)
+    if average is None:
+        return precision, recall, f1, true_sum
+    weights = true_sum if average == "weighted" else None
+    return (_nanaverage(precision, weights), _nanaverage(recall, weights),
+            _nanaverage(f1, weights), None)
+
+
+def precision_score(y_true, y_pred, **kwargs):
+    """Precision; keywords as ``precision_recall_fscore_support`` (``average`` default binary)."""
+    kwargs.setdefault("average", "binary")
+    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[0]
+
+
+def recall_score(y_true, y_pred, **kwargs):
+    """Recall; keywords as ``precision_recall_fscore_support`` (``average`` default binary)."""
+    kwargs.setdefault("average", "binary")
+    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[1]
+
+
+def f1_score(y_true, y_pred, **kwargs):
+    """F1; keywords as ``precision_recall_fscore_support`` (``average`` default binary)."""
+    kwargs.setdefault("average", "binary")
+    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[2]
+
+
+def accuracy_score(y_true, y_pred) -> float:
+    """Share of exact matches."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(t == p))
+
+
+def _cm_of(y_true, y_pred) -> np.ndarray:
+    t, p = _pair(y_true, y_pred)
+    return confusion_matrix(t, p, int(max(t.max(), p.max())) + 1)
+
+
+def balanced_accuracy_from_cm(cm: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes that occur; works on one matrix or a stack (..., K, K)."""
+    support = cm.sum(axis=-1)
+    recall = np.diagonal(cm, axis1=-2, axis2=-1) / np.where(support > 0, support, 1)
+    present = support > 0
+    return (recall * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+
+
+def mcc_from_cm(cm: np.ndarray) -> np.ndarray:
+    """Matthews correlation (multi-class, Gorodkin) from one matrix or a stack (..., K, K)."""
+    cm = cm.astype(np.float64)
+    t_sum = cm.sum(axis=-1)
+    p_sum = cm.sum(axis=-2)
+    correct = np.trace(cm, axis1=-2, axis2=-1)
+    n = p_sum.sum(axis=-1)
+    cov_tp = correct * n - (t_sum * p_sum).sum(axis=-1)
+    cov_pp = n**2 - (p_sum * p_sum).sum(axis=-1)
+    cov_tt = n**2 - (t_sum * t_sum).sum(axis=-1)
+    denom = cov_pp * cov_tt
+    return np.where(denom > 0, cov_tp / np.sqrt(np.where(denom > 0, denom, 1)), 0.0)
+
+
+def macro_f1_from_cm(cm: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Macro F1 over ``present`` classes (default: those in truth or predictions), zero_division 0.
+
+    Works on one matrix or a stack (..., K, K).
+    """
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
+    denom = cm.sum(axis=-1) + cm.sum(axis=-2)
+    f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+    if present is None:
+        present = denom > 0
+    return (f1 * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+
+
+def average_from_cm(cm: np.ndarray, kind: str, average: str,
+                    present: np.ndarray | None = None) -> np.ndarray:
+    """Averaged precision, recall or F1 from one matrix or a stack (..., K, K), zero_division 0.
+
+    ``present`` marks the classes a macro or weighted average runs over (default: those in
+    the truth or the predictions of each matrix), as scikit-learn with ``labels=None``.
+    """
+    cm = np.asarray(cm)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
+    pred = cm.sum(axis=-2).astype(np.float64)
+    true = cm.sum(axis=-1).astype(np.float64)
+    if present is None:
+        present = (pred + true) > 0
+    if average == "micro":
+        tp, pred, true = ((a * present).sum(axis=-1) for a in (tp, pred, true))
+    den = {"precision": pred, "recall": true, "f1": pred + true}[kind]
+    num = 2 * tp if kind == "f1" else tp
+    values = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+    if average == "micro":
+        return values
+    weights = present * (true if average == "weighted" else 1.0)
+    total = weights.sum(axis=-1)
+    plain = (values * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+    return np.where(total > 0, (values * weights).sum(axis=-1) / np.where(total > 0, total, 1),
+                    plain)
+
+
+def balanced_accuracy_score(y_true, y_pred) -> float:
+    """Mean per-class recall over classes present in ``y_true`` (scikit-learn's definition)."""
+    return float(balanced_accuracy_from_cm(_cm_of(y_true, y_pred)))
+
+
+def matthews_corrcoef(y_true, y_pred) -> float:
+    """Matthews correlation coefficient, multi-class; 0 when undefined (as scikit-learn)."""
+    return float(mcc_from_cm(_cm_of(y_true, y_pred)))
+
+
+# --- intervals ---------------------------------------------------------------------------
+
+def wilson_intervals(successes: np.ndarray, n: np.ndarray,
+                     confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Wilson intervals; ``(0, 1)`` where ``n`` is 0."""
+    if not 0 < confidence < 1:
+        raise ModelGateError(f"confidence must be in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    n = np.asarray(n, dtype=np.float64)
+    safe = np.where(n > 0, n, 1)
+    p = np.asarray(successes, dtype=np.float64) / safe
+    denom = 1 + z * z / safe
+    centre = (p + z * z / (2 * safe)) / denom
+    half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / denom
+    lo = np.where(n > 0, np.clip(centre - half, 0, 1), 0.0)
+    hi = np.where(n > 0, np.clip(centre + half, 0, 1), 1.0)
+    return lo, hi
+
+
+def bootstrap_confusion(cm: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Resampled confusion matrices, shape (n_resamples, K, K).
+
+    A metric of a confusion matrix depends on the samples only through the cell counts, so
+    resampling n samples with replacement is exactly a multinomial draw over the cells with
+    the observed shares: one draw per resample instead of n index lookups.
+    """
+    if n_resamples < 1:
+        raise ModelGateError(f"n_resamples must be positive, got {n_resamples}")
+    cm = np.asarray(cm)
+    n = int(cm.sum())
+    if n == 0:
+        raise ModelGateError("cannot bootstrap an empty confusion matrix")
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, cm.ravel() / n, size=n_resamples)
+    return draws.reshape(n_resamples, *cm.shape)
+
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Central percentile interval of bootstrap values."""
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def classification_report(y_true, y_pred, class_names: Sequence[str], *,
+                          confidence: float = 0.95, n_resamples: int = 1000,
+                          seed: int = 0) -> dict:
+    """Per-class figures with Wilson intervals, and macro F1, balanced accuracy and MCC with
+    seeded bootstrap intervals over the confusion matrix.
+
+    Example:
+        >>> r = classification_report([0, 1, 1, 0], [0, 1, 0, 0], ["a", "b"], n_resamples=200)
+        >>> round(r["balanced_accuracy"]["value"], 3)
+        0.75
+    """
+    k = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, k)
+    pc = per_class(cm)
+    r_lo, r_hi = wilson_intervals(pc["tp"], pc["support"], confidence)
+    p_lo, p_hi = wilson_intervals(pc["tp"], pc["predicted"], confidence)
+    n = int(cm.sum())
+    a_lo, a_hi = wilson_intervals(np.trace(cm), n, confidence)
+    boot = bootstrap_confusion(cm, n_resamples, seed)
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    out = {"n": n, "confusion_matrix": cm,
+           "accuracy": {"value": accuracy(cm), "interval": (float(a_lo), float(a_hi))},
+           "per_class": {"label": list(class_names), "precision": pc["precision"],
+                         "precision_interval": (p_lo, p_hi), "recall": pc["recall"],
+                         "recall_interval": (r_lo, r_hi), "f1": pc["f1"],
+                         "support": pc["support"]}}
+    for name, fn in (("f1_macro", lambda c: macro_f1_from_cm(c, present)),
+                     ("balanced_accuracy", balanced_accuracy_from_cm), ("mcc", mcc_from_cm)):
+        out[name] = {"value": float(fn(cm)),
+                     "interval": percentile_interval(fn(boot), confidence)}
+    return out
+
+
+# --- binary operating points -------------------------------------------------------------
+
+def precision_recall_curve(y_true_binary, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and thresholds over every distinct score, as scikit-learn's
+    ``precision_recall_curve`` (decreasing recall; the last point is precision 1, recall 0).
+    """
+    y = np.asarray(y_true_binary).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ModelGateError("y_true and scores must be 1-d and of the same length")
+    if not y.any():
+        raise ModelGateError("no positive samples: a precision-recall curve needs at least one")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    distinct = np.flatnonzero(np.diff(s)) if len(s) > 1 else np.array([], dtype=np.int64)
+    ends = np.r_[distinct, len(s) - 1]
+    tps = np.cumsum(y)[ends]
+    fps = (ends + 1) - tps
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    # Reversed to increasing thresholds, as scikit-learn returns them.
+    return (np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], s[ends][::-1])

@@ -1,18 +1,19 @@
-"""The result of one fine-tuning run: plain data the assertions and the report read.
+"""What gates check: predictions on a test split, from a fine-tuning run or from plain arrays.
 
-Kept free of torch so assertions can be imported (and used on runs loaded from elsewhere)
+Kept free of torch so assertions can be imported (and used on models trained elsewhere)
 without a framework.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from .metrics import classification_summary
+from .errors import ModelGateError
+from .metrics import as_label_array, classification_summary, precision_recall_curve
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,202 @@ class EpochStats:
     seconds: float
 
 
+def _check_scores(scores: Any, n: int, k: int) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        if k != 2:
+            raise ModelGateError(
+                f"1-d scores are positive-class probabilities of a binary task, but there are "
+                f"{k} classes; pass an (n, {k}) array of class probabilities"
+            )
+        s = np.stack([1 - s, s], axis=1)
+    if s.shape != (n, k):
+        raise ModelGateError(f"scores must have shape ({n}, {k}) (samples, classes), "
+                             f"got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        bad = int(np.flatnonzero(~np.isfinite(s).all(axis=1))[0])
+        raise ModelGateError(f"scores hold NaN or infinite values (first in row {bad}); "
+                             "check the model's output")
+    if s.min() < 0 or s.max() > 1:
+        raise ModelGateError("scores must be probabilities in [0, 1]; apply softmax (or a "
+                             "sigmoid for one positive-class column) first")
+    sums = s.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+    if off.size:
+        raise ModelGateError(
+            f"each row of scores must sum to 1 (class probabilities); row {int(off[0])} sums "
+            f"to {sums[off[0]]:.4f}: apply softmax to logits first"
+        )
+    return s
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """Test-split labels and predictions over named classes, optionally with probabilities
+    (``scores``, shape (n, classes)) and train-split predictions for overfitting checks.
+
+    Example:
+        >>> p = Predictions.from_arrays([0, 1, 1], [0, 1, 0], class_names=["ok", "defect"])
+        >>> p.summary()["accuracy"]
+        0.6666666666666666
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    class_names: tuple[str, ...]
+    scores: np.ndarray | None = None
+    train_y_true: np.ndarray | None = None
+    train_y_pred: np.ndarray | None = None
+    history: tuple[EpochStats, ...] = ()
+    source: str = "predictions"
+
+    def __post_init__(self) -> None:
+        k = len(self.class_names)
+        y_true = as_label_array(self.y_true, "y_true")
+        y_pred = as_label_array(self.y_pred, "y_pred")
+        if y_true.size == 0:
+            raise ModelGateError("y_true is empty: a gate needs at least one test sample")
+        if y_true.shape != y_pred.shape:
+            raise ModelGateError(f"y_true and y_pred differ in length ({len(y_true)} vs "
+                                 f"{len(y_pred)}); pass one prediction per test sample")
+        for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
+            if arr.min() < 0 or arr.max() >= k:
+                raise ModelGateError(
+                    f"{name} holds labels outside the class list (0..{k - 1} for "
+                    f"{list(self.class_names)}); labels are indices into class_names"
+                )
+        object.__setattr__(self, "y_true", y_true)
+        object.__setattr__(self, "y_pred", y_pred)
+        if self.scores is not None:
+            object.__setattr__(self, "scores", _check_scores(self.scores, len(y_true), k))
+        if (self.train_y_true is None) != (self.train_y_pred is None):
+            raise ModelGateError("pass both train_y_true and train_y_pred, or neither")
+        if self.train_y_true is not None:
+            tt = as_label_array(self.train_y_true, "train_y_true")
+            tp = as_label_array(self.train_y_pred, "train_y_pred")
+            if tt.shape != tp.shape or tt.size == 0:
+                raise ModelGateError("train_y_true and train_y_pred must be non-empty and of "
+                                     "the same length")
+            object.__setattr__(self, "train_y_true", tt)
+            object.__setattr__(self, "train_y_pred", tp)
+
+    @classmethod
+    def from_arrays(cls, y_true: Sequence[int], y_pred: Sequence[int] | None = None,
+                    scores: Any = None, *, class_names: Sequence[str] | None = None,
+                    train: tuple[Sequence[int], Sequence[int]] | None = None) -> Predictions:
+        """Predictions from plain arrays, for models trained elsewhere.
+
+        ``y_pred`` defaults to the arg-max of ``scores``; ``class_names`` to ``"0"``, ``"1"``
+        ...; ``train=(y_true, y_pred)`` on the train split enables ``assert_no_overfitting``.
+        """
+        if y_pred is None:
+            if scores is None:
+                raise ModelGateError("pass y_pred, scores, or both")
+            s = np.asarray(scores, dtype=np.float64)
+            y_pred = (s >= 0.5).astype(np.int64) if s.ndim == 1 else s.argmax(axis=1)
+        if class_names is None:
+            arrays = [np.asarray(y_true), np.asarray(y_pred)]
+            top = max(int(a.max()) for a in arrays if a.size) if any(a.size for a in arrays) \
+                else 0
+            width = np.asarray(scores).shape[1] if scores is not None and \
+                np.asarray(scores).ndim == 2 else 0
+            class_names = [str(i) for i in range(max(top + 1, width, 2))]
+        train_true, train_pred = train if train is not None else (None, None)
+        return cls(np.asarray(y_true), np.asarray(y_pred), tuple(str(c) for c in class_names),
+                   scores, None if train_true is None else np.asarray(train_true),
+                   None if train_pred is None else np.asarray(train_pred))
+
+    # --- figures ---------------------------------------------------------------------
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.y_true == self.y_pred))
+
+    @property
+    def train_accuracy(self) -> float | None:
+        if self.train_y_true is None:
+            return None
+        return float(np.mean(self.train_y_true == self.train_y_pred))
+
+    def summary(self) -> dict:
+        """Confusion matrix and per-class figures (see ``metrics.classification_summary``)."""
+        return classification_summary(self.y_true, self.y_pred, self.class_names)
+
+    # --- binary operating points -------------------------------------------------------
+
+    def positive_index(self, positive: str | int | None = None) -> int:
+        """Index of the positive class: by name, by index, or class 1 by default."""
+        if len(self.class_names) != 2:
+            raise ModelGateError(
+                f"operating points need a binary task; this one has {len(self.class_names)} "
+                "classes"
+            )
+        if positive is None:
+            return 1
+        if isinstance(positive, str) and positive in self.class_names:
+            return self.class_names.index(positive)
+        if isinstance(positive, int) and not isinstance(positive, bool) and positive in (0, 1):
+            return positive
+        raise ModelGateError(f"positive={positive!r} is not one of {list(self.class_names)}")
+
+    def _positive_scores(self, positive: str | int | None) -> tuple[int, np.ndarray]:
+        index = self.positive_index(positive)
+        if self.scores is None:
+            raise ModelGateError("operating points need scores (class probabilities); pass "
+                                 "scores= to Predictions.from_arrays")
+        return index, self.scores[:, index]
+
+    def at_threshold(self, threshold: float, *, positive: str | int | None = None
+                     ) -> Predictions:
+        """Predictions that call the positive class when its probability >= ``threshold``."""
+        if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ModelGateError(f"threshold must be in [0, 1], got {threshold!r}")
+        index, s = self._positive_scores(positive)
+        y_pred = np.where(s >= threshold, index, 1 - index)
+        return replace(self, y_pred=y_pred)
+
+    def pr_curve(self, positive: str | int | None = None) -> dict[str, np.ndarray]:
+        """Precision, recall and thresholds of the positive class (scikit-learn's order)."""
+        index, s = self._positive_scores(positive)
+        precision, recall, thresholds = precision_recall_curve(self.y_true == index, s)
+        return {"precision": precision, "recall": recall, "thresholds": thresholds}
+
+    def threshold_for(self, *, recall: float | None = None, precision: float | None = None,
+                      positive: str | int | None = None) -> float:
+        """The threshold that meets a recall target (the highest such threshold, for the best
+        precision) or a precision target (the lowest, for the best recall).
+
+        Raises:
+            ModelGateError: no threshold reaches the target.
+        """
+        if (recall is None) == (precision is None):
+            raise ModelGateError("pass exactly one of recall= or precision=")
+        target = recall if recall is not None else precision
+        if not isinstance(target, (int, float)) or not 0 <= target <= 1:
+            raise ModelGateError(f"the target must be in [0, 1], got {target!r}")
+        curve = self.pr_curve(positive)
+        t = curve["thresholds"]
+        if recall is not None:
+            ok = np.flatnonzero(curve["recall"][:-1] >= recall)
+            if ok.size == 0:
+                raise ModelGateError(f"no threshold reaches recall {recall}")
+            return float(t[ok[-1]])
+        ok = np.flatnonzero(curve["precision"][:-1] >= precision)
+        if ok.size == 0:
+            best = float(curve["precision"][:-1].max())
+            raise ModelGateError(f"no threshold reaches precision {precision} "
+                                 f"(best {best:.3f})")
+        return float(t[ok[0]])
+
+
 @dataclass(frozen=True, eq=False)
 class FinetuneRun:
     """Predictions on the test split, class names, per-epoch history and timing of one run.
 
     ``seconds`` is the training time (for head-only runs, the one backbone feature pass over
     the train split plus the head epochs); ``setup_seconds`` is the part of it spent before
-    the first epoch.
+    the first epoch. ``train_y_pred`` comes from an evaluation pass over the train split
+    after training (no augmentation).
     """
 
     model: str
@@ -49,9 +239,24 @@ class FinetuneRun:
     pretrained: bool
     config: dict[str, Any]
     notes: tuple[str, ...] = ()
+    train_y_true: np.ndarray | None = None
+    train_y_pred: np.ndarray | None = None
     scratch_runner: Callable[..., FinetuneRun] | None = field(
         default=None, repr=False, compare=False
     )
+
+    @property
+    def predictions(self) -> Predictions:
+        """The run's test (and train) predictions, as the assertions check them."""
+        return Predictions(self.y_true, self.y_pred, self.class_names, self.probabilities,
+                           self.train_y_true, self.train_y_pred, self.history,
+                           source=self.label)
+
+    @property
+    def label(self) -> str:
+        """How the report and messages name this run."""
+        kind = "pretrained" if self.pretrained else "scratch"
+        return f"{self.model} ({kind}, freeze={self.freeze})"
 
     @property
     def accuracy(self) -> float:
@@ -69,6 +274,17 @@ class FinetuneRun:
         """Confusion matrix and per-class figures on the test split (see metrics)."""
         return classification_summary(self.y_true, self.y_pred, self.class_names)
 
+    def at_threshold(self, threshold: float, *, positive: str | int | None = None
+                     ) -> Predictions:
+        """Binary task: predictions calling the positive class at ``threshold``."""
+        return self.predictions.at_threshold(threshold, positive=positive)
+
+    def threshold_for(self, *, recall: float | None = None, precision: float | None = None,
+                      positive: str | int | None = None) -> float:
+        """Binary task: the threshold that meets a recall or precision target."""
+        return self.predictions.threshold_for(recall=recall, precision=precision,
+                                              positive=positive)
+
     def to_dict(self) -> dict:
         """JSON-ready description for records, the report and the baseline."""
         return {
@@ -81,5 +297,6 @@ class FinetuneRun:
             "config": self.config,
             "notes": list(self.notes),
             "history": [vars(h) for h in self.history],
+            "train_accuracy": self.predictions.train_accuracy,
             "summary": self.summary(),
         }

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
+from pytest_modelgate import metrics as mg
 from pytest_modelgate.errors import ModelGateError
 from pytest_modelgate.metrics import (
     accuracy,
@@ -71,5 +76,142 @@ def test_bad_labels_are_named(y_true, y_pred, k, message):
 def test_unknown_metric_lists_known_ones():
     assert metric_spec("recall[defect]").higher_is_better
     assert not metric_spec("leaked_pairs").higher_is_better
-    with pytest.raises(ModelGateError, match="unknown metric 'recal'.*known metrics: accuracy"):
+    with pytest.raises(ModelGateError, match="unknown metric 'recal'; did you mean 'recall'\\? "
+                                             "Known metrics: accuracy, balanced_accuracy"):
         metric_spec("recal")
+
+
+# --- scikit-learn compatible API, property-tested against scikit-learn ----------------------
+
+
+
+
+
+@st.composite
+def label_pairs(draw, max_classes=6):
+    k = draw(st.integers(2, max_classes))
+    n = draw(st.integers(1, 40))
+    y_true = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    y_pred = draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    return np.array(y_true), np.array(y_pred), k
+
+
+def _sk(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=label_pairs(), average=st.sampled_from([None, "micro", "macro", "weighted"]),
+       zero_division=st.sampled_from([0.0, 1.0, np.nan]), use_labels=st.booleans())
+def test_prf_matches_scikit_learn(data, average, zero_division, use_labels):
+    y_true, y_pred, k = data
+    labels = list(range(k)) if use_labels else None  # range(k): some classes may be absent
+    ours = mg.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
+                                              zero_division=zero_division)
+    ref = _sk(skm.precision_recall_fscore_support, y_true, y_pred, labels=labels,
+              average=average, zero_division=zero_division)
+    for a, b in zip(ours[:3], ref[:3], strict=True):
+        np.testing.assert_allclose(a, b, equal_nan=True)
+    if average is None:
+        np.testing.assert_array_equal(ours[3], ref[3])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=label_pairs(max_classes=2))
+def test_binary_average_matches_scikit_learn(data):
+    y_true, y_pred, _ = data
+    for ours, ref in ((mg.precision_score, skm.precision_score),
+                      (mg.recall_score, skm.recall_score), (mg.f1_score, skm.f1_score)):
+        assert ours(y_true, y_pred, zero_division=0) == pytest.approx(
+            _sk(ref, y_true, y_pred, zero_division=0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=label_pairs())
+def test_accuracy_balanced_accuracy_mcc_match_scikit_learn(data):
+    y_true, y_pred, _ = data
+    assert mg.accuracy_score(y_true, y_pred) == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert mg.balanced_accuracy_score(y_true, y_pred) == pytest.approx(
+        _sk(skm.balanced_accuracy_score, y_true, y_pred))
+    assert mg.matthews_corrcoef(y_true, y_pred) == pytest.approx(
+        _sk(skm.matthews_corrcoef, y_true, y_pred))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=label_pairs(), kind=st.sampled_from(["precision", "recall", "f1"]),
+       average=st.sampled_from(["micro", "macro", "weighted"]))
+def test_averages_from_confusion_matrix_match_scikit_learn(data, kind, average):
+    y_true, y_pred, k = data
+    cm = mg.confusion_matrix(y_true, y_pred, k)
+    fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[kind]
+    ref = _sk(fn, y_true, y_pred, average=average, zero_division=0)
+    assert float(mg.average_from_cm(cm, kind, average)) == pytest.approx(ref)
+    # A stack of matrices gives one value per matrix.
+    assert mg.average_from_cm(np.stack([cm, cm]), kind, average) == pytest.approx([ref, ref])
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 30), seed=st.integers(0, 1000))
+def test_precision_recall_curve_matches_scikit_learn(n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[0] = 1
+    scores = rng.integers(0, 6, n) / 5
+    for ours, ref in zip(mg.precision_recall_curve(y, scores),
+                         skm.precision_recall_curve(y, scores), strict=True):
+        np.testing.assert_allclose(ours, ref)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: mg.precision_recall_fscore_support([0, 1], [0, 1], average="mean"),
+         "average must be one of"),
+        (lambda: mg.precision_recall_fscore_support([0, 1], [0, 1], zero_division=2),
+         "zero_division must be 0, 1, nan or 'warn'"),
+        (lambda: mg.precision_score([0, 1, 2], [0, 1, 2]), "average='binary' needs two classes"),
+        (lambda: mg.accuracy_score([], []), "empty"),
+        (lambda: mg.accuracy_score([0, 1], [0]), "differ in length"),
+        (lambda: mg.recall_score([0, -1], [0, 1], average="macro"), "non-negative"),
+        (lambda: mg.recall_score([0, 1], [0, 1], labels=[1, 1], average="macro"), "distinct"),
+        (lambda: mg.bootstrap_confusion(np.zeros((2, 2), int)), "empty confusion matrix"),
+        (lambda: mg.precision_recall_curve([0, 0], [0.1, 0.2]), "no positive samples"),
+    ],
+)
+def test_bad_metric_arguments(call, message):
+    with pytest.raises(ModelGateError, match=message):
+        call()
+
+
+def test_bootstrap_is_seeded_and_exact_in_distribution():
+    cm = np.array([[50, 5], [10, 35]])
+    a = mg.bootstrap_confusion(cm, 2000, seed=1)
+    assert a.shape == (2000, 2, 2) and (a.sum(axis=(1, 2)) == 100).all()
+    np.testing.assert_array_equal(a, mg.bootstrap_confusion(cm, 2000, seed=1))
+    # Multinomial over cells = resampling samples: cell means match the observed counts.
+    np.testing.assert_allclose(a.mean(axis=0), cm, rtol=0.05)
+
+
+def test_classification_report_intervals_bracket_their_values():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, 500)
+    y_pred = np.where(rng.random(500) < 0.8, y_true, rng.integers(0, 4, 500))
+    report = mg.classification_report(y_true, y_pred, list("abcd"), n_resamples=500)
+    for key in ("accuracy", "f1_macro", "balanced_accuracy", "mcc"):
+        lo, hi = report[key]["interval"]
+        assert lo < report[key]["value"] < hi
+    assert report["f1_macro"]["value"] == pytest.approx(
+        skm.f1_score(y_true, y_pred, average="macro"))
+    lo, hi = report["per_class"]["recall_interval"]
+    assert (lo < report["per_class"]["recall"]).all() and (report["per_class"]["recall"] < hi).all()
+    again = mg.classification_report(y_true, y_pred, list("abcd"), n_resamples=500)
+    assert again["mcc"]["interval"] == report["mcc"]["interval"]
+
+
+def test_wilson_intervals_vectorised_match_scalar():
+    lo, hi = mg.wilson_intervals(np.array([45, 0, 3]), np.array([50, 0, 3]))
+    assert (lo[0], hi[0]) == pytest.approx(wilson_interval(45, 50))
+    assert (lo[1], hi[1]) == (0.0, 1.0)
+    assert hi[2] == 1.0

@@ -217,6 +217,11 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
             head.eval()
             with torch.no_grad():
                 return head(test_features)
+
+        def predict_train() -> torch.Tensor:
+            head.eval()
+            with torch.no_grad():
+                return head(train_features)
     else:
         setup_seconds = 0.0
         eval_seconds = 0.0
@@ -231,6 +236,9 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
 
         def predict_test() -> torch.Tensor:
             return _forward_all(model, splits.test, prep, device, config.batch_size)
+
+        def predict_train() -> torch.Tensor:
+            return _forward_all(model, splits.train, prep, device, config.batch_size)
 
     optimizer = torch.optim.Adam(params, lr=config.lr)
     train_seconds = clock.now() - start - eval_seconds
@@ -267,6 +275,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
 
     assert logits is not None
     probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    # One evaluation pass over the train split (no augmentation) for overfitting checks.
+    train_pred = predict_train().argmax(1).cpu().numpy()
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
                        head_found_by=info.found_by)
@@ -286,4 +296,6 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
         pretrained=loaded.pretrained,
         config=config_dict,
         notes=tuple(notes),
+        train_y_true=np.array(splits.train.labels),
+        train_y_pred=train_pred,
     )
