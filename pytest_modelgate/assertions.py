@@ -443,7 +443,7 @@ def assert_no_overfitting(run: Any, *, max_gap: float = 0.1) -> None:
     p = _as_predictions(run)
     max_gap = _check_fraction(max_gap, "max_gap")
     train_accuracy = p.train_accuracy
-    if train_accuracy is None:
+    if train_accuracy is None or p.train_y_true is None:
         raise ModelGateError("assert_no_overfitting needs train-split predictions: use a run "
                              "from finetune(...) or Predictions.from_arrays(..., "
                              "train=(y_train, y_train_pred))")
@@ -453,7 +453,7 @@ def assert_no_overfitting(run: Any, *, max_gap: float = 0.1) -> None:
     curve = [[h.epoch, h.train_accuracy, h.test_accuracy] for h in p.history]
     _record_metric("train_test_gap", gap, max_gap, passed, n=len(p.y_true), source=run,
                    detail={"train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
-                           "curve": curve})
+                           "epochs": curve})
     if passed:
         return
     lines = "\n".join(f"    {e:>5} {tr:>9.3f} {te:>8.3f}" for e, tr, te in curve)
@@ -481,6 +481,7 @@ def _operating_point(run: Any, positive, *, target_name: str, target: float,
         threshold = p.threshold_for(**{target_name: target}, positive=index)
     except ModelGateError:
         threshold = None
+    point = None
     if threshold is None:
         value, achieved = 0.0, 0.0
     else:
@@ -491,9 +492,10 @@ def _operating_point(run: Any, positive, *, target_name: str, target: float,
         precision = tp / called if called else 0.0
         recall = tp / positives
         value, achieved = (precision, recall) if gate_name == "precision" else (recall, precision)
+        point = [recall, precision]
     passed = value >= minimum
     step = max(1, len(curve["recall"]) // 200)
-    detail = {"positive": label, "threshold": threshold, "target": target,
+    detail = {"positive": label, "threshold": threshold, "target": target, "point": point,
               "target_name": target_name,
               "curve": [[float(r), float(q)] for r, q in
                         zip(curve["recall"][::step], curve["precision"][::step], strict=True)]}

@@ -392,7 +392,7 @@ def matthews_corrcoef(y_true, y_pred) -> float:
 
 # --- intervals ---------------------------------------------------------------------------
 
-def wilson_intervals(successes: np.ndarray, n: np.ndarray,
+def wilson_intervals(successes: np.ndarray | int, n: np.ndarray | int,
                      confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised Wilson intervals; ``(0, 1)`` where ``n`` is 0."""
     if not 0 < confidence < 1:

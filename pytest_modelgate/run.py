@@ -98,7 +98,7 @@ class Predictions:
             object.__setattr__(self, "scores", _check_scores(self.scores, len(y_true), k))
         if (self.train_y_true is None) != (self.train_y_pred is None):
             raise ModelGateError("pass both train_y_true and train_y_pred, or neither")
-        if self.train_y_true is not None:
+        if self.train_y_true is not None and self.train_y_pred is not None:
             tt = as_label_array(self.train_y_true, "train_y_true")
             tp = as_label_array(self.train_y_pred, "train_y_pred")
             if tt.shape != tp.shape or tt.size == 0:
@@ -108,7 +108,7 @@ class Predictions:
             object.__setattr__(self, "train_y_pred", tp)
 
     @classmethod
-    def from_arrays(cls, y_true: Sequence[int], y_pred: Sequence[int] | None = None,
+    def from_arrays(cls, y_true: Sequence[int], y_pred: Any = None,
                     scores: Any = None, *, class_names: Sequence[str] | None = None,
                     train: tuple[Sequence[int], Sequence[int]] | None = None) -> Predictions:
         """Predictions from plain arrays, for models trained elsewhere.

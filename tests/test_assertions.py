@@ -148,3 +148,224 @@ def test_pretrained_never_reaching_target_fails_without_racing():
 
 def test_assertions_work_outside_a_gate_session():
     assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5)  # no record active: nothing recorded
+
+
+# --- options: per_class, average, confidence, min_support ------------------------------------
+
+from sklearn import metrics as skm  # noqa: E402
+
+from pytest_modelgate import (  # noqa: E402
+    Predictions,
+    assert_balanced_accuracy_above,
+    assert_beats_majority,
+    assert_f1_above,
+    assert_no_overfitting,
+    assert_precision_at_recall,
+    assert_recall_at_precision,
+)
+from pytest_modelgate.errors import ModelGateWarning  # noqa: E402
+
+
+def test_per_class_lists_every_class_below():
+    with pytest.raises(AssertionError) as info:
+        assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.9, per_class=True)
+    message = str(info.value)
+    assert message.startswith("2 classes below the threshold:\n  recall(cat) = 0.800 < 0.900")
+    assert "\n  recall(<b>eel</b>) = 0.600 < 0.900 required [n=5" in message
+    with recording() as record:
+        assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, per_class=True)
+    assert [m["name"] for m in record["metrics"]] == ["recall[cat]", "recall[dog]",
+                                                      "recall[<b>eel</b>]"]
+
+
+@pytest.mark.parametrize("average", ["macro", "micro", "weighted"])
+@pytest.mark.parametrize("kind", ["precision", "recall", "f1"])
+def test_averages_record_scikit_learn_values(kind, average):
+    fn = {"precision": assert_precision_above, "recall": assert_recall_above,
+          "f1": assert_f1_above}[kind]
+    ref = {"precision": skm.precision_score, "recall": skm.recall_score,
+           "f1": skm.f1_score}[kind](Y_TRUE, Y_PRED, average=average)
+    with recording() as record:
+        fn(make_run(Y_TRUE, Y_PRED), 0.0, average=average)
+    (metric,) = record["metrics"]
+    assert metric["name"] == f"{kind}[{average}]"
+    assert metric["value"] == pytest.approx(ref)
+    lo, hi = metric["interval"]
+    assert lo <= metric["value"] <= hi
+
+
+def test_f1_of_one_class():
+    with pytest.raises(AssertionError, match=r"^f1\(<b>eel</b>\) = 0\.750 < 0\.800 required "
+                                             r"\[n=5, 95% CI 0\.\d{3}-1\.000\]"):
+        assert_f1_above(make_run(Y_TRUE, Y_PRED), 0.8, label="<b>eel</b>")
+    assert_f1_above(make_run(Y_TRUE, Y_PRED), 0.7, label="<b>eel</b>")
+
+
+def test_confidence_asks_the_lower_bound_to_clear():
+    run = make_run(Y_TRUE, Y_PRED)
+    assert_recall_above(run, 0.75, label="cat")              # point value 0.8 clears
+    with pytest.raises(AssertionError) as info:
+        assert_recall_above(run, 0.75, label="cat", confidence=0.95)
+    assert str(info.value).startswith(
+        "recall(cat): lower 95% bound 0.490 < 0.750 required (value 0.800, n=10, 95% CI "
+        "0.490-0.943); the test set is too small to show the model clears it")
+    big = make_run([0] * 1000 + [1] * 1000 + [2] * 5, [0] * 1000 + [1] * 1000 + [2] * 5)
+    assert_recall_above(big, 0.99, label="cat", confidence=0.95)
+
+
+def test_min_support_fails_or_warns():
+    run = make_run(Y_TRUE, Y_PRED)
+    with pytest.raises(AssertionError, match=r"^insufficient evidence: <b>eel</b> \(n=5\) below "
+                                             r"min_support=8 test samples; add test images"):
+        assert_recall_above(run, 0.5, min_support=8)
+    with pytest.warns(ModelGateWarning, match="insufficient evidence: <b>eel</b>"):
+        assert_recall_above(run, 0.5, min_support=8, insufficient="warn")
+    assert_recall_above(run, 0.5, label="cat", min_support=8)   # only the checked class counts
+
+
+def test_balanced_accuracy():
+    # recalls 0.8, 1.0, 0.6 -> 0.8
+    with recording() as record:
+        assert_balanced_accuracy_above(make_run(Y_TRUE, Y_PRED), 0.75)
+    assert record["metrics"][0]["value"] == pytest.approx(0.8)
+    with pytest.raises(AssertionError, match=r"(?s)^balanced accuracy = 0\.800 < 0\.850 required "
+                                             r"\[n=25, 95% CI .*Fix: raise the recall"):
+        assert_balanced_accuracy_above(make_run(Y_TRUE, Y_PRED), 0.85)
+
+
+# --- the accuracy paradox ------------------------------------------------------------------
+
+def _binary(y_true, y_pred, scores=None, train=None):
+    return Predictions.from_arrays(y_true, y_pred, scores, class_names=["ok", "defect"],
+                                   train=train)
+
+
+def test_beats_majority_catches_the_accuracy_paradox():
+    lazy = _binary([0] * 95 + [1] * 5, [0] * 100)           # 95% accurate, finds nothing
+    assert_accuracy_above(lazy, 0.9)
+    with pytest.raises(AssertionError) as info:
+        assert_beats_majority(lazy, margin=0.05)
+    message = str(info.value)
+    assert message.startswith(
+        "the model does not beat guessing by 0.050: balanced accuracy 0.500 (guessing 0.500, "
+        "required >= 0.550), MCC 0.000 (guessing 0.000, required >= 0.050) [n=100]")
+    assert ("Its accuracy is 0.950, but always predicting 'ok' scores 0.950: on imbalanced "
+            "data high accuracy can come from predicting the common class. Class shares: "
+            "ok 95.0%, defect 5.0%.") in message
+    good = _binary([0] * 95 + [1] * 5, [0] * 94 + [1] + [1] * 4 + [0])
+    with recording() as record:
+        assert_beats_majority(good)
+    assert [m["name"] for m in record["metrics"]] == ["balanced_accuracy", "mcc"]
+
+
+# --- overfitting ---------------------------------------------------------------------------
+
+def test_no_overfitting_pass_and_fail():
+    run = dataclasses.replace(make_run(Y_TRUE, Y_PRED), train_y_true=np.array(Y_TRUE),
+                              train_y_pred=np.array(Y_TRUE))   # train accuracy 1.0, test 0.84
+    assert_no_overfitting(run, max_gap=0.2)
+    with pytest.raises(AssertionError) as info:
+        assert_no_overfitting(run, max_gap=0.1)
+    message = str(info.value)
+    assert message.startswith("train accuracy 1.000 - test accuracy 0.840 = gap 0.160 > 0.100 "
+                              "allowed [n_train=25, n_test=25]")
+    assert "    epoch     train     test\n        1     0.500    0.500" in message
+    assert "Fix: fewer epochs" in message
+    arrays = _binary([0, 1, 1, 0], [0, 1, 0, 0], train=([0, 1, 1, 0], [0, 1, 1, 0]))
+    with pytest.raises(AssertionError, match="gap 0.250 > 0.100"):
+        assert_no_overfitting(arrays)
+    with pytest.raises(ModelGateError, match="needs train-split predictions"):
+        assert_no_overfitting(make_run(Y_TRUE, Y_PRED))
+
+
+# --- binary operating points ---------------------------------------------------------------
+
+SCORES = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.45, 0.8, 0.9])
+TRUTH = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+
+
+def test_threshold_for_and_at_threshold_agree_with_scikit_learn():
+    p = _binary(TRUTH, (SCORES >= 0.5).astype(int), SCORES)
+    t = p.threshold_for(recall=1.0)
+    assert t == 0.45
+    at = p.at_threshold(t)
+    assert skm.recall_score(at.y_true, at.y_pred) == 1.0
+    assert skm.precision_score(at.y_true, at.y_pred) == pytest.approx(3 / 5)
+    assert p.threshold_for(precision=1.0) == 0.8
+    assert p.threshold_for(precision=0.5) == 0.4   # the lowest: the most recall at that precision
+
+
+def test_precision_at_recall_pass_and_fail():
+    p = _binary(TRUTH, (SCORES >= 0.5).astype(int), SCORES)
+    with recording() as record:
+        assert_precision_at_recall(p, recall=1.0, min_precision=0.6)
+    metric = record["metrics"][0]
+    assert metric["name"] == "precision_at_recall[defect@1]"
+    assert metric["detail"]["threshold"] == 0.45 and metric["detail"]["curve"][-1] == [0.0, 1.0]
+    with pytest.raises(AssertionError) as info:
+        assert_precision_at_recall(p, recall=1.0, min_precision=0.8)
+    assert str(info.value).startswith(
+        "precision(defect) at recall >= 1.000 = 0.600 < 0.800 required [threshold 0.450 gives "
+        "recall 1.000; n positives=3, n=10]\n  The precision-recall balance is a choice")
+
+
+def test_recall_at_precision_pass_and_fail():
+    p = _binary(TRUTH, (SCORES >= 0.5).astype(int), SCORES)
+    assert_recall_at_precision(p, precision=1.0, min_recall=0.6)
+    with pytest.raises(AssertionError, match=r"recall\(defect\) at precision >= 1\.000 = 0\.667 "
+                                             r"< 0\.900 required \[threshold 0\.800"):
+        assert_recall_at_precision(p, precision=1.0, min_recall=0.9)
+    negatives_first = _binary([1, 0, 0], [0, 0, 0], [0.1, 0.9, 0.8])
+    with pytest.raises(AssertionError, match="no threshold reaches precision 1.000 for 'defect'"):
+        assert_recall_at_precision(negatives_first, precision=1.0, min_recall=0.1)
+
+
+def test_plain_tuples_work_like_runs():
+    assert_recall_above((Y_TRUE, Y_PRED), 0.5)
+    assert_precision_at_recall((TRUTH, (SCORES >= 0.5).astype(int), SCORES), recall=1.0,
+                               min_precision=0.5)
+    with pytest.raises(AssertionError, match=r"^accuracy = 0\.840 < 0\.900"):
+        assert_accuracy_above((Y_TRUE, Y_PRED), 0.9)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: Predictions.from_arrays([0, 1], [0]), "differ in length"),
+        (lambda: Predictions.from_arrays([0, 3], [0, 1], class_names=["a", "b"]),
+         r"y_true holds labels outside the class list \(0..1"),
+        (lambda: Predictions.from_arrays([], []), "y_true is empty"),
+        (lambda: Predictions.from_arrays([0, 1], None), "pass y_pred, scores, or both"),
+        (lambda: _binary([0, 1], [0, 1], [0.2, np.nan]), "NaN or infinite"),
+        (lambda: _binary([0, 1], [0, 1], [[0.2, 0.9], [0.5, 0.5]]),
+         "row 0 sums to 1.1000: apply softmax"),
+        (lambda: _binary([0, 1], [0, 1], [0.2, 1.4]), r"probabilities in \[0, 1\]"),
+        (lambda: _binary([0, 1], [0, 1], [0.2, 0.4]).at_threshold(1.5),
+         r"threshold must be in \[0, 1\], got 1.5"),
+        (lambda: _binary([0, 1], [0, 1]).at_threshold(0.5), "operating points need scores"),
+        (lambda: _binary([0, 1], [0, 1], [0.2, 0.4]).threshold_for(recall=0.5, precision=0.5),
+         "exactly one of recall= or precision="),
+        (lambda: assert_precision_at_recall(_binary([0, 1], [0, 1], [0.2, 0.4]), recall=0.5,
+                                            min_precision=0.5, positive="cat"),
+         r"positive='cat' is not one of \['ok', 'defect'\]"),
+        (lambda: assert_precision_at_recall(make_run(Y_TRUE, Y_PRED), recall=0.5,
+                                            min_precision=0.5),
+         "operating points need a binary task; this one has 3 classes"),
+        (lambda: assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, average="mean"),
+         "average must be one of"),
+        (lambda: assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, confidence=95),
+         r"confidence must be a float in \(0, 1\)"),
+        (lambda: assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, min_support=0),
+         "min_support must be a positive integer"),
+        (lambda: assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, insufficient="ignore"),
+         "insufficient must be 'fail' or 'warn'"),
+        (lambda: assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, label="cat",
+                                     per_class=True), "label= or per_class=True, not both"),
+        (lambda: assert_beats_majority(make_run(Y_TRUE, Y_PRED), margin=2),
+         r"margin must be a number in \[0, 1\]"),
+        (lambda: assert_recall_above([0, 1], 0.5), "a tuple \\(y_true, y_pred"),
+    ],
+)
+def test_bad_prediction_inputs(call, message):
+    with pytest.raises(ModelGateError, match=message):
+        call()

@@ -37,6 +37,21 @@ def _matrix(summary: dict) -> list[list[dict]]:
     return rows
 
 
+def _pr_view(metric: dict) -> dict:
+    """SVG points of a precision-recall curve (x: recall, y: precision) and the chosen point."""
+    detail = metric.get("detail")
+    if not metric["name"].startswith(("precision_at_recall", "recall_at_precision")) or \
+            not isinstance(detail, dict):
+        return metric
+    view = dict(metric)
+    view["pr_curve"] = " ".join(f"{CURVE_W * r:.1f},{CURVE_H * (1 - p):.1f}"
+                                for r, p in detail["curve"])
+    if detail.get("point"):
+        r, p = detail["point"]
+        view["pr_point"] = {"x": round(CURVE_W * r, 1), "y": round(CURVE_H * (1 - p), 1)}
+    return view
+
+
 def _run_view(run: dict) -> dict:
     view = dict(run)
     view["matrix"] = _matrix(run["summary"])
@@ -61,7 +76,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
             "nodeid": t["nodeid"],
             "outcome": t["outcome"],
             "duration": round(float(t.get("duration", 0.0)), 3),
-            "metrics": record["metrics"],
+            "metrics": [_pr_view(m) for m in record["metrics"]],
             "runs": [dict(_run_view(r), id=rid) for rid, r in record["runs"].items()],
             "races": record["races"],
             "regressions": t.get("regressions", []),

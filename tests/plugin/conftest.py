@@ -40,6 +40,24 @@ def digits():
     return stratified_split(images, labels, class_names=["zero", "one", "seven"], seed=0)
 
 
+@pytest.fixture(scope="session")
+def ones_and_sevens():
+    """A binary task: the two digits most alike in this set."""
+    images, labels = _digits([1, 7])
+    return stratified_split(images, labels, class_names=["one", "seven"], seed=0)
+
+
+@pytest.fixture(scope="session")
+def few_digits(digits):
+    """Ten train images per class: a model memorises them."""
+    from pytest_modelgate.data import Splits, ImageSet
+
+    keep = np.concatenate([np.flatnonzero(digits.train.labels == c)[:10] for c in range(3)])
+    train = ImageSet(digits.train.images[keep], digits.train.labels[keep],
+                     digits.class_names, name="train")
+    return Splits(train=train, test=digits.test)
+
+
 def tiny_cnn():
     return nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),

@@ -66,7 +66,7 @@ def test_each_assertion_passes_and_fails_with_its_message(project):
         r"E +AssertionError: recall\(seven\) = 0\.\d{3} < 0\.990 required \[n=54, 95% CI "
         r"0\.\d{3}-\d\.\d{3}\]; lowest recall: ",
         r"E +AssertionError: precision \(macro over classes\) = 0\.\d{3} < 0\.990 required "
-        r"\[n=162\]",
+        r"\[n=162, 95% CI 0\.\d{3}-0\.\d{3}\]",
         r"E +AssertionError: accuracy = 0\.\d{3} < 0\.990 required \[n=162, 95% CI .*\]; "
         r"lowest recall:",
         r"E +AssertionError: 377 of 377 test images also sit in train \(377 pairs\); test "
@@ -86,3 +86,99 @@ def test_each_assertion_passes_and_fails_with_its_message(project):
     assert by_id["test_faster_fail"]["outcome"] == "failed"
     assert by_id["test_leakage_fail"]["metrics"][0]["value"] == 377
     assert by_id["test_leakage_fail"]["metrics"][0]["name"] == "leaked_pairs"
+
+
+MORE_FILE = """
+import pytest
+from pytest_modelgate import (
+    assert_balanced_accuracy_above, assert_beats_majority, assert_f1_above,
+    assert_no_overfitting, assert_precision_at_recall, assert_recall_at_precision,
+)
+from conftest import GRAY
+
+@pytest.fixture(scope="module")
+def run(finetune, digits, tiny):
+    return finetune(tiny, digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
+
+@pytest.fixture(scope="module")
+def weak_run(finetune, digits, tiny):
+    return finetune(tiny, digits, epochs=1, freeze="backbone", lr=1e-3, **GRAY)
+
+@pytest.fixture(scope="module")
+def binary_run(finetune, ones_and_sevens, tiny):
+    return finetune(tiny, ones_and_sevens, epochs=3, freeze="none", lr=1e-2, **GRAY)
+
+@pytest.fixture(scope="module")
+def weak_binary(finetune, ones_and_sevens, tiny):
+    return finetune(tiny, ones_and_sevens, epochs=1, freeze="backbone", lr=1e-3, **GRAY)
+
+@pytest.fixture(scope="module")
+def memorised(finetune, few_digits, tiny):
+    return finetune(tiny, few_digits, epochs=40, freeze="none", lr=1e-2, **GRAY)
+
+def test_f1_pass(run):
+    assert_f1_above(run, 0.8, per_class=True, confidence=0.95)
+
+def test_f1_fail(weak_run):
+    assert_f1_above(weak_run, 0.99, per_class=True)
+
+def test_balanced_pass(run):
+    assert_balanced_accuracy_above(run, 0.8)
+
+def test_balanced_fail(weak_run):
+    assert_balanced_accuracy_above(weak_run, 0.99)
+
+def test_majority_pass(run):
+    assert_beats_majority(run, margin=0.2)
+
+def test_majority_fail(weak_run):
+    assert_beats_majority(weak_run, margin=0.6)
+
+def test_overfitting_pass(run):
+    assert_no_overfitting(run, max_gap=0.1)
+
+def test_overfitting_fail(memorised):
+    assert_no_overfitting(memorised, max_gap=0.0)
+
+def test_precision_at_recall_pass(binary_run):
+    assert_precision_at_recall(binary_run, recall=0.9, min_precision=0.8, positive="seven")
+
+def test_precision_at_recall_fail(weak_binary):
+    assert_precision_at_recall(weak_binary, recall=1.0, min_precision=0.99, positive="seven")
+
+def test_recall_at_precision_pass(binary_run):
+    assert_recall_at_precision(binary_run, precision=0.9, min_recall=0.8)
+
+def test_recall_at_precision_fail(weak_binary):
+    assert_recall_at_precision(weak_binary, precision=0.99, min_recall=0.99)
+"""
+
+
+def test_metric_gates_pass_and_fail_with_their_messages(project):
+    project.makepyfile(test_more=MORE_FILE)
+    result = project.runpytest("--modelgate", "-rA")
+    result.assert_outcomes(passed=6, failed=6)
+    result.stdout.re_match_lines_random([
+        r"E +AssertionError: \d classes below the threshold:",
+        r"E +f1\(\w+\) = 0\.\d{3} < 0\.990 required \[n=\d+, 95% CI",
+        r"E +AssertionError: balanced accuracy = 0\.\d{3} < 0\.990 required \[n=162, 95% CI",
+        r"E +AssertionError: the model does not beat guessing by 0\.600: balanced accuracy "
+        r"0\.\d{3} \(guessing 0\.333, required >= 0\.933\)",
+        r"E +Its accuracy is 0\.\d{3}, but always predicting '\w+' scores 0\.3\d\d: on "
+        r"imbalanced data",
+        r"E +AssertionError: train accuracy 1\.000 - test accuracy 0\.\d{3} = gap 0\.\d{3} > "
+        r"0\.000 allowed \[n_train=30, n_test=162\]",
+        r"E +AssertionError: precision\(seven\) at recall >= 1\.000 = 0\.\d{3} < 0\.990 "
+        r"required \[threshold 0\.\d{3} gives recall 1\.000; n positives=54, n=109\]",
+        r"E +AssertionError: (recall\(seven\) at precision >= 0\.990 = 0\.\d{3} < 0\.990 "
+        r"required|no threshold reaches precision 0\.990 for 'seven')",
+    ])
+    for name in ("f1", "balanced", "majority", "overfitting", "precision_at_recall",
+                 "recall_at_precision"):
+        result.stdout.fnmatch_lines([f"PASSED test_more.py::test_{name}_pass"])
+    report = json.loads((project.path / "reports" / "modelgate.json").read_text())
+    by_id = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    pr = by_id["test_precision_at_recall_pass"]["metrics"][0]
+    assert pr["name"] == "precision_at_recall[seven@0.9]" and pr["detail"]["curve"]
+    html = (project.path / "reports" / "modelgate.html").read_text()
+    assert "Precision (up) against recall (right) for seven" in html
