@@ -328,10 +328,10 @@ def balanced_accuracy_from_cm(cm: np.ndarray) -> np.ndarray:
 
 def mcc_from_cm(cm: np.ndarray) -> np.ndarray:
     """Matthews correlation (multi-class, Gorodkin) from one matrix or a stack (..., K, K)."""
-    cm = cm.astype(np.float64)
-    t_sum = cm.sum(axis=-1)
-    p_sum = cm.sum(axis=-2)
-    correct = np.trace(cm, axis1=-2, axis2=-1)
+    # Sums on the integer matrix, floats only for the (..., K) margins.
+    t_sum = cm.sum(axis=-1).astype(np.float64)
+    p_sum = cm.sum(axis=-2).astype(np.float64)
+    correct = np.trace(cm, axis1=-2, axis2=-1).astype(np.float64)
     n = p_sum.sum(axis=-1)
     cov_tp = correct * n - (t_sum * p_sum).sum(axis=-1)
     cov_pp = n**2 - (p_sum * p_sum).sum(axis=-1)
@@ -409,12 +409,18 @@ def wilson_intervals(successes: np.ndarray | int, n: np.ndarray | int,
     return lo, hi
 
 
+BOOTSTRAP_CHUNKS = 4  # fixed, so results do not depend on how many threads draw them
+
+
 def bootstrap_confusion(cm: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """Resampled confusion matrices, shape (n_resamples, K, K).
 
     A metric of a confusion matrix depends on the samples only through the cell counts, so
     resampling n samples with replacement is exactly a multinomial draw over the cells with
-    the observed shares: one draw per resample instead of n index lookups.
+    the observed shares: one draw per cell and resample instead of n index lookups. Empty
+    cells stay empty and cost nothing. The resamples come in a fixed number of chunks, each
+    from its own seeded generator, drawn on threads (numpy releases the GIL while drawing),
+    so the result depends on ``seed`` alone.
     """
     if n_resamples < 1:
         raise ModelGateError(f"n_resamples must be positive, got {n_resamples}")
@@ -422,9 +428,27 @@ def bootstrap_confusion(cm: np.ndarray, n_resamples: int = 1000, seed: int = 0) 
     n = int(cm.sum())
     if n == 0:
         raise ModelGateError("cannot bootstrap an empty confusion matrix")
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, cm.ravel() / n, size=n_resamples)
-    return draws.reshape(n_resamples, *cm.shape)
+    flat = cm.ravel()
+    cells = np.flatnonzero(flat)
+    shares = flat[cells] / n
+    sizes = [len(c) for c in np.array_split(np.arange(n_resamples), BOOTSTRAP_CHUNKS) if len(c)]
+    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
+
+    def draw(i: int) -> np.ndarray:
+        return np.random.default_rng(seeds[i]).multinomial(n, shares, size=sizes[i])
+
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(len(sizes), os.cpu_count() or 1)
+    if workers > 1 and len(cells) * n_resamples > 1_000_000:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(draw, range(len(sizes))))
+    else:
+        parts = [draw(i) for i in range(len(sizes))]
+    out = np.zeros((n_resamples, flat.size), dtype=np.int64)
+    out[:, cells] = np.concatenate(parts)
+    return out.reshape(n_resamples, *cm.shape)
 
 
 def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
