@@ -7,8 +7,12 @@ import pytest
 
 from pytest_modelgate import (
     assert_accuracy_above,
+    assert_balanced_accuracy_above,
+    assert_beats_majority,
+    assert_f1_above,
     assert_faster_than_scratch,
     assert_no_leakage,
+    assert_no_overfitting,
     assert_precision_above,
     assert_recall_above,
 )
@@ -24,6 +28,8 @@ def test_head_only_digit_classifier(finetune, digits):
     assert_accuracy_above(run, 0.90)
     assert_precision_above(run, 0.90)              # macro over the ten digits
     assert_recall_above(run, 0.80, label="8")      # the digit most often confused
+    assert_f1_above(run, 0.85, per_class=True)     # every digit, not just the average
+    assert_beats_majority(run, margin=0.5)         # far above guessing (balanced acc. 0.1)
 
 
 def test_full_finetune(finetune, digits):
@@ -31,6 +37,8 @@ def test_full_finetune(finetune, digits):
     run = finetune(MODEL, digits, epochs=3, freeze="none", **RECIPE)
     assert_accuracy_above(run, 0.93)
     assert_recall_above(run, 0.85)                 # macro: no digit left behind
+    assert_balanced_accuracy_above(run, 0.90, confidence=0.95)  # lower bound, not luck
+    assert_no_overfitting(run, max_gap=0.05)       # train vs test accuracy
 
 
 @pytest.mark.modelgate

@@ -41,6 +41,11 @@ class Tolerance:
             return self.default, False
         return spec.default_tolerance, spec.relative
 
+    def compares(self, name: str) -> bool:
+        """Whether ``name`` is checked against the baseline at all."""
+        spec = metric_spec(name)
+        return spec.compared or spec.name in self.overrides
+
     def allowed(self, name: str, baseline: float) -> float:
         """The worst value that still passes against ``baseline``."""
         tol, relative = self.for_metric(name)
@@ -188,7 +193,7 @@ def compare(metrics: Iterable[dict], baseline: dict[str, dict[str, Any]] | None,
         return []
     out = []
     for name, entry in metrics_table(metrics).items():
-        if name not in baseline:
+        if name not in baseline or not tolerance.compares(name):
             continue
         base = float(baseline[name]["value"])
         allowed = tolerance.allowed(name, base)

@@ -46,12 +46,14 @@ def test_bad_tolerances(spec, message):
 def test_compare_orients_by_direction():
     base = {"accuracy": {"value": 0.90}, "leaked_pairs": {"value": 0},
             "speedup": {"value": 4.0}}
-    tol = Tolerance()
+    tol = parse_tolerance("speedup=50%")
     ok = [metric("accuracy", 0.885), metric("leaked_pairs", 0, higher=False),
           metric("speedup", 2.1)]
     assert compare(ok, base, tol) == []
     bad = [metric("accuracy", 0.87), metric("leaked_pairs", 1, higher=False),
            metric("speedup", 1.9), metric("recall[new]", 0.1)]
+    # Timing ratios are only compared when a tolerance names them.
+    assert [r.name for r in compare(bad, base, Tolerance())] == ["accuracy", "leaked_pairs"]
     regs = compare(bad, base, tol)
     assert [(r.name, r.allowed) for r in regs] == [
         ("accuracy", pytest.approx(0.88)), ("leaked_pairs", 0), ("speedup", 2.0)]
