@@ -44,25 +44,29 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     - ``head``: dotted path of the classifier ``nn.Linear`` when it cannot be found.
 
     The head is replaced for the data's classes and checked with one forward pass. Identical
-    calls within a session return the same run without training again. The returned run holds
-    test predictions, class names, per-epoch history (loss, accuracy, seconds), total
-    seconds and the device.
+    calls within a session return the same run without training again, and runs are cached
+    on disk (``--modelgate-cache-dir``, ``--modelgate-no-cache``): a run whose data, model
+    weights, settings, seed and library versions are unchanged is loaded, not retrained.
+    The returned run holds test predictions, class names, per-epoch history (loss,
+    accuracy, seconds), total seconds and the device.
     """
     from .plugin import session_key
 
-    default_device = request.config.stash[session_key].settings.device
+    session = request.config.stash[session_key]
+    settings = session.settings
     memo: dict[Any, FinetuneRun] = {}
 
     def factory(model: Any, data: Any, **kwargs: Any) -> FinetuneRun:
         from .train import run_finetune
 
         if kwargs.get("device") is None:
-            kwargs["device"] = default_device
+            kwargs["device"] = settings.device
+        kwargs.setdefault("seed", settings.seed)
         key_kwargs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
         fingerprint = data.fingerprint() if hasattr(data, "fingerprint") else id(data)
         key = (_model_key(model), fingerprint, key_kwargs)
         if key not in memo:
-            memo[key] = run_finetune(model, data, **kwargs)
+            memo[key] = run_finetune(model, data, cache=session.cache, **kwargs)
         return memo[key]
 
     return factory

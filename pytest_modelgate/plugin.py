@@ -9,7 +9,13 @@ from collections.abc import Generator
 
 import pytest
 
-from .session import ModelGateSession, parse_device, parse_tolerance_option, settings_from_config
+from .session import (
+    ModelGateSession,
+    parse_device,
+    parse_seed,
+    parse_tolerance_option,
+    settings_from_config,
+)
 
 OPTION_ENABLE = "--modelgate"
 OPTION_UPDATE = "--modelgate-update-baseline"
@@ -17,6 +23,9 @@ OPTION_BASELINE = "--modelgate-baseline"
 OPTION_TOLERANCE = "--modelgate-tolerance"
 OPTION_REPORT_DIR = "--modelgate-report-dir"
 OPTION_DEVICE = "--modelgate-device"
+OPTION_SEED = "--modelgate-seed"
+OPTION_CACHE_DIR = "--modelgate-cache-dir"
+OPTION_NO_CACHE = "--modelgate-no-cache"
 
 GATE_FIXTURES = frozenset({"finetune"})
 SKIP_REASON = f"model gate: run with {OPTION_ENABLE} to fine-tune and check it"
@@ -43,6 +52,13 @@ def add_modelgate_options(group: pytest.OptionGroup) -> None:
     group.addoption(OPTION_DEVICE, dest="modelgate_device", metavar="DEVICE", default=None,
                     type=parse_device,
                     help="Device for fine-tuning: auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    group.addoption(OPTION_SEED, dest="modelgate_seed", metavar="N", default=None,
+                    type=parse_seed,
+                    help="Seed for weights init, data order and every generator (default 0)")
+    group.addoption(OPTION_CACHE_DIR, dest="modelgate_cache_dir", metavar="DIR", default=None,
+                    help="Where fine-tuning runs are cached (default: pytest's cache directory)")
+    group.addoption(OPTION_NO_CACHE, action="store_true", dest="modelgate_no_cache",
+                    default=False, help="Retrain every run; read and write no cached runs")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("modelgate_tolerance", "Allowed worsening against the baseline (see --help)")
     parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
     parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
+    parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
+    parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -137,6 +155,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"no baseline at {path}: nothing compared; create one with {OPTION_UPDATE}")
     else:
         tr.write_line(f"compared with baseline {path}")
+    cache = ms.cache
+    if cache.enabled:
+        tr.write_line(f"run cache: {cache.hits} run(s) loaded, {cache.misses} trained "
+                      f"({cache.directory})")
+    else:
+        tr.write_line("run cache: off")
     if ms.report_paths:
         tr.write_line(f"report: {ms.report_paths[0]}")
         tr.write_line(f"json: {ms.report_paths[1]}")

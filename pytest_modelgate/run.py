@@ -241,6 +241,7 @@ class FinetuneRun:
     notes: tuple[str, ...] = ()
     train_y_true: np.ndarray | None = None
     train_y_pred: np.ndarray | None = None
+    cached: bool = False
     scratch_runner: Callable[..., FinetuneRun] | None = field(
         default=None, repr=False, compare=False
     )
@@ -298,5 +299,6 @@ class FinetuneRun:
             "notes": list(self.notes),
             "history": [vars(h) for h in self.history],
             "train_accuracy": self.predictions.train_accuracy,
+            "cached": self.cached,
             "summary": self.summary(),
         }

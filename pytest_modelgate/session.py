@@ -38,6 +38,17 @@ def parse_device(value: str) -> str:
     raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(DEVICES)} or cuda:N")
 
 
+def parse_seed(value: str) -> int:
+    """argparse ``type=`` for --modelgate-seed."""
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer seed") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {seed}")
+    return seed
+
+
 def _resolve(config: pytest.Config, option: str, ini: str, parse=None) -> Any:
     value = config.getoption(option)
     if value is None:
@@ -59,6 +70,15 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
                          parse_tolerance_option)
     device = _resolve(config, "modelgate_device", "modelgate_device", parse_device) or "auto"
     update = bool(config.getoption("modelgate_update_baseline"))
+    seed = _resolve(config, "modelgate_seed", "modelgate_seed", parse_seed)
+    cache_dir: Path | None = None
+    if not config.getoption("modelgate_no_cache"):
+        chosen = _resolve(config, "modelgate_cache_dir", "modelgate_cache_dir")
+        if chosen:
+            cache_dir = (root / chosen).resolve()
+        elif getattr(config, "cache", None) is not None:
+            # pytest's own cache directory; with -p no:cacheprovider, no default cache.
+            cache_dir = config.cache.mkdir("modelgate")
     kwargs: dict[str, Any] = {}
     if tolerance is not None:
         kwargs["tolerance"] = tolerance
@@ -68,6 +88,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         baseline_path=(root / baseline).resolve(),
         report_dir=(root / (report_dir or "reports")).resolve(),
         device=device,
+        cache_dir=cache_dir,
+        seed=seed if seed is not None else 0,
         **kwargs,
     )
 
@@ -81,6 +103,9 @@ class ModelGateSession:
         self.tests: dict[str, dict[str, Any]] = {}
         self.baseline: dict[str, dict] | None = None
         self.report_paths: tuple[Path, Path] | None = None
+        from .cache import RunCache
+
+        self.cache = RunCache(settings.cache_dir if settings.enabled else None)
         if settings.enabled:
             try:
                 self.baseline = load_baseline(settings.baseline_path)

@@ -18,3 +18,5 @@ class GateSettings:
     tolerance: Tolerance = field(default_factory=Tolerance)
     report_dir: Path | None = Path("reports")
     device: str = "auto"
+    cache_dir: Path | None = None  # None: runs are not cached
+    seed: int = 0

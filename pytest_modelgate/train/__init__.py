@@ -7,12 +7,29 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..cache import RunCache, library_versions, run_key
 from ..data import Splits
 from ..errors import ModelGateError
 from ..run import FinetuneRun
+
+
+def weights_hash(module: Any) -> str:
+    """Hash of a module's parameters and buffers (names, dtypes, shapes, values)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
 
 
 def run_finetune(
@@ -31,14 +48,17 @@ def run_finetune(
     pretrained: bool | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    cache: RunCache | None = None,
 ) -> FinetuneRun:
     """Load ``model``, replace its head for ``data``'s classes, fine-tune, predict the test split.
 
     The returned run can race a from-scratch copy of the same architecture
-    (``run.scratch_runner``), which ``assert_faster_than_scratch`` uses.
+    (``run.scratch_runner``), which ``assert_faster_than_scratch`` uses. With a ``cache``,
+    a run whose data, model weights, configuration, device and library versions were seen
+    before is loaded instead of trained, scratch races included.
     """
-    from .engine import TrainConfig, seed_everything, train
-    from .torch_zoo import LoadedModel, load_model
+    from .engine import TrainConfig, device_fingerprint, seed_everything, train
+    from .torch_zoo import LoadedModel, load_model, named_identity
 
     if not isinstance(data, Splits):
         raise ModelGateError(
@@ -54,19 +74,56 @@ def run_finetune(
         weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, batch_size=batch_size, seed=seed,
                          device=device, head=head)
-    seed_everything(seed)
-    loaded = load_model(model, weights=weights, image_size=image_size, mean=mean, std=std)
-    fresh = loaded.fresh
-    prep = loaded.preprocess
-    run = train(loaded, data, config)
+    cache = cache or RunCache(None)
+    # A model known by name and file needs no torch to be identified: an unchanged cached
+    # run then costs no framework import at all.
+    identity = named_identity(model, weights)
+    common = {"data": data.fingerprint(), "versions": library_versions(),
+              "device": device_fingerprint(config.device),
+              "preprocess_args": [image_size, mean, std]}
+    base: list[LoadedModel] = []
+
+    def loaded_model() -> LoadedModel:
+        if not base:
+            seed_everything(seed)
+            base.append(load_model(model, weights=weights, image_size=image_size, mean=mean,
+                                   std=std))
+        return base[0]
+
+    def build_scratch() -> LoadedModel:
+        origin = loaded_model()
+        seed_everything(seed)  # the random init itself is part of the seeded run
+        return LoadedModel(origin.fresh(), origin.name, origin.preprocess, pretrained=False,
+                           fresh=origin.fresh)
+
+    def cached_train(build: Callable[[], LoadedModel], run_config: TrainConfig,
+                     cheap: dict | None) -> FinetuneRun:
+        built = None
+        key = None
+        if cache.enabled:
+            if cheap is None:
+                built = build()
+                cheap = {"name": built.name, "weights": weights_hash(built.module),
+                         "pretrained": built.pretrained,
+                         "preprocess": dataclasses.asdict(built.preprocess)}
+            key = run_key({**common, "model": cheap, "config": dataclasses.asdict(run_config)})
+            hit = cache.load(key)
+            if hit is not None:
+                return hit
+        head_state: dict = {}
+        result = train(built or build(), data, run_config, head_state)
+        if key is not None:
+            cache.save(key, result, head_state)
+        return result
+
+    run = cached_train(loaded_model, config, identity)
 
     def scratch(target_accuracy: float | None = None, epochs: int | None = None) -> FinetuneRun:
         scratch_config = dataclasses.replace(
             config, freeze="none", stop_at_accuracy=target_accuracy,
             epochs=epochs or config.epochs,
         )
-        seed_everything(config.seed)  # the random init itself is part of the seeded run
-        scratch_model = LoadedModel(fresh(), loaded.name, prep, pretrained=False, fresh=fresh)
-        return train(scratch_model, data, scratch_config)
+        cheap = {**identity, "init": "random"} if identity is not None else None
+        return cached_train(build_scratch, scratch_config, cheap)
 
     return dataclasses.replace(run, scratch_runner=scratch)

@@ -75,6 +75,20 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def device_fingerprint(device: str) -> dict[str, str | bool]:
+    """What decides where ``device`` runs, read without importing torch (cache keys)."""
+    import os
+    import platform
+
+    fingerprint: dict[str, str | bool] = {"requested": device}
+    if device == "auto" or device.startswith("cuda"):
+        fingerprint["nvidia"] = os.path.exists("/dev/nvidiactl")
+        fingerprint["visible"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device in ("auto", "mps"):
+        fingerprint["machine"] = f"{platform.system()}-{platform.machine()}"
+    return fingerprint
+
+
 def seed_everything(seed: int) -> None:
     import torch
 
@@ -166,8 +180,12 @@ def _check_loss(loss: torch.Tensor, epoch: int, lr: float) -> None:
         )
 
 
-def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneRun:
-    """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing."""
+def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
+          head_state: dict[str, np.ndarray] | None = None) -> FinetuneRun:
+    """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing.
+
+    ``head_state``, when given, receives the trained head's weights as numpy arrays.
+    """
     import torch
     from torch import nn
 
@@ -280,6 +298,9 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig) -> FinetuneR
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
                        head_found_by=info.found_by)
+    if head_state is not None:
+        head_state.update({k: v.detach().float().cpu().numpy()
+                           for k, v in head.state_dict().items()})
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return FinetuneRun(

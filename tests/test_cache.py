@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from pytest_modelgate.cache import RunCache, run_key  # noqa: E402
+from pytest_modelgate.errors import ModelGateWarning  # noqa: E402
+from pytest_modelgate.train import run_finetune  # noqa: E402
+
+from .conftest import tiny_cnn  # noqa: E402
+
+GRAY = {"image_size": 8, "mean": (0.5,), "std": (0.5,)}
+
+
+def test_second_run_is_loaded_not_trained(digits_small, tmp_path):
+    cache = RunCache(tmp_path)
+    first = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", cache=cache, **GRAY)
+    second = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", cache=cache, **GRAY)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert not first.cached and second.cached
+    assert second.notes[-1].startswith("cached: trained ")
+    for name in ("y_true", "y_pred", "probabilities", "train_y_true", "train_y_pred"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert second.history == first.history and second.config == first.config
+    (folder,) = tmp_path.iterdir()
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["format"] == 1
+    with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
+        assert arrays["head.weight"].shape == (3, 32)   # the trained head is kept
+
+
+def test_anything_that_decides_the_run_changes_the_key(digits_small, tmp_path):
+    cache = RunCache(tmp_path)
+    run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)
+    run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", seed=1, cache=cache, **GRAY)
+    run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", cache=cache, **GRAY)
+    run_finetune(tiny_cnn, digits_small, epochs=1, freeze="backbone", cache=cache, **GRAY)
+    assert (cache.misses, cache.hits) == (4, 0)
+    assert run_key({"a": 1, "b": [1, 2]}) == run_key({"b": [1, 2], "a": 1})
+
+
+def test_scratch_races_are_cached_too(digits_small, tmp_path):
+    cache = RunCache(tmp_path)
+    run = run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
+    run.scratch_runner(target_accuracy=0.5)
+    again = run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
+    assert again.scratch_runner(target_accuracy=0.5).cached
+    assert (cache.misses, cache.hits) == (2, 2)
+
+
+def test_unreadable_entries_are_retrained_with_a_warning(digits_small, tmp_path):
+    cache = RunCache(tmp_path)
+    run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)
+    (folder,) = tmp_path.iterdir()
+    # An object array would need pickle to load: it must be refused, not unpickled.
+    np.savez(folder / "arrays.npz", y_true=np.array([{"evil": 1}], dtype=object))
+    with pytest.warns(ModelGateWarning, match="ignoring unreadable cached run"):
+        rerun = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache,
+                             **GRAY)
+    assert not rerun.cached
+    again = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)
+    assert again.cached   # the retrained run replaced the broken entry
+
+
+def test_disabled_cache_writes_nothing(digits_small, tmp_path):
+    cache = RunCache(None)
+    run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
+    assert not cache.enabled and cache.load("x") is None
