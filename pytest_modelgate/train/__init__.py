@@ -39,6 +39,7 @@ def run_finetune(
     epochs: int = 3,
     freeze: str | int = "backbone",
     lr: float = 1e-3,
+    backbone_lr: float | None = None,
     batch_size: int = 32,
     seed: int = 0,
     device: str = "auto",
@@ -72,8 +73,8 @@ def run_finetune(
             DeprecationWarning, stacklevel=3,
         )
         weights = "DEFAULT" if pretrained else None
-    config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, batch_size=batch_size, seed=seed,
-                         device=device, head=head)
+    config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
+                         batch_size=batch_size, seed=seed, device=device, head=head)
     cache = cache or RunCache(None)
     # A model known by name and file needs no torch to be identified: an unchanged cached
     # run then costs no framework import at all.

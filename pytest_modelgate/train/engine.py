@@ -37,6 +37,7 @@ class TrainConfig:
     epochs: int = 3
     freeze: str | int = "backbone"
     lr: float = 1e-3
+    backbone_lr: float | None = None  # learning rate of trained backbone layers; None: lr
     batch_size: int = 32
     seed: int = 0
     device: str = "auto"
@@ -46,17 +47,38 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ModelGateError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if self.freeze not in ("backbone", "none"):
+        n_blocks = isinstance(self.freeze, int) and not isinstance(self.freeze, bool)
+        if self.freeze not in ("backbone", "none") and not (n_blocks and self.freeze >= 1):
             raise ModelGateError(
-                f"freeze must be 'backbone' (train the head only) or 'none' (train all), "
-                f"got {self.freeze!r}"
+                f"freeze must be 'backbone' (train the head only), 'none' (train all) or a "
+                f"positive int N (train the head and the last N blocks), got {self.freeze!r}"
             )
         if not self.lr > 0:
             raise ModelGateError(f"lr must be positive, got {self.lr!r}")
+        if self.backbone_lr is not None and not self.backbone_lr > 0:
+            raise ModelGateError(f"backbone_lr must be positive, got {self.backbone_lr!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ModelGateError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+def backbone_blocks(model: nn.Module, head_path: str) -> list[tuple[str, nn.Module]]:
+    """The backbone as an ordered list of blocks, for ``freeze=N``: the model's top-level
+    children with parameters, a Sequential or ModuleList among them opened one level (the
+    residual stages of a ResNet become its residual blocks), without the head."""
+    from torch import nn
+
+    head_root = head_path.split(".")[0]
+    blocks: list[tuple[str, nn.Module]] = []
+    for name, child in model.named_children():
+        if name == head_root:  # the head, or the block that holds it (classifier = Dropout, Linear)
+            continue
+        if isinstance(child, (nn.Sequential, nn.ModuleList)):
+            blocks.extend((f"{name}.{n}", c) for n, c in child.named_children())
+        else:
+            blocks.append((name, child))
+    return [(n, b) for n, b in blocks if any(True for _ in b.parameters())]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -210,8 +232,10 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     notes: list[str] = []
 
     start = clock.now()
-    if config.freeze == "backbone":
-        # Frozen backbone in eval mode: its output never changes, so compute it once.
+    if config.freeze == "backbone" and isinstance(head, nn.Linear):
+        # Frozen backbone in eval mode: its output never changes, so compute it once. (A
+        # Linear head makes the model output; a convolutional head may be followed by more
+        # layers, so it takes the general path below.)
         for p in model.parameters():
             p.requires_grad_(False)
         set_submodule(model, info.path, nn.Identity())
@@ -223,7 +247,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         set_submodule(model, info.path, head)
         for p in head.parameters():
             p.requires_grad_(True)
-        params = list(head.parameters())
+        param_groups = [{"params": list(head.parameters()), "lr": config.lr}]
         notes.append("head-only: backbone features computed once; no augmentation")
 
         def step_inputs(idx):
@@ -243,14 +267,58 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     else:
         setup_seconds = 0.0
         eval_seconds = 0.0
-        params = list(model.parameters())
-        for p in params:
+        head_params = list(head.parameters())
+        if config.freeze == "none":
+            body_params = [p for p in model.parameters()
+                           if all(p is not q for q in head_params)]
+        elif config.freeze == "backbone":
+            body_params = []
+            notes.append(f"head-only: the {type(head).__name__} head is not the last layer, "
+                         "so the frozen backbone runs every step")
+        else:
+            blocks = backbone_blocks(model, info.path)
+            if config.freeze > len(blocks):
+                raise ModelGateError(
+                    f"freeze={config.freeze} asks to train the last {config.freeze} blocks, "
+                    f"but {loaded.name} has {len(blocks)}: "
+                    f"{', '.join(n for n, _ in blocks)}"
+                )
+            chosen = blocks[-config.freeze:]
+            body_params = [p for _, block in chosen for p in block.parameters()]
+            notes.append(f"trains the head and the last {config.freeze} blocks: "
+                         f"{', '.join(n for n, _ in chosen)}")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in (*head_params, *body_params):
             p.requires_grad_(True)
+        param_groups = [{"params": head_params, "lr": config.lr}]
+        if body_params:
+            param_groups.append({"params": body_params, "lr": config.backbone_lr or config.lr})
 
         def step_inputs(idx):
             return to_input(splits.train.images[idx], prep, device)
 
-        forward_train = model
+        class _PartlyFrozen(nn.Module):
+            """Train mode for the model, eval mode (fixed BatchNorm statistics) for modules
+            whose parameters are all frozen."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = model
+
+            def train(self, mode: bool = True):
+                model.train(mode)
+                if mode and config.freeze != "none":
+                    for m in model.modules():
+                        own = list(m.parameters(recurse=False))
+                        if own and not any(p.requires_grad for p in own):
+                            m.eval()
+                return self
+
+            def forward(self, x):
+                return model(x)
+
+        forward_train = _PartlyFrozen()
 
         def predict_test() -> torch.Tensor:
             return _forward_all(model, splits.test, prep, device, config.batch_size)
@@ -258,7 +326,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         def predict_train() -> torch.Tensor:
             return _forward_all(model, splits.train, prep, device, config.batch_size)
 
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = torch.optim.Adam(param_groups, lr=config.lr)
     train_seconds = clock.now() - start - eval_seconds
     logits = None
     for epoch in range(1, config.epochs + 1):

