@@ -64,7 +64,8 @@ def _is_head_layer(module: nn.Module) -> bool:
 def _width(module: nn.Module) -> int:
     from torch import nn
 
-    return module.in_features if isinstance(module, nn.Linear) else module.in_channels
+    width = module.in_features if isinstance(module, nn.Linear) else module.in_channels
+    return int(width)  # type: ignore[arg-type]
 
 
 def _linear_at(model: nn.Module, path: str) -> nn.Module:
@@ -188,8 +189,7 @@ def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInf
 
     candidates, how = _scan(model, sample)
     if len(candidates) == 1:
-        linear = _linear_at(model, candidates[0])
-        return HeadInfo(candidates[0], linear.in_features, how)
+        return HeadInfo(candidates[0], _width(_linear_at(model, candidates[0])), how)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if candidates:
         tried.append(f"{how} (ambiguous: {candidates})")
@@ -217,7 +217,8 @@ def replace_head(model: nn.Module, num_classes: int, head: str | None = None,
     old = _linear_at(model, info.path)
     new: nn.Module = (nn.Linear(info.in_features, num_classes) if isinstance(old, nn.Linear)
                       else nn.Conv2d(info.in_features, num_classes, kernel_size=1))
-    new.to(device=old.weight.device, dtype=old.weight.dtype)
+    weight = next(old.parameters())
+    new.to(device=weight.device, dtype=weight.dtype)
     set_submodule(model, info.path, new)
     return info
 

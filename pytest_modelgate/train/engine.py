@@ -48,7 +48,7 @@ class TrainConfig:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ModelGateError(f"epochs must be a positive integer, got {self.epochs!r}")
         n_blocks = isinstance(self.freeze, int) and not isinstance(self.freeze, bool)
-        if self.freeze not in ("backbone", "none") and not (n_blocks and self.freeze >= 1):
+        if self.freeze not in ("backbone", "none") and not (n_blocks and int(self.freeze) >= 1):
             raise ModelGateError(
                 f"freeze must be 'backbone' (train the head only), 'none' (train all) or a "
                 f"positive int N (train the head and the last N blocks), got {self.freeze!r}"
@@ -253,7 +253,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         def step_inputs(idx):
             return train_features[idx]
 
-        forward_train = head
+        forward_train: nn.Module = head
 
         def predict_test() -> torch.Tensor:
             head.eval()
@@ -276,6 +276,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
             notes.append(f"head-only: the {type(head).__name__} head is not the last layer, "
                          "so the frozen backbone runs every step")
         else:
+            assert isinstance(config.freeze, int)
             blocks = backbone_blocks(model, info.path)
             if config.freeze > len(blocks):
                 raise ModelGateError(
