@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from .run import FinetuneRun
+
+# Settings from the running test's @pytest.mark.modelgate(...), set by the plugin.
+overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "modelgate_overrides", default=None
+)
 
 
 def _model_key(model: Any) -> Any:
@@ -55,21 +61,42 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     """
     from .plugin import session_key
 
-    session = request.config.stash[session_key]
+    config = request.config
+    session = config.stash[session_key]
     settings = session.settings
     memo: dict[Any, FinetuneRun] = {}
+    hook = config.hook
+
+    def load_from_hook(name: str, weights: Any) -> Any:
+        return hook.pytest_modelgate_load_model(name=name, weights=weights)
+
+    def head_from_hook(model: Any) -> str | None:
+        return hook.pytest_modelgate_find_head(model=model)
+
+    def progress(line: str) -> None:
+        if config.get_verbosity() <= 0:
+            return
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
 
     def factory(model: Any, data: Any, **kwargs: Any) -> FinetuneRun:
         from .train import run_finetune
 
+        # Precedence: the call's keywords, then the test's marker, then options, ini, default.
+        marked = overrides.get() or {}
         if kwargs.get("device") is None:
-            kwargs["device"] = settings.device
-        kwargs.setdefault("seed", settings.seed)
+            kwargs["device"] = marked.get("device", settings.device)
+        kwargs.setdefault("seed", marked.get("seed", settings.seed))
         key_kwargs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
         fingerprint = data.fingerprint() if hasattr(data, "fingerprint") else id(data)
         key = (_model_key(model), fingerprint, key_kwargs)
         if key not in memo:
-            memo[key] = run_finetune(model, data, cache=session.cache, **kwargs)
+            memo[key] = run_finetune(model, data, cache=session.cache, loader=load_from_hook,
+                                     head_finder=head_from_hook, progress=progress, **kwargs)
         return memo[key]
 
     return factory

@@ -61,6 +61,12 @@ def add_modelgate_options(group: pytest.OptionGroup) -> None:
                     default=False, help="Retrain every run; read and write no cached runs")
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_modelgate_options(parser.getgroup("modelgate", "model quality gates"))
     parser.addini("modelgate_baseline", "Baseline file relative to the rootdir")
@@ -99,10 +105,12 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: check only the tests that run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     enabled = config.stash[session_key].settings.enabled
     gpu_ok: bool | None = None
     for item in items:
+        marker_overrides(item)  # a typo in the marker's keywords stops the run here
         if not enabled and is_gate(item):
             item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
         if item.get_closest_marker("gpu") is not None:
@@ -112,19 +120,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible"))
 
 
+MARKER_ARGS = frozenset({"device", "seed"})
+
+
+def marker_overrides(item: pytest.Item) -> dict[str, object]:
+    """``@pytest.mark.modelgate(device=..., seed=...)``: settings for this test's runs."""
+    marker = item.get_closest_marker("modelgate")
+    if marker is None:
+        return {}
+    unknown = sorted(set(marker.kwargs) - MARKER_ARGS)
+    if unknown or marker.args:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.modelgate takes only the keywords "
+            f"{', '.join(sorted(MARKER_ARGS))}; got {unknown or list(marker.args)}"
+        )
+    return dict(marker.kwargs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    # Fixtures that call finetune run here: they see the test's marker settings too.
+    from .fixtures import overrides
+
+    token = overrides.set(marker_overrides(item))
+    try:
+        return (yield)
+    finally:
+        overrides.reset(token)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     session = item.config.stash[session_key]
     if not (session.settings.enabled and is_gate(item)):
         return (yield)
     from .assertions import recording
+    from .fixtures import overrides
 
+    token = overrides.set(marker_overrides(item))
     with recording() as record:
         try:
             result = yield
         except BaseException:
             item.user_properties.append(("modelgate", {"record": record, "regressions": []}))
             raise
+        finally:
+            overrides.reset(token)
     regressions = session.regressions(item.nodeid, record)
     item.user_properties.append(
         ("modelgate", {"record": record, "regressions": [vars(r) for r in regressions]})

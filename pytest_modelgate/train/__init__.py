@@ -50,13 +50,18 @@ def run_finetune(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     cache: RunCache | None = None,
+    loader: Callable[[str, Any], Any] | None = None,
+    head_finder: Callable[[Any], str | None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FinetuneRun:
     """Load ``model``, replace its head for ``data``'s classes, fine-tune, predict the test split.
 
     The returned run can race a from-scratch copy of the same architecture
     (``run.scratch_runner``), which ``assert_faster_than_scratch`` uses. With a ``cache``,
     a run whose data, model weights, configuration, device and library versions were seen
-    before is loaded instead of trained, scratch races included.
+    before is loaded instead of trained, scratch races included. ``loader`` may supply a
+    named model first (the ``pytest_modelgate_load_model`` hook), ``head_finder`` a head
+    path (``pytest_modelgate_find_head``), and ``progress`` receives one line per epoch.
     """
     from .engine import TrainConfig, device_fingerprint, seed_everything, train
     from .torch_zoo import LoadedModel, load_model, named_identity
@@ -78,7 +83,8 @@ def run_finetune(
     cache = cache or RunCache(None)
     # A model known by name and file needs no torch to be identified: an unchanged cached
     # run then costs no framework import at all.
-    identity = named_identity(model, weights)
+    hooked = loader(model, weights) if loader is not None and isinstance(model, str) else None
+    identity = named_identity(model, weights) if hooked is None else None
     common = {"data": data.fingerprint(), "versions": library_versions(),
               "device": device_fingerprint(config.device),
               "preprocess_args": [image_size, mean, std]}
@@ -88,7 +94,7 @@ def run_finetune(
         if not base:
             seed_everything(seed)
             base.append(load_model(model, weights=weights, image_size=image_size, mean=mean,
-                                   std=std))
+                                   std=std, loader=(lambda _n, _w: hooked)))
         return base[0]
 
     def build_scratch() -> LoadedModel:
@@ -112,7 +118,12 @@ def run_finetune(
             if hit is not None:
                 return hit
         head_state: dict = {}
-        result = train(built or build(), data, run_config, head_state)
+        built = built or build()
+        if run_config.head is None and head_finder is not None:
+            found = head_finder(built.module)
+            if found is not None:
+                run_config = dataclasses.replace(run_config, head=found)
+        result = train(built, data, run_config, head_state, progress=progress)
         if key is not None:
             cache.save(key, result, head_state)
         return result

