@@ -21,7 +21,15 @@ from .assertions import (
     assert_recall_above,
     assert_recall_at_precision,
 )
-from .data import ImageSet, Splits, from_arrays, from_folder, load_digits, stratified_split
+from .data import (
+    ImageSet,
+    Splits,
+    from_arrays,
+    from_folder,
+    from_torch,
+    load_digits,
+    stratified_split,
+)
 from .errors import (
     AdapterUnavailableError,
     BaselineError,
@@ -56,6 +64,7 @@ __all__ = [
     "assert_recall_at_precision",
     "from_arrays",
     "from_folder",
+    "from_torch",
     "load_digits",
     "stratified_split",
 ]

@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,9 +162,9 @@ class Splits:
 
 def from_arrays(
     x_train: np.ndarray,
-    y_train: Sequence[int],
+    y_train: Sequence[int] | np.ndarray,
     x_test: np.ndarray,
-    y_test: Sequence[int],
+    y_test: Sequence[int] | np.ndarray,
     *,
     class_names: Sequence[str] | None = None,
 ) -> Splits:
@@ -185,16 +186,17 @@ def from_arrays(
 
 def stratified_split(
     images: np.ndarray,
-    labels: Sequence[int],
+    labels: Sequence[int] | np.ndarray,
     *,
     class_names: Sequence[str],
     test_fraction: float = 0.3,
     seed: int = 0,
+    sources: Sequence[str] | None = None,
 ) -> Splits:
     """A seeded, stratified train/test split that keeps identical images on one side.
 
     Identical images (same content id) are grouped before splitting, so an exact duplicate
-    can never land in both train and test.
+    can never land in both train and test. ``sources`` (file paths) follow their images.
     """
     if not 0 < test_fraction < 1:
         raise ModelGateError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -221,10 +223,16 @@ def stratified_split(
     test_ids = {ids[i] for i in np.flatnonzero(test_mask)}
     test_mask |= np.array([i in test_ids for i in ids])
     names = tuple(class_names)
-    return Splits(
-        train=ImageSet(images[~test_mask], label_arr[~test_mask], names, name="train"),
-        test=ImageSet(images[test_mask], label_arr[test_mask], names, name="test"),
-    )
+    src = None if sources is None else np.asarray(list(sources), dtype=object)
+
+    def part(mask: np.ndarray, name: str) -> ImageSet:
+        return ImageSet(images[mask], label_arr[mask], names, name=name,
+                        sources=None if src is None else tuple(src[mask]))
+
+    return Splits(train=part(~test_mask, "train"), test=part(test_mask, "test"))
+
+
+CONVERTIBLE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
 
 
 def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
@@ -234,6 +242,13 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
         with Image.open(path) as opened:
             opened.load()
             im: Image.Image = opened
+            if im.mode not in CONVERTIBLE_MODES:
+                kind = "16-bit or float" if im.mode[0] in "IF" else "unsupported"
+                raise ModelGateError(
+                    f"image {path} has mode {im.mode!r} ({kind} pixels), which does not "
+                    "convert to 8-bit RGB without losing data; convert it to 8-bit grayscale "
+                    "or RGB first"
+                )
             if im.mode not in ("L", "RGB"):
                 im = im.convert("RGB")
             if size is not None and im.size != (size[1], size[0]):
@@ -282,16 +297,82 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
                     sources=tuple(sources))
 
 
-def from_folder(root: str | Path, *, size: tuple[int, int] | None = None) -> Splits:
-    """Splits from an ImageFolder-style tree: ``root/train/<class>/*``, ``root/test/<class>/*``.
+def from_folder(root: str | Path, *, size: tuple[int, int] | None = None,
+                test_fraction: float | None = None, seed: int = 0) -> Splits:
+    """Splits from an ImageFolder-style tree.
 
-    Class names are the train folder's subdirectory names, sorted. Grayscale and RGB files
-    may mix (grayscale is widened to RGB); ``size=(H, W)`` resizes every image.
+    Either ``root/train/<class>/*`` and ``root/test/<class>/*``, or (with ``test_fraction``)
+    ``root/<class>/*`` split by ``stratified_split`` with ``seed``. Class names are the
+    subdirectory names, sorted. Grayscale and RGB files may mix (grayscale is widened to
+    RGB); ``size=(H, W)`` resizes every image.
     """
     root = Path(root)
+    if test_fraction is not None:
+        if (root / "train").is_dir():
+            raise ModelGateError(
+                f"{root} already has a train/ folder: drop test_fraction= to use its split, "
+                "or point from_folder at a folder of class folders"
+            )
+        every = _read_split(root.parent, root.name, size, None)
+        return stratified_split(every.images, every.labels, class_names=every.class_names,
+                                test_fraction=test_fraction, seed=seed, sources=every.sources)
+    if not (root / "train").is_dir() and root.is_dir() and any(root.iterdir()):
+        raise ModelGateError(
+            f"{root} has no train/ and test/ folders; for a folder of class folders pass "
+            "test_fraction= (e.g. 0.2) to split it"
+        )
     train = _read_split(root, "train", size, None)
     test = _read_split(root, "test", size, train.class_names)
     return Splits(train=train, test=test)
+
+
+def _to_uint8_image(item: Any, where: str) -> np.ndarray:
+    """A PIL image, a CHW tensor (float 0-1 or uint8) or an HWC array as HWC/HW uint8."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        if item.mode not in CONVERTIBLE_MODES:
+            raise ModelGateError(f"{where}: image mode {item.mode!r} does not convert to 8-bit")
+        return np.asarray(item if item.mode in ("L", "RGB") else item.convert("RGB"))
+    arr = item.detach().cpu().numpy() if hasattr(item, "detach") else np.asarray(item)
+    if hasattr(item, "detach") and arr.ndim == 3:
+        arr = np.moveaxis(arr, 0, -1)  # torch tensors are channels first
+    if arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            raise ModelGateError(f"{where}: float pixels must lie in [0, 1] (ToTensor()); got "
+                                 f"{arr.min():.3g}..{arr.max():.3g}; drop Normalize() here")
+        arr = np.round(arr * 255).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    return arr
+
+
+def from_torch(train: Any, test: Any, *, class_names: Sequence[str] | None = None) -> Splits:
+    """Splits from two torch ``Dataset``s yielding ``(image, label)``: PIL images, CHW
+    tensors (``ToTensor()``, without ``Normalize``) or HWC arrays.
+
+    ``class_names`` defaults to the train dataset's ``classes`` attribute (ImageFolder,
+    torchvision datasets), else the label values.
+    """
+    def read(dataset: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if len(dataset) == 0:
+            raise ModelGateError(f"{name} dataset is empty: it needs at least one image")
+        images, labels = [], []
+        for i in range(len(dataset)):
+            image, label = dataset[i]
+            images.append(_to_uint8_image(image, f"{name}[{i}]"))
+            labels.append(int(label))
+        shapes = {a.shape for a in images}
+        if len(shapes) > 1:
+            raise ModelGateError(f"{name} dataset yields images of shapes {sorted(shapes)[:3]}; "
+                                 "add a Resize transform so all share one size")
+        return np.stack(images), np.asarray(labels)
+
+    x_train, y_train = read(train, "train")
+    x_test, y_test = read(test, "test")
+    if class_names is None and getattr(train, "classes", None) is not None:
+        class_names = [str(c) for c in train.classes]
+    return from_arrays(x_train, y_train, x_test, y_test, class_names=class_names)
 
 
 def load_digits(*, test_fraction: float = 0.3, seed: int = 0) -> Splits:

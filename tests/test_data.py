@@ -122,3 +122,66 @@ def test_splits_must_share_class_names():
     test = ImageSet(_images(2, 1), [0, 1], ("a", "c"), name="test")
     with pytest.raises(ModelGateError, match="share one class list"):
         Splits(train, test)
+
+
+def test_from_folder_with_a_split_rule_keeps_sources(tmp_path):
+    x = _images(20)
+    for i in range(20):
+        _write(tmp_path / ("cat" if i % 2 else "dog") / f"{i}.png", x[i])
+    splits = from_folder(tmp_path, test_fraction=0.3, seed=1)
+    assert splits.class_names == ("cat", "dog")
+    assert (len(splits.train), len(splits.test)) == (14, 6)
+    assert all(s.endswith(".png") for s in splits.test.sources)
+    again = from_folder(tmp_path, test_fraction=0.3, seed=1)
+    assert again.test.sources == splits.test.sources
+    with pytest.raises(ModelGateError, match="has no train/ and test/ folders; for a folder of "
+                                             "class folders pass test_fraction="):
+        from_folder(tmp_path)
+
+
+def test_from_folder_refuses_lossy_modes(tmp_path):
+    for cls in "ab":
+        _write(tmp_path / "train" / cls / "1.png", _images(1)[0])
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    deep = Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16))
+    deep.save(tmp_path / "test" / "a" / "deep.png")
+    with pytest.raises(ModelGateError, match=r"deep\.png has mode 'I;16' \(16-bit or float "
+                                             r"pixels\)"):
+        from_folder(tmp_path)
+
+
+def test_from_torch_datasets():
+    torch = pytest.importorskip("torch")
+    from pytest_modelgate.data import from_torch
+
+    class Tensors(torch.utils.data.Dataset):
+        classes = ["a", "b"]
+
+        def __init__(self, n, seed):
+            self.x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i], i % 2
+
+    class Pil(Tensors):
+        def __getitem__(self, i):
+            return Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)), i % 2
+
+    splits = from_torch(Tensors(6, 0), Tensors(4, 1))
+    assert splits.class_names == ("a", "b") and splits.train.images.shape == (6, 8, 8)
+    np.testing.assert_array_equal(splits.train.images[0],
+                                  np.round(Tensors(6, 0).x[0, 0].numpy() * 255))
+    rgb = from_torch(Pil(4, 0), Pil(2, 0))
+    assert rgb.train.images.shape == (4, 8, 8, 3)
+
+    class Normalized(Tensors):
+        def __getitem__(self, i):
+            return self.x[i] * 2 - 1, i % 2
+
+    with pytest.raises(ModelGateError, match=r"float pixels must lie in \[0, 1\]"):
+        from_torch(Normalized(4, 0), Tensors(2, 0))
+    with pytest.raises(ModelGateError, match="train dataset is empty"):
+        from_torch(Tensors(0, 0), Tensors(2, 0))
