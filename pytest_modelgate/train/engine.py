@@ -139,8 +139,11 @@ def to_input(images: np.ndarray, prep: Preprocess, device: str) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
 
-    # A copy: dataset arrays are read-only and torch wants writable memory.
+    # A copy: dataset arrays are read-only and torch wants writable memory. Pinned on CUDA,
+    # so the copy to the GPU runs asynchronously.
     x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    if device.startswith("cuda"):
+        x = x.pin_memory()
     if x.ndim == 3:
         x = x.unsqueeze(-1)
     x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
