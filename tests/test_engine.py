@@ -287,3 +287,19 @@ def test_convolutional_head_trains_head_only_through_the_model(digits_small):
                        freeze="backbone", image_size=32)
     assert run.config["head_path"] == "classifier.1"
     assert run.notes[0].startswith("head-only: the Conv2d head is not the last layer")
+
+
+def test_user_transform_replaces_resize_and_normalise(digits_small):
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([v2.Resize((16, 16), antialias=True), v2.Normalize([0.2], [0.3])])
+    run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", lr=1e-2,
+                       transform=transform)
+    assert run.accuracy > 0.6
+    from pytest_modelgate.train.engine import to_input
+    from pytest_modelgate.train.torch_zoo import Preprocess
+
+    x = to_input(digits_small.test.images[:2], Preprocess(channels=1, transform=transform), "cpu")
+    assert x.shape == (2, 1, 16, 16)
+    raw = torch.from_numpy(np.array(digits_small.test.images[:2])).float().div(255)[:, None]
+    torch.testing.assert_close(x, transform(raw))

@@ -53,6 +53,7 @@ def run_finetune(
     loader: Callable[[str, Any], Any] | None = None,
     head_finder: Callable[[Any], str | None] | None = None,
     progress: Callable[[str], None] | None = None,
+    transform: Callable[[Any], Any] | None = None,
 ) -> FinetuneRun:
     """Load ``model``, replace its head for ``data``'s classes, fine-tune, predict the test split.
 
@@ -87,14 +88,17 @@ def run_finetune(
     identity = named_identity(model, weights) if hooked is None else None
     common = {"data": data.fingerprint(), "versions": library_versions(),
               "device": device_fingerprint(config.device),
-              "preprocess_args": [image_size, mean, std]}
+              "preprocess_args": [image_size, mean, std,
+                                  None if transform is None else
+                                  f"{getattr(transform, '__qualname__', '')}|{transform!r}"]}
     base: list[LoadedModel] = []
 
     def loaded_model() -> LoadedModel:
         if not base:
             seed_everything(seed)
             base.append(load_model(model, weights=weights, image_size=image_size, mean=mean,
-                                   std=std, loader=(lambda _n, _w: hooked)))
+                                   std=std, loader=(lambda _n, _w: hooked),
+                                   transform=transform))
         return base[0]
 
     def build_scratch() -> LoadedModel:
@@ -112,7 +116,7 @@ def run_finetune(
                 built = build()
                 cheap = {"name": built.name, "weights": weights_hash(built.module),
                          "pretrained": built.pretrained,
-                         "preprocess": dataclasses.asdict(built.preprocess)}
+                         "preprocess": built.preprocess.key()}
             key = run_key({**common, "model": cheap, "config": dataclasses.asdict(run_config)})
             hit = cache.load(key)
             if hit is not None:

@@ -151,13 +151,16 @@ def to_input(images: np.ndarray, prep: Preprocess, device: str) -> torch.Tensor:
         x = x.expand(-1, 3, -1, -1)
     elif x.shape[1] == 3 and prep.channels == 1:
         x = x.mean(dim=1, keepdim=True)
-    if x.shape[-2:] != (prep.image_size, prep.image_size):
+    if prep.transform is not None:
+        x = prep.transform(x)   # the user's preprocessing replaces resize and normalise
+    elif x.shape[-2:] != (prep.image_size, prep.image_size):
         x = F.interpolate(x, size=(prep.image_size, prep.image_size), mode="bilinear",
                           align_corners=False)
-    c = x.shape[1]
-    mean = torch.tensor(prep.mean[:c], device=device).view(1, c, 1, 1)
-    std = torch.tensor(prep.std[:c], device=device).view(1, c, 1, 1)
-    x = (x - mean) / std
+    if prep.transform is None:
+        c = x.shape[1]
+        mean = torch.tensor(prep.mean[:c], device=device).view(1, c, 1, 1)
+        std = torch.tensor(prep.std[:c], device=device).view(1, c, 1, 1)
+        x = (x - mean) / std
     if device.startswith("cuda"):
         x = x.contiguous(memory_format=torch.channels_last)
     return x

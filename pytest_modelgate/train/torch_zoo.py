@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +23,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How pixels in 0-1 become model input: resize to ``image_size``, then normalise."""
+    """How pixels in 0-1 become model input: resize to ``image_size``, then normalise; or,
+    when the user passes one, ``transform`` on the float NCHW batch instead of both."""
 
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     image_size: int = 224
     channels: int = 3
+    transform: Callable[[Any], Any] | None = field(default=None, compare=False)
+
+    def key(self) -> dict[str, Any]:
+        """JSON-ready identity for cache keys (a transform by its qualified name and repr)."""
+        t = self.transform
+        return {"mean": self.mean, "std": self.std, "image_size": self.image_size,
+                "channels": self.channels,
+                "transform": None if t is None else f"{getattr(t, '__qualname__', '')}|{t!r}"}
 
 
 @dataclass
@@ -310,6 +319,7 @@ def load_model(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     loader: Callable[[str, Any], Any] | None = None,
+    transform: Callable[[Any], Any] | None = None,
 ) -> LoadedModel:
     """Resolve what a user passed as ``model`` into a module and its preprocessing.
 
@@ -383,8 +393,9 @@ def load_model(
     elif weights is None and (from_loader is not None or not isinstance(model, str)):
         loaded.module = reinitialize(loaded.module)
         loaded.pretrained = False
-    if mean is not None or std is not None:
+    if mean is not None or std is not None or transform is not None:
         p = loaded.preprocess
         loaded.preprocess = Preprocess(mean=tuple(mean or p.mean), std=tuple(std or p.std),
-                                       image_size=p.image_size, channels=p.channels)
+                                       image_size=p.image_size, channels=p.channels,
+                                       transform=transform)
     return loaded
