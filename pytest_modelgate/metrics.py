@@ -105,13 +105,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
         >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2).tolist()
         [[1, 0], [1, 1]]
     """
-    y_true = as_label_array(y_true, "y_true")
-    y_pred = as_label_array(y_pred, "y_pred")
-    if y_true.shape != y_pred.shape:
-        raise ModelGateError(
-            f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)}); "
-            "pass one prediction per test sample"
-        )
+    y_true, y_pred = _same_length(y_true, y_pred)
     if num_classes < 1:
         raise ModelGateError(f"num_classes must be at least 1, got {num_classes}")
     _check_labels(y_true, num_classes, "y_true")
@@ -211,7 +205,7 @@ def _zero_division_value(zero_division: float | str) -> float:
     )
 
 
-def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+def _same_length(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     t = as_label_array(y_true, "y_true")
     p = as_label_array(y_pred, "y_pred")
     if t.shape != p.shape:
@@ -219,6 +213,11 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
             f"y_true and y_pred differ in length ({len(t)} vs {len(p)}); "
             "pass one prediction per test sample"
         )
+    return t, p
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _same_length(y_true, y_pred)
     if t.size == 0:
         raise ModelGateError("y_true and y_pred are empty: a metric needs at least one sample")
     if min(t.min(), p.min()) < 0:

@@ -82,6 +82,14 @@ def _input_channels(model: nn.Module) -> int:
     return 3
 
 
+def _unknown(kind: str, name: str, choices: list[str]) -> ModelGateError:
+    from difflib import get_close_matches
+
+    near = get_close_matches(name, choices, n=3)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    return ModelGateError(f"unknown {kind} {name!r}{hint}")
+
+
 # --- EfficientNet-Lite0 from PyPI: the offline default --------------------------------
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
@@ -142,11 +150,7 @@ def _torchvision(name: str, pretrained: bool, image_size: int | None) -> LoadedM
 
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
-        from difflib import get_close_matches
-
-        near = get_close_matches(name, available + [EFFICIENTNET_LITE0], n=3)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise ModelGateError(f"unknown model name {name!r}{hint}")
+        raise _unknown("model name", name, [*available, EFFICIENTNET_LITE0])
     weights = get_model_weights(name).DEFAULT if pretrained else None
     if weights is not None:
         # Check the standard cache first: offline, torchvision would fail deep in urllib.
@@ -204,11 +208,7 @@ def _timm(name: str, pretrained: bool, image_size: int | None) -> LoadedModel:
             f"model 'timm:{name}' needs timm: pip install timm"
         ) from None
     if name not in timm.list_models():
-        from difflib import get_close_matches
-
-        near = get_close_matches(name, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise ModelGateError(f"unknown timm model {name!r}{hint}")
+        raise _unknown("timm model", name, timm.list_models())
 
     def build():
         return timm.create_model(name, pretrained=False)
