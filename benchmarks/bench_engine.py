@@ -48,50 +48,39 @@ def predict(model, images, prep) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def hand_full(data, epochs: int, same_outputs: bool) -> float:
+def train_epoch(model, opt, data, prep, y, g, frozen_backbone: bool) -> None:
+    # A frozen backbone stays in eval mode: its BatchNorm statistics stay fixed.
+    model.eval() if frozen_backbone else model.train()
+    for idx in torch.randperm(len(y), generator=g).split(BATCH):
+        idx = idx.numpy()
+        loss = nn.functional.cross_entropy(
+            model(to_input(data.train.images[idx], prep, "cpu")), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def hand_loop(data, epochs: int, *, head_only: bool, same_outputs: bool = False) -> float:
     torch.manual_seed(SEED)
     model, prep = hand_model(len(data.class_names))
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    if head_only:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model._fc.parameters():
+            p.requires_grad_(True)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
     y = torch.as_tensor(np.array(data.train.labels))
     g = torch.Generator().manual_seed(SEED)
+    test_pred = None
     for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(y), generator=g).split(BATCH):
-            idx = idx.numpy()
-            loss = nn.functional.cross_entropy(
-                model(to_input(data.train.images[idx], prep, "cpu")), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if same_outputs:
-            test_acc = float(np.mean(predict(model, data.test.images, prep) == data.test.labels))
-    if same_outputs:
+        train_epoch(model, opt, data, prep, y, g, frozen_backbone=head_only)
+        if same_outputs:   # the engine reports test accuracy after every epoch
+            test_pred = predict(model, data.test.images, prep)
+    if same_outputs:       # ... and evaluates the train split once at the end
         predict(model, data.train.images, prep)
     else:
-        test_acc = float(np.mean(predict(model, data.test.images, prep) == data.test.labels))
-    return test_acc
-
-
-def hand_head_only(data, epochs: int) -> float:
-    torch.manual_seed(SEED)
-    model, prep = hand_model(len(data.class_names))
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in model._fc.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(model._fc.parameters(), lr=LR)
-    y = torch.as_tensor(np.array(data.train.labels))
-    g = torch.Generator().manual_seed(SEED)
-    for _ in range(epochs):
-        model.eval()   # frozen backbone: BatchNorm statistics stay fixed
-        for idx in torch.randperm(len(y), generator=g).split(BATCH):
-            idx = idx.numpy()
-            loss = nn.functional.cross_entropy(
-                model(to_input(data.train.images[idx], prep, "cpu")), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return float(np.mean(predict(model, data.test.images, prep) == data.test.labels))
+        test_pred = predict(model, data.test.images, prep)
+    return float(np.mean(test_pred == data.test.labels))
 
 
 def timed(fn):
@@ -116,9 +105,10 @@ def main() -> None:
                                             freeze="none", image_size=SIZE, lr=LR,
                                             batch_size=BATCH, seed=SEED, device="cpu"))
         engine.append(t)
-        t, acc_same = timed(lambda: hand_full(data, args.epochs, same_outputs=True))
+        t, acc_same = timed(lambda: hand_loop(data, args.epochs, head_only=False,
+                                              same_outputs=True))
         same.append(t)
-        t, acc_bare = timed(lambda: hand_full(data, args.epochs, same_outputs=False))
+        t, acc_bare = timed(lambda: hand_loop(data, args.epochs, head_only=False))
         bare.append(t)
     e, s, b = (statistics.median(x) for x in (engine, same, bare))
     print(f"[1] full fine-tune, {args.epochs} epochs, {args.rounds} alternating rounds (medians)")
@@ -130,7 +120,7 @@ def main() -> None:
     t_engine, run = timed(lambda: run_finetune("efficientnet_lite0", data, epochs=10,
                                                freeze="backbone", image_size=SIZE, lr=LR,
                                                batch_size=BATCH, seed=SEED, device="cpu"))
-    t_hand, acc = timed(lambda: hand_head_only(data, 10))
+    t_hand, acc = timed(lambda: hand_loop(data, 10, head_only=True))
     print("[2] head-only, 10 epochs")
     print(f"    engine {t_engine:.1f}s (test acc {run.accuracy:.3f}); frozen backbone every "
           f"epoch {t_hand:.1f}s (test acc {acc:.3f})")
