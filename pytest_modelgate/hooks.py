@@ -12,7 +12,10 @@ if TYPE_CHECKING:
 
 @pytest.hookspec(firstresult=True)
 def pytest_modelgate_load_model(name: str, weights: Any) -> nn.Module | None:
-    """Return the model called ``name`` (with ``weights``: "DEFAULT" or None), or None to pass."""
+    """Return the model called ``name`` (with ``weights``: "DEFAULT" or None), or None to pass.
+
+    Called with the run's seed already set on Python's, numpy's and torch's generators.
+    """
 
 
 @pytest.hookspec(firstresult=True)

@@ -6,6 +6,7 @@ Importing this package is light; torch is imported when a run starts.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -84,7 +85,14 @@ def run_finetune(
     cache = cache or RunCache(None)
     # A model known by name and file needs no torch to be identified: an unchanged cached
     # run then costs no framework import at all.
-    hooked = loader(model, weights) if loader is not None and isinstance(model, str) else None
+    hooked = None
+    if loader is not None and isinstance(model, str):
+        # A zoo hook builds its model now: seed first, so its random init is the seeded
+        # one. (Only when torch is already loaded, as it is for a conftest that builds
+        # torch models: an unchanged cached run of a built-in model stays torch-free.)
+        if "torch" in sys.modules:
+            seed_everything(seed)
+        hooked = loader(model, weights)
     identity = named_identity(model, weights) if hooked is None else None
     common = {"data": data.fingerprint(), "versions": library_versions(),
               "device": device_fingerprint(config.device),
