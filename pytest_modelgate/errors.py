@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ModelGateError(ValueError):
     """Bad input to a modelgate function: the message names the argument and the fix."""
@@ -16,8 +18,28 @@ class AdapterUnavailableError(ModelGateError, ImportError):
 
 
 class BaselineError(ModelGateError):
-    """The baseline file is corrupt, foreign, or of an unknown schema."""
+    """The baseline file is corrupt, foreign, or of an unknown schema.
+
+    ``replaceable``: the file is a damaged or other-version baseline, which
+    ``--modelgate-update-baseline`` may replace; a foreign file (not a baseline at all)
+    is never overwritten.
+    """
+
+    def __init__(self, message: str, *, replaceable: bool = True) -> None:
+        super().__init__(message)
+        self.replaceable = replaceable
 
 
 class ModelGateWarning(UserWarning):
     """Something a user should know that does not stop the run."""
+
+
+def user_error_frames(excinfo: Any) -> bool:
+    """The ``__tracebackhide__`` of this package's modules.
+
+    pytest hides a frame whose module defines ``__tracebackhide__`` as a callable that
+    returns True for the error. A ``ModelGateError`` is about the user's input, so the
+    user sees their own line and the message, not this package's frames and their array
+    arguments; any other error (a bug here) keeps every frame. ``--full-trace`` shows all.
+    """
+    return excinfo is not None and excinfo.errisinstance(ModelGateError)
