@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelGateError
+from .errors import ModelGateError, ModelGateWarning, user_error_frames
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -35,7 +40,7 @@ def content_id(image: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageSet:
     """One split: ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels`` class indices.
 
@@ -96,6 +101,13 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def __repr__(self) -> str:
+        # Short: pytest prints arguments in tracebacks, and pixel arrays say nothing there.
+        shape = "x".join(str(d) for d in self.images.shape[1:])
+        names = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
+        return (f"ImageSet({self.name!r}, {len(self)} images of {shape}, "
+                f"{len(self.class_names)} classes: {names})")
+
     def describe(self, index: int) -> str:
         """Human name of a sample: its source path when known, else split, index and id."""
         if self.sources is not None:
@@ -111,7 +123,7 @@ class ImageSet:
         return h.hexdigest()[:16]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Splits:
     """Train and test (optionally val) splits over the same class names."""
 
@@ -155,6 +167,10 @@ class Splits:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.train.class_names
+
+    def __repr__(self) -> str:
+        val = f", val={self.val!r}" if self.val is not None else ""
+        return f"Splits(train={self.train!r}, test={self.test!r}{val})"
 
     def fingerprint(self) -> str:
         return "-".join(p.fingerprint() for p in (self.train, self.test, self.val) if p)
@@ -260,28 +276,51 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
         ) from None
 
 
+def _class_folders(base: Path) -> list[str]:
+    """Class folder names under ``base``, sorted; hidden folders (``.ipynb_checkpoints``) are
+    not classes."""
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _read_split(root: Path, split: str, size: tuple[int, int] | None,
-                class_names: tuple[str, ...] | None) -> ImageSet:
+                class_names: tuple[str, ...] | None, *, name: str | None = None) -> ImageSet:
+    """One split folder of class folders. With ``class_names`` (train's), every class folder
+    here must be one of them; a class may be absent, but a class folder is never empty."""
     base = root / split
     if not base.is_dir():
         raise ModelGateError(
             f"{base} is not a directory; from_folder expects {root}/train/<class>/*.png and "
-            f"{root}/test/<class>/*.png"
+            f"{root}/test/<class>/*.png (or {root}/val/<class>/*.png)"
         )
-    found = sorted(p.name for p in base.iterdir() if p.is_dir())
+    found = _class_folders(base)
+    if class_names is not None:
+        unknown = [c for c in found if c not in class_names]
+        if unknown:
+            raise ModelGateError(
+                f"{base} has class folders {unknown} that {root / 'train'} does not have: a "
+                f"class in {split} that train never shows; add training images under "
+                f"{root / 'train' / unknown[0]}/ or remove {base / unknown[0]}"
+            )
     names = class_names if class_names is not None else tuple(found)
     images, labels, sources = [], [], []
     for idx, cls in enumerate(names):
         folder = base / cls
         if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(_read_image(path, size))
-                labels.append(idx)
-                sources.append(str(path))
+            continue  # a class the test split does not show
+        files = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise ModelGateError(
+                f"class folder {folder} holds no images (looked for "
+                f"{', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder, "
+                "since an empty class changes accuracy and macro averages"
+            )
+        for path in files:
+            images.append(_read_image(path, size))
+            labels.append(idx)
+            sources.append(str(path))
     if not images:
-        raise ModelGateError(f"{split} split is empty: no images under {base}/<class>/")
+        raise ModelGateError(f"{split} split is empty: no class folders with images under "
+                             f"{base}/<class>/")
     modes = {img.ndim for img in images}
     if len(modes) > 1:
         images = [img if img.ndim == 3 else np.stack([img] * 3, axis=-1) for img in images]
@@ -293,37 +332,67 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
             f"images of mixed sizes in {base}: {sources[0]} is {first}, {sources[odd]} is "
             f"{images[odd].shape}; pass size=(H, W) to from_folder to resize them"
         )
-    return ImageSet(np.stack(images), np.asarray(labels), names, name=split,
+    return ImageSet(np.stack(images), np.asarray(labels), names, name=name or split,
                     sources=tuple(sources))
+
+
+SPLIT_FOLDERS = ("train", "test", "val")
 
 
 def from_folder(root: str | Path, *, size: tuple[int, int] | None = None,
                 test_fraction: float | None = None, seed: int = 0) -> Splits:
     """Splits from an ImageFolder-style tree.
 
-    Either ``root/train/<class>/*`` and ``root/test/<class>/*``, or (with ``test_fraction``)
-    ``root/<class>/*`` split by ``stratified_split`` with ``seed``. Class names are the
-    subdirectory names, sorted. Grayscale and RGB files may mix (grayscale is widened to
-    RGB); ``size=(H, W)`` resizes every image.
+    Either ``root/train/<class>/*`` with ``root/test/<class>/*`` (and optionally
+    ``root/val/<class>/*``, kept as ``Splits.val``), or ``root/train`` with ``root/val``
+    (the val folder is then the test split, as in the PyTorch transfer-learning tutorial),
+    or (with ``test_fraction``) ``root/<class>/*`` split by ``stratified_split`` with
+    ``seed``. Class names are the train subdirectory names, sorted; hidden folders are
+    skipped. Grayscale and RGB files may mix (grayscale is widened to RGB); ``size=(H, W)``
+    resizes every image.
+
+    Raises:
+        ModelGateError: a class folder in test or val that train lacks, an empty class
+            folder, no test or val folder, unreadable images, mixed sizes without ``size=``.
+
+    Example:
+        >>> splits = from_folder("hymenoptera_data", size=(224, 224))  # doctest: +SKIP
     """
     root = Path(root)
+    present = [s for s in SPLIT_FOLDERS if (root / s).is_dir()]
     if test_fraction is not None:
-        if (root / "train").is_dir():
+        if present:
             raise ModelGateError(
-                f"{root} already has a train/ folder: drop test_fraction= to use its split, "
-                "or point from_folder at a folder of class folders"
+                f"{root} already has {'/, '.join(present)}/ folder(s): drop test_fraction= to "
+                "use its split, or point from_folder at a folder of class folders"
             )
         every = _read_split(root.parent, root.name, size, None)
         return stratified_split(every.images, every.labels, class_names=every.class_names,
                                 test_fraction=test_fraction, seed=seed, sources=every.sources)
-    if not (root / "train").is_dir() and root.is_dir() and any(root.iterdir()):
+    if "train" not in present and root.is_dir() and any(root.iterdir()):
         raise ModelGateError(
-            f"{root} has no train/ and test/ folders; for a folder of class folders pass "
+            f"{root} has no train/ folder; from_folder expects {root}/train/<class>/* and "
+            f"{root}/test/<class>/* (or val/), and for a folder of class folders pass "
             "test_fraction= (e.g. 0.2) to split it"
         )
+    if root.is_dir():
+        others = [p.name for p in sorted(root.iterdir())
+                  if p.is_dir() and p.name not in SPLIT_FOLDERS and not p.name.startswith(".")]
+        if others:
+            warnings.warn(
+                f"from_folder({str(root)!r}) ignores the folder(s) {others}: only train/, test/ "
+                "and val/ are splits; rename one to val/ or test/ to use it",
+                ModelGateWarning, stacklevel=2,
+            )
     train = _read_split(root, "train", size, None)
-    test = _read_split(root, "test", size, train.class_names)
-    return Splits(train=train, test=test)
+    if "test" in present:
+        test = _read_split(root, "test", size, train.class_names)
+        val = _read_split(root, "val", size, train.class_names) if "val" in present else None
+        return Splits(train=train, test=test, val=val)
+    if "val" in present:
+        # train/ and val/ only: val is what the model is measured on.
+        return Splits(train=train, test=_read_split(root, "val", size, train.class_names))
+    return Splits(train=train, test=_read_split(root, "test", size, train.class_names))
 
 
 def _to_uint8_image(item: Any, where: str) -> np.ndarray:

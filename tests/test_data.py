@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pytest_modelgate.data import ImageSet, Splits, from_arrays, from_folder, stratified_split
-from pytest_modelgate.errors import ModelGateError
+from pytest_modelgate.errors import ModelGateError, ModelGateWarning
 
 
 def _images(n: int, seed: int = 0, size: int = 8) -> np.ndarray:
@@ -98,8 +98,14 @@ def test_from_folder_bad_inputs(tmp_path):
     (tmp_path / "test" / "a").mkdir(parents=True)
     with pytest.raises(ModelGateError, match=r"mixed sizes.*pass size=\(H, W\)"):
         from_folder(tmp_path)
-    with pytest.raises(ModelGateError, match="test split is empty"):
+    with pytest.raises(ModelGateError, match=r"class folder .*test/a holds no images"):
         from_folder(tmp_path, size=(8, 8))
+    (tmp_path / "test" / "a").rmdir()
+    (tmp_path / "test" / "a").mkdir()
+    (tmp_path / "test" / "a").rmdir()
+    with pytest.raises(ModelGateError, match="test split is empty: no class folders with images"):
+        from_folder(tmp_path, size=(8, 8))
+    (tmp_path / "test" / "a").mkdir()
     broken = tmp_path / "test" / "a" / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(ModelGateError, match=r"cannot read image .*broken\.png"):
@@ -115,6 +121,12 @@ def test_from_folder_truncated_file_names_the_path(tmp_path):
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(ModelGateError, match=r"cut\.png"):
         from_folder(tmp_path)
+
+
+def test_repr_is_short():
+    splits = from_arrays(_images(4), [0, 1, 0, 1], _images(2, 1), [0, 1], class_names=["a", "b"])
+    assert repr(splits) == ("Splits(train=ImageSet('train', 4 images of 8x8, 2 classes: a, b), "
+                            "test=ImageSet('test', 2 images of 8x8, 2 classes: a, b))")
 
 
 def test_splits_must_share_class_names():
@@ -134,9 +146,101 @@ def test_from_folder_with_a_split_rule_keeps_sources(tmp_path):
     assert all(s.endswith(".png") for s in splits.test.sources)
     again = from_folder(tmp_path, test_fraction=0.3, seed=1)
     assert again.test.sources == splits.test.sources
-    with pytest.raises(ModelGateError, match="has no train/ and test/ folders; for a folder of "
-                                             "class folders pass test_fraction="):
+    with pytest.raises(ModelGateError, match="has no train/ folder; from_folder expects .* "
+                                             "for a folder of class folders pass test_fraction="):
         from_folder(tmp_path)
+
+
+def _tree(root: Path, layout: dict[str, dict[str, int]], size: int = 8) -> None:
+    """``{"train": {"ants": 3, ...}, ...}``: that many distinct images per class folder
+    (0 makes an empty folder)."""
+    seed = 0
+    for split, classes in layout.items():
+        for cls, n in classes.items():
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i, image in enumerate(_images(n, seed, size)):
+                _write(root / split / cls / f"{i}.png", image)
+            seed += 1
+
+
+def test_a_test_class_with_no_train_folder_is_an_error(tmp_path):
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3},
+                     "test": {"ants": 2, "bees": 2, "wasps": 5}})
+    with pytest.raises(ModelGateError, match=r"test has class folders \['wasps'\] that .*train "
+                                             r"does not have: a class in test that train never "
+                                             r"shows; add training images under .*train/wasps"):
+        from_folder(tmp_path)
+    # The same when the train folder exists but holds no image.
+    (tmp_path / "train" / "wasps").mkdir()
+    (tmp_path / "train" / "wasps" / "notes.txt").write_text("todo")
+    with pytest.raises(ModelGateError, match=r"class folder .*train/wasps holds no images"):
+        from_folder(tmp_path)
+
+
+def test_an_empty_class_folder_is_an_error_naming_it(tmp_path):
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3, "flies": 0},
+                     "test": {"ants": 2, "bees": 2, "flies": 0}})
+    with pytest.raises(ModelGateError, match=r"class folder .*train/flies holds no images .*add "
+                                             r"images or remove the folder"):
+        from_folder(tmp_path)
+    (tmp_path / "train" / "flies").rmdir()
+    with pytest.raises(ModelGateError, match=r"test has class folders \['flies'\]"):
+        from_folder(tmp_path)
+    (tmp_path / "test" / "flies").rmdir()
+    assert from_folder(tmp_path).class_names == ("ants", "bees")
+    # The same rule where from_folder splits a folder of class folders itself.
+    _tree(tmp_path, {"all": {"ants": 4, "bees": 0}})
+    with pytest.raises(ModelGateError, match=r"class folder .*all/bees holds no images"):
+        from_folder(tmp_path / "all", test_fraction=0.5)
+
+
+def test_hidden_folders_are_not_classes(tmp_path):
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3, ".ipynb_checkpoints": 0},
+                     "test": {"ants": 2, "bees": 2}})
+    assert from_folder(tmp_path).class_names == ("ants", "bees")
+
+
+def test_val_is_the_test_split_when_there_is_no_test(tmp_path):
+    # The layout of the PyTorch transfer-learning tutorial's hymenoptera_data.
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3}, "val": {"ants": 2, "bees": 2}})
+    splits = from_folder(tmp_path)
+    assert len(splits.test) == 4 and splits.val is None
+    assert splits.test.name == "val" and "/val/" in splits.test.sources[0]
+
+
+def test_val_beside_test_is_kept_as_splits_val(tmp_path):
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3}, "test": {"ants": 2, "bees": 2},
+                     "val": {"ants": 1, "bees": 1}})
+    splits = from_folder(tmp_path)
+    assert (len(splits.test), len(splits.val)) == (4, 2)
+    assert all("/val/" in s for s in splits.val.sources)
+    assert splits.fingerprint().count("-") == 2  # val is part of the data's identity
+    _tree(tmp_path, {"val": {"wasps": 1}})
+    with pytest.raises(ModelGateError, match=r"val has class folders \['wasps'\]"):
+        from_folder(tmp_path)
+
+
+def test_other_split_folders_are_not_ignored_silently(tmp_path):
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3}, "test": {"ants": 2, "bees": 2},
+                     "validation": {"ants": 1, "bees": 1}})
+    with pytest.warns(ModelGateWarning, match=r"ignores the folder\(s\) \['validation'\]: only "
+                                              r"train/, test/ and val/ are splits"):
+        from_folder(tmp_path)
+    with pytest.raises(ModelGateError, match=r"already has train/, test/ folder\(s\)"):
+        from_folder(tmp_path, test_fraction=0.2)
+
+
+def test_from_torch_image_folder(tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    from pytest_modelgate.data import from_torch
+
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3}, "val": {"ants": 2, "bees": 2}})
+    splits = from_torch(datasets.ImageFolder(tmp_path / "train"),
+                        datasets.ImageFolder(tmp_path / "val"))
+    assert splits.class_names == ("ants", "bees")
+    # ImageFolder's loader converts to RGB: the same gray pixels in three channels.
+    np.testing.assert_array_equal(splits.train.images[..., 0],
+                                  from_folder(tmp_path).train.images)
 
 
 def test_from_folder_refuses_lossy_modes(tmp_path):
