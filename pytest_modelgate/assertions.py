@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .data import ImageSet
-from .errors import ModelGateError, ModelGateWarning
+from .errors import ModelGateError, ModelGateWarning, user_error_frames
 from .leakage import find_leaks
 from .metrics import (
     average_from_cm,
@@ -33,8 +33,14 @@ from .metrics import (
 )
 from .run import FinetuneRun, Predictions
 
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
+
 N_RESAMPLES = 1000  # bootstrap resamples for F1, balanced accuracy, MCC and averages
 AVERAGES = ("macro", "micro", "weighted")
+# Test classes whose largest is at least this many times the smallest count as imbalanced.
+IMBALANCE_RATIO = 1.5
 
 _RECORD: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "modelgate_record", default=None
@@ -116,10 +122,12 @@ def _check_confidence(confidence: Any) -> float | None:
 
 
 def _per_class_table(summary: dict) -> str:
-    rows = [f"    {'class':<12} {'precision':>9} {'recall':>7} {'n':>5}"]
+    # As wide as the longest name: "defect_scratch" and "defect_scratch_deep" must differ.
+    width = max(len("class"), *(len(row["label"]) for row in summary["per_class"]))
+    rows = [f"    {'class':<{width}} {'precision':>9} {'recall':>7} {'n':>5}"]
     for row in summary["per_class"]:
-        rows.append(f"    {row['label'][:12]:<12} {row['precision']:>9.3f} {row['recall']:>7.3f} "
-                    f"{row['support']:>5}")
+        rows.append(f"    {row['label']:<{width}} {row['precision']:>9.3f} "
+                    f"{row['recall']:>7.3f} {row['support']:>5}")
     return "\n".join(rows)
 
 
@@ -399,10 +407,9 @@ def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
     chance_ba = 1 / k_present
     ba = float(balanced_accuracy_from_cm(cm))
     mcc = float(mcc_from_cm(cm))
-    # The majority class is the one a lazy model learns: the most common in train if known.
-    counts = (np.bincount(p.train_y_true, minlength=len(p.class_names))
-              if p.train_y_true is not None else support)
-    majority = int(np.argmax(counts))
+    # "Always predicting the majority class" is scored on the test set, so the majority is
+    # the test split's most common class.
+    majority = int(np.argmax(support))
     majority_accuracy = float(support[majority] / n)
     boot = bootstrap_confusion(cm, N_RESAMPLES, seed=0)
     ba_ok = ba >= chance_ba + margin
@@ -417,16 +424,27 @@ def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
         return
     shares = ", ".join(f"{name} {count / n:.1%}"
                        for name, count in zip(p.class_names, support, strict=True) if count)
+    present = support[support > 0]
+    imbalanced = present.max() >= IMBALANCE_RATIO * present.min()
+    if imbalanced:
+        why = (f"  Its accuracy is {p.accuracy:.3f}, but always predicting "
+               f"{p.class_names[majority]!r} scores {majority_accuracy:.3f} on this test set: "
+               "on imbalanced data high accuracy can come from predicting the common class. "
+               f"Class shares: {shares}.")
+        fix = ("rebalance training (class weights, oversampling the rare classes) and gate "
+               "recall of the rare classes.")
+    else:
+        why = (f"  The test classes are about balanced ({shares}), so this is not the "
+               f"accuracy paradox: the model's accuracy {p.accuracy:.3f} is close to a guess "
+               f"(always predicting {p.class_names[majority]!r} scores "
+               f"{majority_accuracy:.3f}).")
+        fix = ("check that training converged (more epochs, another learning rate), that "
+               "labels match images, and that the preprocessing suits the model.")
     raise AssertionError(
         f"the model does not beat guessing by {margin:.3f}: balanced accuracy {ba:.3f} "
         f"(guessing {chance_ba:.3f}, required >= {chance_ba + margin:.3f}), MCC {mcc:.3f} "
         f"(guessing 0.000, required >= {margin:.3f}) [n={n}]\n"
-        f"  Its accuracy is {p.accuracy:.3f}, but always predicting "
-        f"{p.class_names[majority]!r} scores {majority_accuracy:.3f}: on imbalanced data high "
-        f"accuracy can come from predicting the common class. Class shares: {shares}.\n"
-        f"{_context(p, summary)}\n"
-        "  Fix: rebalance training (class weights, oversampling the rare classes) and gate "
-        "recall of the rare classes."
+        f"{why}\n{_context(p, summary)}\n  Fix: {fix}"
     )
 
 

@@ -55,8 +55,20 @@ def test_recall_failure_message():
     message = str(info.value)
     assert message.startswith("recall(<b>eel</b>) = 0.600 < 0.700 required [n=5, 95% CI 0.231-")
     assert "lowest recall: <b>eel</b> 0.600, cat 0.800, dog 1.000" in message
-    assert "    dog              0.714   1.000    10" in message
+    assert "    class      precision  recall     n\n" in message  # as wide as '<b>eel</b>'
+    assert "    dog            0.714   1.000    10" in message
     assert "Fix:" in message
+
+
+def test_long_class_names_are_not_cut_in_tables():
+    names = ["defect_scratch", "defect_scratch_deep", "ok"]
+    p = Predictions.from_arrays([0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 2], class_names=names)
+    with pytest.raises(AssertionError) as info:
+        assert_recall_above(p, 0.9, per_class=True)
+    message = str(info.value)
+    assert "    class               precision  recall     n\n" in message
+    assert "    defect_scratch          1.000   0.500     2\n" in message
+    assert "    defect_scratch_deep     0.667   1.000     2\n" in message
 
 
 def test_macro_precision_pass_and_fail():
@@ -249,13 +261,42 @@ def test_beats_majority_catches_the_accuracy_paradox():
     assert message.startswith(
         "the model does not beat guessing by 0.050: balanced accuracy 0.500 (guessing 0.500, "
         "required >= 0.550), MCC 0.000 (guessing 0.000, required >= 0.050) [n=100]")
-    assert ("Its accuracy is 0.950, but always predicting 'ok' scores 0.950: on imbalanced "
-            "data high accuracy can come from predicting the common class. Class shares: "
-            "ok 95.0%, defect 5.0%.") in message
+    assert ("Its accuracy is 0.950, but always predicting 'ok' scores 0.950 on this test set: "
+            "on imbalanced data high accuracy can come from predicting the common class. "
+            "Class shares: ok 95.0%, defect 5.0%.") in message
+    assert "Fix: rebalance training" in message
     good = _binary([0] * 95 + [1] * 5, [0] * 94 + [1] + [1] * 4 + [0])
     with recording() as record:
         assert_beats_majority(good)
     assert [m["name"] for m in record["metrics"]] == ["balanced_accuracy", "mcc"]
+
+
+def test_beats_majority_on_balanced_data_does_not_blame_imbalance():
+    # 46/54: a model that learned nothing, on data with no accuracy paradox to speak of.
+    y_true = [0] * 46 + [1] * 54
+    y_pred = ([0] * 23 + [1] * 23) + ([0] * 27 + [1] * 27)
+    with pytest.raises(AssertionError) as info:
+        assert_beats_majority(_binary(y_true, y_pred))
+    message = str(info.value)
+    assert ("The test classes are about balanced (ok 46.0%, defect 54.0%), so this is not the "
+            "accuracy paradox: the model's accuracy 0.500 is close to a guess (always "
+            "predicting 'defect' scores 0.540).") in message
+    assert "imbalanced" not in message and "rebalance" not in message
+    assert "Fix: check that training converged" in message
+
+
+def test_beats_majority_names_the_test_splits_majority():
+    # Train is mostly 'ok', but the test split is mostly 'defect': always predicting the
+    # test majority is what a lazy model would score on this test set.
+    train = ([0] * 90 + [1] * 10, [0] * 90 + [1] * 10)
+    p = _binary([0] * 20 + [1] * 80, [0] * 100, train=train)
+    with pytest.raises(AssertionError) as info:
+        assert_beats_majority(p)
+    assert "always predicting 'defect' scores 0.800 on this test set" in str(info.value)
+    with recording() as record:
+        with pytest.raises(AssertionError):
+            assert_beats_majority(p)
+    assert record["metrics"][0]["detail"]["majority_accuracy"] == 0.8
 
 
 # --- overfitting ---------------------------------------------------------------------------
