@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -18,8 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import BaselineError
+from .errors import BaselineError, user_error_frames
 from .metrics import METRICS, metric_spec
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
 
 SCHEMA = "pytest-modelgate-baseline"
 VERSION = 1
@@ -53,21 +58,49 @@ class Tolerance:
         return baseline - slack if metric_spec(name).higher_is_better else baseline + slack
 
 
-def _parse_amount(text: str, where: str) -> tuple[float, bool]:
+EXPECTED = ("expected a finite number like 0.02 for every metric, or metric=amount pairs "
+            "separated by commas like recall=0.01,speedup=50%")
+
+
+def _parse_amount(text: str, where: str, spec_text: str, metric: str | None) -> tuple[float, bool]:
+    """One amount: an absolute number, or a percentage of the baseline value."""
     text = text.strip()
     relative = text.endswith("%")
     number = text[:-1] if relative else text
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"{where}: {text!r} is not a number like 0.02 or 10%") from None
+        raise ValueError(f"{where}: {text!r} is not a number like 0.02 or 10% "
+                         f"(read from {spec_text!r}); {EXPECTED}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {text!r} is not a finite number (read from {spec_text!r}); "
+                         "a tolerance of nan or inf would disable the regression check; "
+                         f"{EXPECTED}")
     if value < 0:
-        raise ValueError(f"{where}: a tolerance is an allowed worsening and cannot be negative")
-    return (value / 100 if relative else value), relative
+        raise ValueError(f"{where}: a tolerance is an allowed worsening and cannot be negative, "
+                         f"got {text!r}")
+    if relative:
+        value /= 100
+        spec = METRICS[metric] if metric else None
+        if spec is not None and spec.higher_is_better and value > 1:
+            raise ValueError(f"{where}: {text} would allow {metric} to fall below zero; a "
+                             "relative tolerance of a higher-is-better metric is at most 100%")
+        return value, True
+    bounded = metric is None or METRICS[metric].upper is not None
+    if bounded and value > 1:
+        raise ValueError(
+            f"{where}: {text!r} is above 1, wider than the whole range of a 0-1 metric, so "
+            f"nothing could regress (read from {spec_text!r}); an absolute tolerance is at "
+            "most 1, e.g. 0.05 for five points"
+        )
+    return value, False
 
 
 def parse_tolerance(spec: str) -> Tolerance:
     """Parse ``"0.02"`` (every absolute metric) or ``"recall=0.01,speedup=50%"``.
+
+    Each amount must be finite and in range (absolute at most 1 for bounded metrics), each
+    metric named once, and at most one bare number given.
 
     Example:
         >>> parse_tolerance("0.05,speedup=20%").for_metric("speedup")
@@ -75,7 +108,19 @@ def parse_tolerance(spec: str) -> Tolerance:
     """
     overrides: dict[str, tuple[float, bool]] = {}
     default = None
-    for part in filter(None, (p.strip() for p in spec.split(","))):
+    parts = [p.strip() for p in spec.split(",")]
+    if not any(parts):
+        raise ValueError(f"tolerance {spec!r} is empty; {EXPECTED}")
+    bare = [p for p in parts if p and "=" not in p]
+    if len(bare) > 1:
+        comma = (f"; if {','.join(bare[:2])!r} means {'.'.join(bare[:2])}, write a decimal "
+                 "point" if all(p.isdigit() for p in bare[:2]) else "")
+        raise ValueError(f"tolerance {spec!r} holds {len(bare)} bare numbers {bare}: give one "
+                         f"for every metric and name the others (recall=0.01){comma}; "
+                         f"{EXPECTED}")
+    for i, part in enumerate(parts):
+        if not part:
+            raise ValueError(f"tolerance {spec!r} has an empty entry; {EXPECTED}")
         if "=" in part:
             name, _, amount = part.partition("=")
             name = name.strip()
@@ -87,9 +132,19 @@ def parse_tolerance(spec: str) -> Tolerance:
                 raise ValueError(
                     f"unknown metric {name!r} in tolerance{hint}; known: {', '.join(METRICS)}"
                 )
-            overrides[name] = _parse_amount(amount, name)
+            if name in overrides:
+                raise ValueError(f"tolerance {spec!r} names {name} twice; give each metric "
+                                 "one amount")
+            amount = amount.strip()
+            following = parts[i + 1] if i + 1 < len(parts) else ""
+            if amount.isdigit() and following.isdigit():
+                raise ValueError(
+                    f"tolerance {spec!r}: {name}={amount},{following} reads as {name}={amount} "
+                    f"and a bare {following}; write a decimal point: {name}={amount}.{following}"
+                )
+            overrides[name] = _parse_amount(amount, name, spec, name)
         else:
-            value, relative = _parse_amount(part, "tolerance")
+            value, relative = _parse_amount(part, "tolerance", spec, None)
             if relative:
                 raise ValueError("a bare tolerance is absolute (0.02); give percentages per "
                                  "metric, like speedup=50%")
@@ -110,17 +165,28 @@ def environment() -> dict[str, str]:
 
 
 def load_baseline(path: Path) -> dict[str, dict[str, dict[str, Any]]] | None:
-    """Metrics by test id and metric name; None when the file does not exist."""
+    """Metrics by test id and metric name; None when the file does not exist.
+
+    Raises:
+        BaselineError: the file is unreadable, malformed or of another schema version
+            (``replaceable``), or not a pytest-modelgate baseline at all (not replaceable).
+    """
     if not path.exists():
         return None
-    fix = "fix it from version control, or rewrite it with --modelgate-update-baseline"
+    fix = (f"restore it from version control (git checkout -- {path.name}), or replace it "
+           "with this run's metrics: --modelgate-update-baseline (the new file holds only "
+           "the gates that run records)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BaselineError(f"baseline {path} is not readable JSON ({exc}); {fix}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise BaselineError(f"{path} is not a pytest-modelgate baseline (no schema "
-                            f"{SCHEMA!r}); {fix}")
+        raise BaselineError(
+            f"{path} is not a pytest-modelgate baseline (no schema {SCHEMA!r}), so it is never "
+            "overwritten; point --modelgate-baseline (or the modelgate_baseline ini key) at "
+            "another file, or move this one away",
+            replaceable=False,
+        )
     if data.get("version") != VERSION:
         raise BaselineError(f"baseline {path} has schema version {data.get('version')!r}; "
                             f"this pytest-modelgate reads version {VERSION}; {fix}")

@@ -9,12 +9,16 @@ train predictions, head weights), read back with ``allow_pickle=False``: no pick
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -48,17 +52,50 @@ def run_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
+# What a cut-short or damaged entry raises while it is read.
+UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
+
+
 class RunCache:
-    """Runs on disk under ``directory/<key>/``; ``directory=None`` disables caching."""
+    """Runs on disk under ``directory/<key>/``; ``directory=None`` disables caching.
+
+    ``hits`` counts runs loaded, ``stored`` runs trained and written; ``take_counts()``
+    hands out what happened since its last call (the plugin attaches that to each test
+    report, so the counts of pytest-xdist workers reach the controller).
+    """
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self.hits = 0
-        self.misses = 0
+        self.stored = 0
+        self._taken = (0, 0)
 
     @property
     def enabled(self) -> bool:
         return self.directory is not None
+
+    def take_counts(self) -> tuple[int, int]:
+        """Runs (loaded, stored) since the previous call."""
+        loaded, stored = self.hits - self._taken[0], self.stored - self._taken[1]
+        self._taken = (self.hits, self.stored)
+        return loaded, stored
+
+    @contextlib.contextmanager
+    def lock(self, key: str | None) -> Iterator[None]:
+        """Hold ``key`` against other processes (pytest-xdist workers): a second process
+        asking for a run the first is training waits, then loads the stored entry. No key
+        or no cache: nothing to hold."""
+        if self.directory is None or key is None:
+            yield
+            return
+        # filelock: the lock file's OS lock dies with its process, so a killed worker
+        # never leaves a key locked.
+        from filelock import FileLock
+
+        locks = self.directory / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(locks / f"{key}.lock")):
+            yield
 
     def load(self, key: str) -> FinetuneRun | None:
         """The cached run for ``key``, or None (missing or unreadable: then it is retrained)."""
@@ -66,7 +103,6 @@ class RunCache:
             return None
         folder = self.directory / key
         if not (folder / "run.json").is_file():
-            self.misses += 1
             return None
         try:
             meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
@@ -87,10 +123,9 @@ class RunCache:
                 train_y_true=data["train_y_true"], train_y_pred=data["train_y_pred"],
                 cached=True,
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.warn(f"ignoring unreadable cached run {folder} ({exc}); retraining",
-                          ModelGateWarning, stacklevel=2)
-            self.misses += 1
+        except UNREADABLE as exc:
+            warnings.warn(f"ignoring unreadable cached run {folder} ({type(exc).__name__}: "
+                          f"{exc}); retraining it", ModelGateWarning, stacklevel=2)
             return None
         self.hits += 1
         return run
@@ -127,4 +162,5 @@ class RunCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self.stored += 1
 

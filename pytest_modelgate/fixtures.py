@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
+from .errors import user_error_frames
 from .run import FinetuneRun
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
 
 # Settings from the running test's @pytest.mark.modelgate(...), set by the plugin.
 overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(

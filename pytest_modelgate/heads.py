@@ -1,19 +1,26 @@
 """Find and replace a classifier head by dotted path, never by attribute name.
 
-Resolution order: an explicit ``head=`` path, timm's ``get_classifier()`` contract, the table
-of known torchvision families below, then a scan that accepts exactly one candidate. The head
+Resolution order: an explicit ``head=`` path, the ``pytest_modelgate_find_head`` hook, timm's
+``get_classifier()`` contract, the table of known torchvision families below, then a scan that
+accepts exactly one candidate. The head
 is replaced with a fresh ``nn.Linear`` of the right width and checked with one forward pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import HeadNotFoundError
+from .errors import HeadNotFoundError, user_error_frames
 
 if TYPE_CHECKING:
     from torch import nn
+
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
 
 # The one place where attribute names of heads are spelled: torchvision families.
 KNOWN_HEADS: tuple[tuple[str, str], ...] = (
@@ -130,13 +137,34 @@ def _scan(model: nn.Module, sample=None) -> tuple[list[str], str]:
     return [], "scan"
 
 
-def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInfo:
+def _named_head(model: nn.Module, path: str, how: str, found_by: str) -> HeadInfo:
+    """The head at a path the user gave (``how``: ``head='x'`` or the hook's answer)."""
+    from torch import nn
+
+    try:
+        module = get_submodule(model, path)
+    except KeyError:
+        raise HeadNotFoundError(
+            f"{how} names no submodule of {type(model).__name__}; "
+            f"top-level children are {[n for n, _ in model.named_children()]}"
+        ) from None
+    if not isinstance(module, nn.Linear):
+        raise HeadNotFoundError(
+            f"{how} is a {type(module).__name__}, not an nn.Linear; "
+            "point it at the final Linear layer"
+        )
+    return HeadInfo(path, module.in_features, found_by)
+
+
+def find_head(model: nn.Module, head: str | None = None, sample=None, *,
+              hook: Callable[[nn.Module], str | None] | None = None) -> HeadInfo:
     """Resolve the classifier head of ``model`` to one ``nn.Linear`` by dotted path.
 
     Args:
         model: the network.
         head: an explicit dotted path such as ``"classifier.3"``; wins over every rule.
         sample: an input batch; lets the scan trace which Linear produces the output.
+        hook: the ``pytest_modelgate_find_head`` hook: a path, or None to pass.
 
     Raises:
         HeadNotFoundError: nothing or more than one thing qualifies; the message lists what
@@ -151,20 +179,14 @@ def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInf
 
     tried: list[str] = []
     if head is not None:
-        try:
-            module = get_submodule(model, head)
-        except KeyError:
-            raise HeadNotFoundError(
-                f"head={head!r} names no submodule of {type(model).__name__}; "
-                f"top-level children are {[n for n, _ in model.named_children()]}"
-            ) from None
-        if not isinstance(module, nn.Linear):
-            raise HeadNotFoundError(
-                f"head={head!r} is a {type(module).__name__}, not an nn.Linear; "
-                "point head= at the final Linear layer"
-            )
-        return HeadInfo(head, module.in_features, "head= argument")
+        return _named_head(model, head, f"head={head!r}", "head= argument")
     tried.append("head= argument (not given)")
+    if hook is not None:
+        hooked = hook(model)
+        if hooked is not None:
+            return _named_head(model, hooked, f"pytest_modelgate_find_head's answer {hooked!r}",
+                               "pytest_modelgate_find_head hook")
+        tried.append("pytest_modelgate_find_head hook (returned None)")
 
     get_classifier = getattr(model, "get_classifier", None)
     if callable(get_classifier):
@@ -208,12 +230,13 @@ def find_head(model: nn.Module, head: str | None = None, sample=None) -> HeadInf
 
 
 def replace_head(model: nn.Module, num_classes: int, head: str | None = None,
-                 sample=None) -> HeadInfo:
+                 sample=None, *, hook: Callable[[nn.Module], str | None] | None = None
+                 ) -> HeadInfo:
     """Swap the resolved head for a fresh layer of the same kind with ``num_classes`` outputs:
     ``nn.Linear(in_features, num_classes)``, or a 1x1 convolution for a convolutional head."""
     from torch import nn
 
-    info = find_head(model, head, sample)
+    info = find_head(model, head, sample, hook=hook)
     old = _linear_at(model, info.path)
     new: nn.Module = (nn.Linear(info.in_features, num_classes) if isinstance(old, nn.Linear)
                       else nn.Conv2d(info.in_features, num_classes, kernel_size=1))

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import ImageSet, content_id
+from .errors import user_error_frames
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import ModelGateError
+from .errors import ModelGateError, user_error_frames
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Generator
 
 import pytest
 
+from .errors import user_error_frames
 from .session import (
     ModelGateSession,
     parse_device,
@@ -16,6 +17,10 @@ from .session import (
     parse_tolerance_option,
     settings_from_config,
 )
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
 
 OPTION_ENABLE = "--modelgate"
 OPTION_UPDATE = "--modelgate-update-baseline"
@@ -107,12 +112,16 @@ def _cuda_available() -> bool:
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: check only the tests that run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    enabled = config.stash[session_key].settings.enabled
+    ms = config.stash[session_key]
+    enabled = ms.settings.enabled
     gpu_ok: bool | None = None
     for item in items:
         marker_overrides(item)  # a typo in the marker's keywords stops the run here
-        if not enabled and is_gate(item):
-            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+        if is_gate(item):
+            if enabled:
+                ms.expected.add(item.nodeid)
+            else:
+                item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
         if item.get_closest_marker("gpu") is not None:
             if gpu_ok is None:
                 gpu_ok = _cuda_available()
@@ -176,32 +185,46 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     return result
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    # The xdist controller collects nothing itself: it learns the test ids from its workers,
+    # though not which are gates, so an interrupted run lists every test that did not run.
+    ms = node.config.stash[session_key]
+    if ms.settings.enabled:
+        ms.expected_are_gates = False
+        ms.expected.update(ids)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    ms = item.config.stash[session_key]
+    loaded, trained = ms.cache.take_counts()
+    if loaded or trained:
+        # Travels with the report, so the xdist controller can add up its workers' counts.
+        report.user_properties.append(("modelgate_cache", {"loaded": loaded,
+                                                           "trained": trained}))
+    return report
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    ms = config.stash[session_key]
+    if ms.replacing and ms.controller:
+        return (f"modelgate: {ms.replacing}; {OPTION_UPDATE} replaces it if this session "
+                "runs to its end with every test passing")
+    return None
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    session.config.stash[session_key].finish()
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[session_key].finish(exitstatus)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     ms = config.stash[session_key]
     if not (ms.controller and ms.settings.enabled):
         return
-    tr = terminalreporter
-    tr.section("modelgate")
-    n_metrics = sum(len(t["record"]["metrics"]) for t in ms.tests.values())
-    tr.write_line(f"{len(ms.tests)} gate test(s) recorded {n_metrics} metric(s)")
-    path = ms.settings.baseline_path
-    if ms.settings.update_baseline:
-        tr.write_line(f"baseline written: {path}")
-    elif ms.baseline is None:
-        tr.write_line(f"no baseline at {path}: nothing compared; create one with {OPTION_UPDATE}")
-    else:
-        tr.write_line(f"compared with baseline {path}")
-    cache = ms.cache
-    if cache.enabled:
-        tr.write_line(f"run cache: {cache.hits} run(s) loaded, {cache.misses} trained "
-                      f"({cache.directory})")
-    else:
-        tr.write_line("run cache: off")
-    if ms.report_paths:
-        tr.write_line(f"report: {ms.report_paths[0]}")
-        tr.write_line(f"json: {ms.report_paths[1]}")
+    terminalreporter.section("modelgate")
+    for line in ms.summary_lines():
+        terminalreporter.write_line(line)

@@ -12,8 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelGateError
+from .errors import ModelGateError, user_error_frames
 from .metrics import as_label_array, classification_summary, precision_recall_curve
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
 
 
 @dataclass(frozen=True)

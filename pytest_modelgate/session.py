@@ -103,6 +103,18 @@ class ModelGateSession:
         self.tests: dict[str, dict[str, Any]] = {}
         self.baseline: dict[str, dict] | None = None
         self.report_paths: tuple[Path, Path] | None = None
+        # Why an unreadable baseline is being replaced (--modelgate-update-baseline).
+        self.replacing: str | None = None
+        # Cached runs (loaded, trained) as the test reports tell them, xdist workers' too.
+        self.cache_counts = [0, 0]
+        # Gate tests collected here; under xdist, every test the workers collected.
+        self.expected: set[str] = set()
+        self.expected_are_gates = True
+        self.finished: set[str] = set()
+        self.failed: list[str] = []
+        self.interrupted = False
+        self.not_run: list[str] = []
+        self.baseline_note: str | None = None  # why an update wrote no baseline
         from .cache import RunCache
 
         self.cache = RunCache(settings.cache_dir if settings.enabled else None)
@@ -110,7 +122,9 @@ class ModelGateSession:
             try:
                 self.baseline = load_baseline(settings.baseline_path)
             except BaselineError as exc:
-                raise pytest.UsageError(str(exc)) from None
+                if not (settings.update_baseline and exc.replaceable):
+                    raise pytest.UsageError(str(exc)) from None
+                self.replacing = str(exc).split(";")[0]
 
     def regressions(self, nodeid: str, record: dict) -> list[Regression]:
         if self.settings.update_baseline or self.baseline is None:
@@ -125,7 +139,16 @@ class ModelGateSession:
 
     def collect(self, report: pytest.TestReport) -> None:
         """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
-        payload = dict(report.user_properties).get("modelgate")
+        properties = dict(report.user_properties)
+        counts = properties.get("modelgate_cache")
+        if isinstance(counts, dict):
+            self.cache_counts[0] += int(counts.get("loaded", 0))
+            self.cache_counts[1] += int(counts.get("trained", 0))
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.finished.add(report.nodeid)
+        if report.failed and report.nodeid not in self.failed:
+            self.failed.append(report.nodeid)
+        payload = properties.get("modelgate")
         if not isinstance(payload, dict) or report.when != "call":
             return
         entry = self.tests.setdefault(report.nodeid, {"nodeid": report.nodeid})
@@ -133,15 +156,28 @@ class ModelGateSession:
         entry["outcome"] = report.outcome
         entry["duration"] = report.duration
 
-    def finish(self) -> None:
-        """Write the reports and, when asked, the baseline. Controller only."""
+    def finish(self, exitstatus: int) -> None:
+        """Write the reports and, when asked and the session ran to its end with every test
+        passing, the baseline. Controller only."""
         if not (self.controller and self.settings.enabled):
             return
+        self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        self.not_run = sorted(self.expected - self.finished)
         tests = sorted(self.tests.values(), key=lambda t: t["nodeid"])
-        if self.settings.update_baseline and tests:
-            save_baseline(self.settings.baseline_path,
-                          {t["nodeid"]: t["record"]["metrics"] for t in tests},
-                          previous=self.baseline)
+        if self.settings.update_baseline:
+            if self.interrupted:
+                self.baseline_note = "the session was interrupted"
+            elif exitstatus != pytest.ExitCode.OK:
+                failed = self.failed
+                more = ", ..." if len(failed) > 3 else ""
+                self.baseline_note = (f"{len(failed) or 'some'} test(s) failed"
+                                      + (f" ({', '.join(failed[:3])}{more})" if failed else ""))
+            elif not tests:
+                self.baseline_note = "no gate test recorded a metric"
+            else:
+                save_baseline(self.settings.baseline_path,
+                              {t["nodeid"]: t["record"]["metrics"] for t in tests},
+                              previous=self.baseline)
         if self.settings.report_dir is not None:
             from .report.context import build_context
             from .report.html import write_reports
@@ -150,6 +186,49 @@ class ModelGateSession:
                 tests,
                 baseline_path=str(self.settings.baseline_path),
                 baseline_found=self.baseline is not None,
-                updated_baseline=self.settings.update_baseline,
+                updated_baseline=self.settings.update_baseline and self.baseline_note is None,
+                session={"interrupted": self.interrupted, "exitstatus": int(exitstatus),
+                         "not_run": self.not_run, "not_run_are_gates": self.expected_are_gates,
+                         "baseline_note": self.baseline_note, "replacing": self.replacing},
             )
             self.report_paths = write_reports(context, self.settings.report_dir)
+
+    def summary_lines(self) -> list[str]:
+        """The terminal summary's ``modelgate`` section."""
+        from .plugin import OPTION_UPDATE
+
+        lines = []
+        n_metrics = sum(len(t["record"]["metrics"]) for t in self.tests.values())
+        lines.append(f"{len(self.tests)} gate test(s) recorded {n_metrics} metric(s)")
+        if self.interrupted or self.not_run:
+            what = "gate test(s)" if self.expected_are_gates else "test(s)"
+            shown = ", ".join(self.not_run[:10])
+            more = f" and {len(self.not_run) - 10} more" if len(self.not_run) > 10 else ""
+            head = "session interrupted: " if self.interrupted else ""
+            lines.append(f"{head}{len(self.not_run)} {what} did not run or finish"
+                         + (f": {shown}{more}" if self.not_run else ""))
+        path = self.settings.baseline_path
+        if self.settings.update_baseline:
+            if self.baseline_note is None:
+                replaced = f" (replaced: {self.replacing})" if self.replacing else ""
+                lines.append(f"baseline written: {path}{replaced}")
+            else:
+                state = ("still unreadable" if self.replacing else
+                         "left as it was" if path.exists() else "not created")
+                lines.append(f"baseline not written, {path} {state}: {self.baseline_note}; "
+                             f"rerun {OPTION_UPDATE} and let it finish with every test passing")
+        elif self.baseline is None:
+            lines.append(f"no baseline at {path}: nothing compared; create one with "
+                         f"{OPTION_UPDATE}")
+        else:
+            lines.append(f"compared with baseline {path}")
+        if self.cache.enabled:
+            loaded, trained = self.cache_counts
+            lines.append(f"run cache: {loaded} run(s) loaded, {trained} trained "
+                         f"({self.cache.directory})")
+        else:
+            lines.append("run cache: off")
+        if self.report_paths:
+            lines.append(f"report: {self.report_paths[0]}")
+            lines.append(f"json: {self.report_paths[1]}")
+        return lines

@@ -27,6 +27,9 @@ def test_parse_tolerance():
     assert tol.for_metric("recall[macro]") == (0.01, False)
     assert tol.for_metric("speedup") == (pytest.approx(0.2), True)
     assert tol.for_metric("accuracy") == (0.02, False)
+    # A count has no upper bound: its absolute tolerance may exceed 1.
+    assert parse_tolerance("leaked_pairs=3").for_metric("leaked_pairs") == (3.0, False)
+    assert parse_tolerance("1").for_metric("accuracy") == (1.0, False)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +39,22 @@ def test_parse_tolerance():
         ("recal=0.1", "unknown metric 'recal' in tolerance \\(did you mean 'recall'\\?\\)"),
         ("-0.1", "cannot be negative"),
         ("10%", "a bare tolerance is absolute"),
+        # Each of these used to be accepted, and each let a degraded run pass.
+        ("nan", r"tolerance: 'nan' is not a finite number \(read from 'nan'\); a tolerance of "
+                "nan or inf would disable the regression check; expected a finite number"),
+        ("inf", "'inf' is not a finite number"),
+        ("recall=nan", "recall: 'nan' is not a finite number"),
+        ("0,05", r"tolerance '0,05' holds 2 bare numbers \['0', '05'\].*if '0,05' means "
+                 r"0\.05, write a decimal point"),
+        ("recall=0,05", r"recall=0,05 reads as recall=0 and a bare 05; write a decimal point: "
+                        r"recall=0\.05"),
+        ("1.5", r"'1.5' is above 1, wider than the whole range of a 0-1 metric"),
+        ("accuracy=2", r"accuracy: '2' is above 1"),
+        ("accuracy=0.01,accuracy=0.5", "names accuracy twice; give each metric one amount"),
+        ("0.01,0.5", r"holds 2 bare numbers \['0.01', '0.5'\]: give one for every metric"),
+        ("speedup=150%", "relative tolerance of a higher-is-better metric is at most 100%"),
+        ("", "tolerance '' is empty"),
+        ("recall=0.01,,", "has an empty entry"),
     ],
 )
 def test_bad_tolerances(spec, message):
@@ -102,5 +121,13 @@ def test_corrupt_or_foreign_baselines(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(BaselineError, match=message):
         load_baseline(path)
-    with pytest.raises(BaselineError, match="--modelgate-update-baseline"):
+    with pytest.raises(BaselineError) as info:
         load_baseline(path)
+    if "not a pytest-modelgate baseline" in message:
+        # A foreign file is never overwritten: the advice is another path.
+        assert not info.value.replaceable
+        assert "never overwritten; point --modelgate-baseline" in str(info.value)
+    else:
+        assert info.value.replaceable
+        assert ("restore it from version control (git checkout -- b.json), or replace it with "
+                "this run's metrics: --modelgate-update-baseline") in str(info.value)

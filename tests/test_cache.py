@@ -16,17 +16,22 @@ from .conftest import tiny_cnn  # noqa: E402
 GRAY = {"image_size": 8, "mean": (0.5,), "std": (0.5,)}
 
 
+def _entries(directory):
+    """Cached runs: one folder each (lock files live in the hidden .locks folder)."""
+    return [p for p in directory.iterdir() if not p.name.startswith(".")]
+
+
 def test_second_run_is_loaded_not_trained(digits_small, tmp_path):
     cache = RunCache(tmp_path)
     first = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", cache=cache, **GRAY)
     second = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", cache=cache, **GRAY)
-    assert (cache.misses, cache.hits) == (1, 1)
+    assert (cache.stored, cache.hits) == (1, 1)
     assert not first.cached and second.cached
     assert second.notes[-1].startswith("cached: trained ")
     for name in ("y_true", "y_pred", "probabilities", "train_y_true", "train_y_pred"):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
     assert second.history == first.history and second.config == first.config
-    (folder,) = tmp_path.iterdir()
+    (folder,) = _entries(tmp_path)
     meta = json.loads((folder / "run.json").read_text())
     assert meta["format"] == 1
     with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
@@ -39,7 +44,7 @@ def test_anything_that_decides_the_run_changes_the_key(digits_small, tmp_path):
     run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", seed=1, cache=cache, **GRAY)
     run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", cache=cache, **GRAY)
     run_finetune(tiny_cnn, digits_small, epochs=1, freeze="backbone", cache=cache, **GRAY)
-    assert (cache.misses, cache.hits) == (4, 0)
+    assert (cache.stored, cache.hits) == (4, 0)
     assert run_key({"a": 1, "b": [1, 2]}) == run_key({"b": [1, 2], "a": 1})
 
 
@@ -49,13 +54,13 @@ def test_scratch_races_are_cached_too(digits_small, tmp_path):
     run.scratch_runner(target_accuracy=0.5)
     again = run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
     assert again.scratch_runner(target_accuracy=0.5).cached
-    assert (cache.misses, cache.hits) == (2, 2)
+    assert (cache.stored, cache.hits) == (2, 2)
 
 
 def test_unreadable_entries_are_retrained_with_a_warning(digits_small, tmp_path):
     cache = RunCache(tmp_path)
     run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)
-    (folder,) = tmp_path.iterdir()
+    (folder,) = _entries(tmp_path)
     # An object array would need pickle to load: it must be refused, not unpickled.
     np.savez(folder / "arrays.npz", y_true=np.array([{"evil": 1}], dtype=object))
     with pytest.warns(ModelGateWarning, match="ignoring unreadable cached run"):
@@ -70,3 +75,35 @@ def test_disabled_cache_writes_nothing(digits_small, tmp_path):
     cache = RunCache(None)
     run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
     assert not cache.enabled and cache.load("x") is None
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbled json"])
+def test_damaged_entries_are_a_warning_and_a_retrain(digits_small, tmp_path, damage):
+    cache = RunCache(tmp_path)
+    first = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)
+    (folder,) = _entries(tmp_path)
+    arrays = folder / "arrays.npz"
+    if damage == "truncated":   # a disk that filled up, a copy cut short
+        arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])
+    elif damage == "empty":
+        arrays.write_bytes(b"")
+    else:
+        (folder / "run.json").write_text('{"format": 1, "model": ')
+    with pytest.warns(ModelGateWarning, match=f"ignoring unreadable cached run {folder}"):
+        rerun = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache,
+                             **GRAY)
+    assert not rerun.cached and cache.stored == 2
+    np.testing.assert_array_equal(rerun.y_pred, first.y_pred)
+    assert run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache,
+                        **GRAY).cached
+
+
+def test_a_failed_run_stores_nothing_and_counts_as_not_trained(digits_small, tmp_path):
+    cache = RunCache(tmp_path)
+    with pytest.raises(Exception, match="head"):
+        run_finetune(tiny_cnn, digits_small, epochs=1, head="nope", cache=cache, **GRAY)
+    assert (cache.stored, cache.hits) == (0, 0) and _entries(tmp_path) == []
+    assert cache.take_counts() == (0, 0)
+    run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
+    run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)
+    assert cache.take_counts() == (1, 1) and cache.take_counts() == (0, 0)

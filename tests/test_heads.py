@@ -90,6 +90,20 @@ def test_ambiguous_model_lists_candidates_and_the_fix():
     assert find_head(TwoHeads(), head="cls").found_by == "head= argument"
 
 
+def test_a_head_named_by_the_hook_says_so():
+    info = find_head(TwoHeads(), hook=lambda model: "cls")
+    assert (info.path, info.found_by) == ("cls", "pytest_modelgate_find_head hook")
+    # head= still wins over the hook.
+    assert find_head(TwoHeads(), head="box", hook=lambda model: "cls").path == "box"
+    with pytest.raises(HeadNotFoundError) as info_:
+        find_head(TwoHeads(), hook=lambda model: None)
+    assert ("Tried: head= argument (not given); pytest_modelgate_find_head hook (returned "
+            "None); get_classifier()") in str(info_.value)
+    with pytest.raises(HeadNotFoundError, match=r"pytest_modelgate_find_head's answer 'nope' "
+                                                r"names no submodule of TwoHeads"):
+        find_head(TwoHeads(), hook=lambda model: "nope")
+
+
 def test_model_without_linear_head():
     pooled = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(HeadNotFoundError, match=r"no single final Linear; Linear layers: none"):

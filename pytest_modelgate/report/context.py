@@ -61,13 +61,17 @@ def _run_view(run: dict) -> dict:
 
 
 def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
-                  baseline_found: bool, updated_baseline: bool) -> dict[str, Any]:
+                  baseline_found: bool, updated_baseline: bool,
+                  session: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's data.
 
     Args:
         tests: one dict per gate test: ``nodeid``, ``outcome``, ``duration`` and its
             ``record`` (metrics, runs, races as the assertions wrote them), plus
             ``regressions`` (list of dicts).
+        session: how the session ended: ``interrupted``, ``exitstatus``, ``not_run``
+            (node ids), ``not_run_are_gates``, ``baseline_note`` (why an update wrote no
+            baseline) and ``replacing`` (an unreadable baseline being replaced).
     """
     out_tests = []
     for t in tests:
@@ -91,6 +95,9 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
         "counts": counts,
         "baseline": {"path": baseline_path, "found": baseline_found,
                      "updated": updated_baseline},
+        "session": {"interrupted": False, "exitstatus": 0, "not_run": [],
+                    "not_run_are_gates": True, "baseline_note": None, "replacing": None,
+                    **(session or {})},
         "tests": out_tests,
         "curve": {"width": CURVE_W, "height": CURVE_H},
     }

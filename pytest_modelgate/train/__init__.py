@@ -14,8 +14,11 @@ from typing import Any
 
 from ..cache import RunCache, library_versions, run_key
 from ..data import Splits
-from ..errors import ModelGateError
+from ..errors import ModelGateError, user_error_frames
 from ..run import FinetuneRun
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
 
 
 def weights_hash(module: Any) -> str:
@@ -126,19 +129,19 @@ def run_finetune(
                          "pretrained": built.pretrained,
                          "preprocess": built.preprocess.key()}
             key = run_key({**common, "model": cheap, "config": dataclasses.asdict(run_config)})
-            hit = cache.load(key)
+        # Another process (a pytest-xdist worker) may be training this very run: wait for
+        # it and load its entry rather than train it twice.
+        with cache.lock(key):
+            hit = cache.load(key) if key is not None else None
             if hit is not None:
                 return hit
-        head_state: dict = {}
-        built = built or build()
-        if run_config.head is None and head_finder is not None:
-            found = head_finder(built.module)
-            if found is not None:
-                run_config = dataclasses.replace(run_config, head=found)
-        result = train(built, data, run_config, head_state, progress=progress)
-        if key is not None:
-            cache.save(key, result, head_state)
-        return result
+            head_state: dict = {}
+            built = built or build()
+            result = train(built, data, run_config, head_state, progress=progress,
+                           head_finder=head_finder)
+            if key is not None:
+                cache.save(key, result, head_state)
+            return result
 
     run = cached_train(loaded_model, config, identity)
 

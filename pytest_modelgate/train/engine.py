@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..data import ImageSet, Splits
-from ..errors import ModelGateError
+from ..errors import ModelGateError, user_error_frames
 from ..heads import get_submodule, replace_head, set_submodule, verify_width
 from ..run import EpochStats, FinetuneRun
 from .torch_zoo import LoadedModel, Preprocess
@@ -24,6 +24,11 @@ from .torch_zoo import LoadedModel, Preprocess
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
 
 log = logging.getLogger("pytest_modelgate")
 
@@ -210,10 +215,12 @@ def _check_loss(loss: torch.Tensor, epoch: int, lr: float) -> None:
 
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
           head_state: dict[str, np.ndarray] | None = None,
-          progress: Callable[[str], None] | None = None) -> FinetuneRun:
+          progress: Callable[[str], None] | None = None,
+          head_finder: Callable[[Any], str | None] | None = None) -> FinetuneRun:
     """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing.
 
-    ``head_state``, when given, receives the trained head's weights as numpy arrays.
+    ``head_state``, when given, receives the trained head's weights as numpy arrays;
+    ``head_finder`` is the ``pytest_modelgate_find_head`` hook, asked after ``head=``.
     """
     import torch
     from torch import nn
@@ -227,7 +234,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
     sample = to_input(splits.test.images[:2], prep, device)
-    info = replace_head(model, num_classes, config.head, sample)
+    info = replace_head(model, num_classes, config.head, sample, hook=head_finder)
     verify_width(model, sample, num_classes, info)
     head = get_submodule(model, info.path)
     generator = torch.Generator().manual_seed(config.seed)

@@ -87,7 +87,13 @@ def test_help_lists_the_options(project):
     ("args", "message"),
     [
         ([f"{OPTION_TOLERANCE}=abc"],
-         "*argument --modelgate-tolerance: tolerance: 'abc' is not a number like 0.02 or 10%"),
+         "*argument --modelgate-tolerance: tolerance: 'abc' is not a number like 0.02 or 10%"
+         " (read from 'abc'); expected a finite number like 0.02 for every metric, or "
+         "metric=amount pairs separated by commas like recall=0.01,speedup=50%"),
+        ([f"{OPTION_TOLERANCE}=nan"], "*argument --modelgate-tolerance: tolerance: 'nan' is not "
+                                      "a finite number*"),
+        ([f"{OPTION_TOLERANCE}=0,05"], "*argument --modelgate-tolerance: tolerance '0,05' holds "
+                                       "2 bare numbers*write a decimal point*"),
         ([f"{OPTION_TOLERANCE}=recal=0.1"], "*unknown metric 'recal' in tolerance*"),
         ([f"{OPTION_DEVICE}=tpu"], "*argument --modelgate-device: 'tpu' is not one of auto*"),
     ],

@@ -187,9 +187,13 @@ def pytest_modelgate_find_head(model):
         def test_zoo_model(finetune, digits):
             run = finetune("zoo:two-outputs", digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
             assert run.model == "zoo:two-outputs" and run.config["head_path"] == "cls"
+            assert run.config["head_found_by"] == "pytest_modelgate_find_head hook"
+            assert run.config["head"] is None   # the user gave no head=
             assert_accuracy_above(run, 0.5)
     """)
     project.runpytest("--modelgate").assert_outcomes(passed=1)
+    html = (project.path / "reports" / "modelgate.html").read_text()
+    assert "<code>cls</code> (pytest_modelgate_find_head hook)" in html
 
 
 def test_marker_settings_and_progress_lines(project):
