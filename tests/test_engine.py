@@ -303,3 +303,22 @@ def test_user_transform_replaces_resize_and_normalise(digits_small):
     assert x.shape == (2, 1, 16, 16)
     raw = torch.from_numpy(np.array(digits_small.test.images[:2])).float().div(255)[:, None]
     torch.testing.assert_close(x, transform(raw))
+
+
+def test_xdist_workers_share_the_cores(monkeypatch):
+    from pytest_modelgate.train.engine import share_cores_with_xdist_workers
+
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+        assert share_cores_with_xdist_workers() is None   # not under xdist: untouched
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "64")
+        assert share_cores_with_xdist_workers() == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(8)
+        monkeypatch.setenv("OMP_NUM_THREADS", "8")        # the user's own choice wins
+        assert share_cores_with_xdist_workers() is None and torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(before)
