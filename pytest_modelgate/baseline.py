@@ -173,7 +173,7 @@ def load_baseline(path: Path) -> dict[str, dict[str, dict[str, Any]]] | None:
     """
     if not path.exists():
         return None
-    fix = (f"restore it from version control (git checkout -- {path.name}), or replace it "
+    fix = (f"restore it from version control (git checkout -- {path}), or replace it "
            "with this run's metrics: --modelgate-update-baseline (the new file holds only "
            "the gates that run records)")
     try:

@@ -129,5 +129,5 @@ def test_corrupt_or_foreign_baselines(tmp_path, content, message):
         assert "never overwritten; point --modelgate-baseline" in str(info.value)
     else:
         assert info.value.replaceable
-        assert ("restore it from version control (git checkout -- b.json), or replace it with "
-                "this run's metrics: --modelgate-update-baseline") in str(info.value)
+        assert (f"restore it from version control (git checkout -- {path}), or replace it "
+                "with this run's metrics: --modelgate-update-baseline") in str(info.value)

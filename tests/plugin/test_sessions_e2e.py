@@ -94,7 +94,7 @@ def test_update_replaces_an_unreadable_baseline_after_saying_so(project):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
         "*modelgate-baseline.json is not readable JSON (*); restore it from version control "
-        "(git checkout -- modelgate-baseline.json), or replace it with this run's metrics: "
+        "(git checkout -- */modelgate-baseline.json), or replace it with this run's metrics: "
         "--modelgate-update-baseline*",
     ])
     # The advice works.
