@@ -80,7 +80,9 @@ def test_disabled_cache_writes_nothing(digits_small, tmp_path):
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbled json"])
 def test_damaged_entries_are_a_warning_and_a_retrain(digits_small, tmp_path, damage):
     cache = RunCache(tmp_path)
-    first = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)
+    # Pinned to the CPU: the retrain is compared prediction for prediction.
+    same = dict(epochs=1, freeze="none", cache=cache, device="cpu", **GRAY)
+    first = run_finetune(tiny_cnn, digits_small, **same)
     (folder,) = _entries(tmp_path)
     arrays = folder / "arrays.npz"
     if damage == "truncated":   # a disk that filled up, a copy cut short
@@ -90,12 +92,10 @@ def test_damaged_entries_are_a_warning_and_a_retrain(digits_small, tmp_path, dam
     else:
         (folder / "run.json").write_text('{"format": 1, "model": ')
     with pytest.warns(ModelGateWarning, match=f"ignoring unreadable cached run {folder}"):
-        rerun = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache,
-                             **GRAY)
+        rerun = run_finetune(tiny_cnn, digits_small, **same)
     assert not rerun.cached and cache.stored == 2
     np.testing.assert_array_equal(rerun.y_pred, first.y_pred)
-    assert run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache,
-                        **GRAY).cached
+    assert run_finetune(tiny_cnn, digits_small, **same).cached
 
 
 def test_a_failed_run_stores_nothing_and_counts_as_not_trained(digits_small, tmp_path):
