@@ -8,36 +8,71 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .assertions import (
-    assert_accuracy_above,
-    assert_balanced_accuracy_above,
-    assert_beats_majority,
-    assert_f1_above,
-    assert_faster_than_scratch,
-    assert_no_leakage,
-    assert_no_overfitting,
-    assert_precision_above,
-    assert_precision_at_recall,
-    assert_recall_above,
-    assert_recall_at_precision,
-)
-from .data import (
-    ImageSet,
-    Splits,
-    from_arrays,
-    from_folder,
-    from_torch,
-    load_digits,
-    stratified_split,
-)
-from .errors import (
-    AdapterUnavailableError,
-    BaselineError,
-    HeadNotFoundError,
-    ModelGateError,
-    ModelGateWarning,
-)
-from .run import EpochStats, FinetuneRun, Predictions
+from typing import TYPE_CHECKING
+
+# Names are imported on first use (PEP 562): pytest loads this package with the plugin in
+# every run of a repo that installs it, and a plain ``pytest`` must not pay for numpy.
+_EXPORTS = {
+    "assertions": ("assert_accuracy_above", "assert_balanced_accuracy_above",
+                   "assert_beats_majority", "assert_f1_above", "assert_faster_than_scratch",
+                   "assert_no_leakage", "assert_no_overfitting", "assert_precision_above",
+                   "assert_precision_at_recall", "assert_recall_above",
+                   "assert_recall_at_precision"),
+    "data": ("ImageSet", "Splits", "from_arrays", "from_folder", "from_torch", "load_digits",
+             "stratified_split"),
+    "errors": ("AdapterUnavailableError", "BaselineError", "HeadNotFoundError",
+               "ModelGateError", "ModelGateWarning"),
+    "run": ("EpochStats", "FinetuneRun", "Predictions"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
+
+if TYPE_CHECKING:
+    from .assertions import (
+        assert_accuracy_above,
+        assert_balanced_accuracy_above,
+        assert_beats_majority,
+        assert_f1_above,
+        assert_faster_than_scratch,
+        assert_no_leakage,
+        assert_no_overfitting,
+        assert_precision_above,
+        assert_precision_at_recall,
+        assert_recall_above,
+        assert_recall_at_precision,
+    )
+    from .data import (
+        ImageSet,
+        Splits,
+        from_arrays,
+        from_folder,
+        from_torch,
+        load_digits,
+        stratified_split,
+    )
+    from .errors import (
+        AdapterUnavailableError,
+        BaselineError,
+        HeadNotFoundError,
+        ModelGateError,
+        ModelGateWarning,
+    )
+    from .run import EpochStats, FinetuneRun, Predictions
 
 __all__ = [
     "AdapterUnavailableError",

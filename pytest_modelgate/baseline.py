@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError, user_error_frames
-from .metrics import METRICS, metric_spec
+from .specs import METRICS, metric_spec
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames

@@ -21,12 +21,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelGateWarning
-from .run import EpochStats, FinetuneRun
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .run import FinetuneRun
 
 FORMAT = 1
 
@@ -104,6 +106,10 @@ class RunCache:
         folder = self.directory / key
         if not (folder / "run.json").is_file():
             return None
+        import numpy as np
+
+        from .run import EpochStats, FinetuneRun
+
         try:
             meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
@@ -135,6 +141,8 @@ class RunCache:
         if self.directory is None:
             return
         from datetime import datetime, timezone
+
+        import numpy as np
 
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{key}."))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .errors import user_error_frames
-from .run import FinetuneRun
+
+if TYPE_CHECKING:
+    from .run import FinetuneRun
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
