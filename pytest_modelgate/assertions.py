@@ -47,9 +47,17 @@ _RECORD: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 )
 
 
+# The test images behind each recorded sample set (by samples key), for thumbnails of what
+# changed against the baseline. Kept beside the record, which stays JSON-ready.
+_IMAGES: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "modelgate_images", default=None
+)
+
+
 def new_record() -> dict:
-    """An empty record: metrics in order, runs by id, pretrained-vs-scratch races."""
-    return {"metrics": [], "runs": {}, "races": []}
+    """An empty record: metrics in order, runs by id, pretrained-vs-scratch races, and the
+    packed test predictions the metrics were computed on (``samples``, by key)."""
+    return {"metrics": [], "runs": {}, "races": [], "samples": {}}
 
 
 @contextlib.contextmanager
@@ -57,10 +65,38 @@ def recording() -> Iterator[dict]:
     """Collect what assertions record inside the block into a fresh record dict."""
     record = new_record()
     token = _RECORD.set(record)
+    images = _IMAGES.set({})
     try:
         yield record
     finally:
         _RECORD.reset(token)
+        _IMAGES.reset(images)
+
+
+def recorded_images() -> dict:
+    """Inside ``recording()``: the test ImageSet behind each samples key of the record."""
+    return _IMAGES.get() or {}
+
+
+def _samples_key(source: Any) -> str | None:
+    """Record the test predictions behind a metric once; return their key."""
+    from .significance import pack_samples, samples_key
+
+    record = _RECORD.get()
+    if record is None or source is None:
+        return None
+    try:
+        p = _as_predictions(source)
+    except ModelGateError:
+        return None
+    packed = pack_samples(p.y_true, p.y_pred, p.class_names, p.sample_ids)
+    key = samples_key(packed)
+    record.setdefault("samples", {}).setdefault(key, packed)
+    test_set = getattr(source, "test_set", None)
+    images = _IMAGES.get()
+    if test_set is not None and images is not None:
+        images[key] = test_set
+    return key
 
 
 def _run_id(run: FinetuneRun) -> str:
@@ -89,6 +125,7 @@ def _record_metric(name: str, value: float, threshold: float | None, passed: boo
         "confidence": confidence,
         "passed": bool(passed),
         "run": _run_id(source) if isinstance(source, FinetuneRun) else None,
+        "samples": _samples_key(source),
         "detail": detail,
     })
 

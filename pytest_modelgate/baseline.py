@@ -27,7 +27,8 @@ __tracebackhide__ = user_error_frames
 
 
 SCHEMA = "pytest-modelgate-baseline"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)  # version 1: metric values only, no per-sample results
 DEFAULT_BASELINE = "modelgate-baseline.json"
 
 
@@ -164,8 +165,34 @@ def environment() -> dict[str, str]:
     return env
 
 
-def load_baseline(path: Path) -> dict[str, dict[str, dict[str, Any]]] | None:
-    """Metrics by test id and metric name; None when the file does not exist.
+def _upgrade(tests: dict[str, Any], version: int) -> dict[str, dict[str, Any]]:
+    """Version 1 held only metric values per test: read it as entries without samples."""
+    if version == 1:
+        return {nodeid: {"metrics": metrics, "samples": {}, "env": {}}
+                for nodeid, metrics in tests.items()}
+    return tests
+
+
+def _well_formed(tests: Any, version: int) -> bool:
+    if not isinstance(tests, dict):
+        return False
+    for entry in tests.values():
+        metrics = entry if version == 1 else (entry.get("metrics") if isinstance(entry, dict)
+                                              else None)
+        if not isinstance(metrics, dict) or not all(
+                isinstance(e, dict) and isinstance(e.get("value"), (int, float))
+                for e in metrics.values()):
+            return False
+        if version > 1 and not (isinstance(entry.get("samples", {}), dict)
+                                and isinstance(entry.get("env", {}), dict)):
+            return False
+    return True
+
+
+def load_baseline(path: Path) -> dict[str, dict[str, Any]] | None:
+    """Entries by test id (``metrics`` by name, ``samples``, ``env``); None when the file
+    does not exist. A version-1 file (metric values only) is read as entries without
+    samples, so its comparisons are unpaired until the baseline is rewritten.
 
     Raises:
         BaselineError: the file is unreadable, malformed or of another schema version
@@ -187,18 +214,15 @@ def load_baseline(path: Path) -> dict[str, dict[str, dict[str, Any]]] | None:
             "another file, or move this one away",
             replaceable=False,
         )
-    if data.get("version") != VERSION:
-        raise BaselineError(f"baseline {path} has schema version {data.get('version')!r}; "
-                            f"this pytest-modelgate reads version {VERSION}; {fix}")
+    version = data.get("version")
+    if version not in READABLE:
+        raise BaselineError(f"baseline {path} has schema version {version!r}; "
+                            f"this pytest-modelgate reads versions "
+                            f"{', '.join(map(str, READABLE))}; {fix}")
     tests = data.get("tests")
-    if not isinstance(tests, dict) or not all(
-        isinstance(m, dict) and all(isinstance(e, dict) and isinstance(e.get("value"),
-                                                                        (int, float))
-                                    for e in m.values())
-        for m in tests.values()
-    ):
+    if not isinstance(tests, dict) or not _well_formed(tests, version):
         raise BaselineError(f"baseline {path} has a malformed 'tests' table; {fix}")
-    return tests
+    return _upgrade(tests, version)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -221,18 +245,36 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def metrics_table(metrics: Iterable[dict]) -> dict[str, dict[str, Any]]:
     """Baseline entries from recorded metrics; the last value of a repeated name wins."""
-    return {m["name"]: {"value": m["value"], "higher_is_better": m["higher_is_better"],
-                        "n": m["n"]} for m in metrics}
+    table = {}
+    for m in metrics:
+        entry = {"value": m["value"], "higher_is_better": m["higher_is_better"], "n": m["n"]}
+        if m.get("interval"):
+            entry["interval"] = [round(float(v), 6) for v in m["interval"]]
+            entry["confidence"] = m.get("confidence", 0.95)
+        if m.get("samples"):
+            entry["samples"] = m["samples"]
+        table[m["name"]] = entry
+    return table
 
 
-def save_baseline(path: Path, tests: dict[str, list[dict]],
+def baseline_entry(record: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What the baseline keeps of one gate test's record: its metrics, the packed test
+    predictions they were computed on (without which no paired test is possible), and the
+    environment class it ran in."""
+    metrics = metrics_table(record.get("metrics", []))
+    used = {e["samples"] for e in metrics.values() if e.get("samples")}
+    samples = {k: v for k, v in (record.get("samples") or {}).items() if k in used}
+    return {"metrics": metrics, "samples": samples, "env": dict(env or {})}
+
+
+def save_baseline(path: Path, tests: dict[str, dict[str, Any]],
                   previous: dict[str, dict] | None = None) -> None:
-    """Write the baseline: this run's tests replace theirs, other tests' entries are kept."""
+    """Write the baseline: this run's test entries (see ``baseline_entry``) replace theirs,
+    other tests' entries are kept."""
     merged: dict[str, dict] = dict(previous or {})
-    for nodeid, metrics in tests.items():
-        table = metrics_table(metrics)
-        if table:
-            merged[nodeid] = table
+    for nodeid, entry in tests.items():
+        if entry.get("metrics"):
+            merged[nodeid] = entry
     doc = {
         "schema": SCHEMA,
         "version": VERSION,
@@ -244,41 +286,173 @@ def save_baseline(path: Path, tests: dict[str, list[dict]],
     atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+# --- comparing ---------------------------------------------------------------------------
+
+REGRESSED, INCONCLUSIVE = "regressed", "inconclusive"
+
+
 @dataclass(frozen=True)
 class Regression:
+    """A metric worse than its baseline by more than the tolerance, and the verdict: a
+    significant drop (or one no test applies to, or any drop with significance off) is
+    ``regressed``; a drop the test cannot tell from noise is ``inconclusive``."""
+
     name: str
     baseline: float
     current: float
     allowed: float
+    verdict: str = REGRESSED
+    p: float | None = None
+    level: float | None = None  # the Holm level p was held to
+    method: str | None = None
+    needed: int | None = None  # test samples that would show a drop this size
+    n: int = 0
+    note: str | None = None
+    samples: tuple[str | None, str | None] = (None, None)  # (baseline, current) sample keys
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def compare(metrics: Iterable[dict], baseline: dict[str, dict[str, Any]] | None,
-            tolerance: Tolerance) -> list[Regression]:
-    """Metrics worse than their baseline by more than the tolerance."""
-    if not baseline:
+def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None,
+                 cur_samples: dict | None, margin: float):
+    from . import significance as sig
+
+    kind = sig.significance_kind(name)
+    if kind is None:
+        return None, None
+    if not (base_samples is not None and cur_samples is not None
+            and base_samples["test_hash"] == cur_samples["test_hash"]
+            and base_samples["classes"] == cur_samples["classes"]
+            and "y_true" in cur_samples):
+        note = ("the test set changed since the baseline: unpaired comparison"
+                if base_samples is not None and cur_samples is not None else
+                "the baseline holds no per-sample results (rewrite it with "
+                "--modelgate-update-baseline for paired tests): unpaired comparison")
+        return sig.unpaired(name, base, current, margin), note
+    classes = cur_samples["classes"]
+    y_true = sig.unpack_labels(cur_samples)
+    base_pred = sig.unpack_predictions(base_samples)
+    cur_pred = sig.unpack_predictions(cur_samples)
+    if kind == "mcnemar":
+        arg = name.partition("[")[2][:-1]
+        rows = y_true == classes.index(arg) if arg else y_true >= 0
+        exact = sig.mcnemar((base_pred == y_true)[rows], (cur_pred == y_true)[rows])
+        beyond = sig.paired_bootstrap("accuracy", classes, y_true[rows], base_pred[rows],
+                                      cur_pred[rows], margin=margin)
+        return sig.DropTest(max(exact.p, beyond.p), f"{exact.method}, and {beyond.method} "
+                            f"for a drop beyond {margin:g}", True, beyond.se, beyond.n), None
+    higher = metric_spec(name).higher_is_better
+    test = sig.paired_bootstrap(name, classes, y_true, base_pred, cur_pred,
+                                higher_is_better=higher, margin=margin)
+    return sig.DropTest(test.p, f"{test.method} for a drop beyond {margin:g}", True, test.se,
+                        test.n), None
+
+
+def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance: Tolerance,
+            *, alpha: float | None = None, samples: dict[str, dict] | None = None
+            ) -> list[Regression]:
+    """Metrics worse than their baseline by more than the tolerance, each with its verdict.
+
+    ``baseline`` is one test's entry (``metrics``, ``samples``); ``samples`` the current
+    record's packed predictions. With ``alpha`` (significance on), each drop beyond
+    tolerance is tested (see ``significance``) and Holm-corrected over the metrics this
+    test compares; a drop that is not significant is ``inconclusive``.
+    """
+    if not baseline or not baseline.get("metrics"):
         return []
-    out = []
+    from .significance import holm, samples_needed, significance_kind
+
+    base_metrics = baseline["metrics"]
+    base_samples = baseline.get("samples") or {}
+    samples = samples or {}
+    beyond = []
+    testable = 0
     for name, entry in metrics_table(metrics).items():
-        if name not in baseline or not tolerance.compares(name):
+        if name not in base_metrics or not tolerance.compares(name):
             continue
-        base = float(baseline[name]["value"])
-        allowed = tolerance.allowed(name, base)
+        testable += significance_kind(name) is not None
+        base = base_metrics[name]
+        allowed = tolerance.allowed(name, float(base["value"]))
         current = float(entry["value"])
         worse = current < allowed if entry["higher_is_better"] else current > allowed
         if worse:
-            out.append(Regression(name, base, current, allowed))
-    return out
+            beyond.append((name, base, entry, allowed))
+    out: list[Regression] = []
+    tests = {}
+    for name, base, entry, allowed in beyond:
+        keys = (base.get("samples"), entry.get("samples"))
+        common: dict[str, Any] = dict(
+            name=name, baseline=float(base["value"]), current=float(entry["value"]),
+            allowed=allowed, n=int(entry.get("n") or 0), samples=keys)
+        if alpha is None:
+            out.append(Regression(**common))
+            continue
+        margin = abs(common["baseline"] - allowed)
+        test, note = _paired_test(name, base, entry, base_samples.get(keys[0] or ""),
+                                  samples.get(keys[1] or ""), margin)
+        if test is None:
+            out.append(Regression(**common, method="none (no per-sample test for this "
+                                                   "metric: the tolerance decides)"))
+            continue
+        tests[name] = (test, note, common, margin)
+    decisions = holm({name: t[0].p for name, t in tests.items()}, alpha or 0.0, m=testable)
+    for name, (test, note, common, margin) in tests.items():
+        rejected, level = decisions[name]
+        drop = abs(common["baseline"] - common["current"])
+        out.append(Regression(
+            **common, verdict=REGRESSED if rejected else INCONCLUSIVE, p=test.p, level=level,
+            method=test.method, note=note,
+            needed=None if rejected else samples_needed(drop, test, level, margin)))
+    order = {name: i for i, (name, *_rest) in enumerate(beyond)}
+    return sorted(out, key=lambda r: order[r.name])
+
+
+def _class_of(name: str) -> str | None:
+    from .significance import AVERAGES
+
+    arg = name.partition("[")[2][:-1]
+    return arg if arg and arg not in AVERAGES and "@" not in arg else None
 
 
 def format_regressions(regressions: list[Regression], path: Path) -> str:
-    """The table a failing test shows, ending with the fix."""
+    """The table a failing (or warning) test shows, ending with the fix."""
     width = max(len("metric"), *(len(r.name) for r in regressions))
-    lines = [f"{len(regressions)} metric(s) regressed beyond tolerance against baseline {path}:",
-             f"  {'metric':<{width}}  {'baseline':>9}  {'current':>9}  {'allowed':>9}"]
+    tested = any(r.p is not None for r in regressions)
+    regressed = [r for r in regressions if r.verdict == REGRESSED]
+    if regressed:
+        head = (f"{len(regressed)} metric(s) regressed beyond tolerance against baseline {path}"
+                + (", significantly" if tested and any(r.p is not None for r in regressed)
+                   else "") + ":")
+    else:
+        head = (f"{len(regressions)} metric(s) below tolerance against baseline {path}, but "
+                "not significantly (inconclusive):")
+    lines = [head, f"  {'metric':<{width}}  {'baseline':>9}  {'current':>9}  {'allowed':>9}"
+             + ("  verdict        p       level" if tested else "")]
     for r in regressions:
         op = ">=" if metric_spec(r.name).higher_is_better else "<="
-        lines.append(f"  {r.name:<{width}}  {r.baseline:>9.4f}  {r.current:>9.4f}  "
-                     f"{op} {r.allowed:.4f}")
-    lines.append("If the change is intended, rerun with --modelgate-update-baseline and commit "
-                 f"{path.name}; to allow more noise, raise --modelgate-tolerance.")
+        row = (f"  {r.name:<{width}}  {r.baseline:>9.4f}  {r.current:>9.4f}  "
+               f"{op} {r.allowed:.4f}")
+        if tested:
+            p = f"{r.p:.4f}" if r.p is not None else "-"
+            level = f"{r.level:.4f}" if r.level is not None else "-"
+            row += f"  {r.verdict:<12} {p:>7}  {level:>7}"
+        lines.append(row)
+    for r in regressions:
+        if r.method and r.p is not None:
+            lines.append(f"  {r.name}: {r.method}" + (f"; {r.note}" if r.note else ""))
+        elif r.method:
+            lines.append(f"  {r.name}: {r.method}")
+        if r.verdict == INCONCLUSIVE and r.needed:
+            cls = _class_of(r.name)
+            of = f" of class {cls}" if cls else ""
+            lines.append(f"  {r.name}: this drop would need about {r.needed} test samples{of} "
+                         f"to show it exceeds the tolerance (has {r.n})")
+    if regressed:
+        lines.append("If the change is intended, rerun with --modelgate-update-baseline and "
+                     f"commit {path.name}; to allow more noise, raise --modelgate-tolerance.")
+    else:
+        lines.append("Not a red build: the test set is too small to show this drop exceeds the "
+                     "tolerance. Add test images, or look at the images that changed in "
+                     "the report.")
     return "\n".join(lines)

@@ -5,15 +5,18 @@ Loading this module must stay light: no torch, torchvision, tensorflow or jinja2
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Generator
 
 import pytest
 
-from .errors import user_error_frames
+from .errors import ModelGateWarning, user_error_frames
 from .session import (
     ModelGateSession,
+    parse_baseline_env,
     parse_device,
     parse_seed,
+    parse_significance,
     parse_tolerance_option,
     settings_from_config,
 )
@@ -31,6 +34,8 @@ OPTION_DEVICE = "--modelgate-device"
 OPTION_SEED = "--modelgate-seed"
 OPTION_CACHE_DIR = "--modelgate-cache-dir"
 OPTION_NO_CACHE = "--modelgate-no-cache"
+OPTION_SIGNIFICANCE = "--modelgate-significance"
+OPTION_BASELINE_ENV = "--modelgate-baseline-env"
 
 GATE_FIXTURES = frozenset({"finetune"})
 SKIP_REASON = f"model gate: run with {OPTION_ENABLE} to fine-tune and check it"
@@ -52,6 +57,15 @@ def add_modelgate_options(group: pytest.OptionGroup) -> None:
                     type=parse_tolerance_option,
                     help="Allowed worsening against the baseline: 0.02, or per metric as "
                          "recall=0.01,speedup=50%%")
+    group.addoption(OPTION_SIGNIFICANCE, dest="modelgate_significance", metavar="ALPHA",
+                    default=None, type=parse_significance,
+                    help="A drop beyond tolerance fails only when significant at this level "
+                         "(paired tests on the test samples, Holm-corrected per test; "
+                         "default 0.05); off: every such drop fails")
+    group.addoption(OPTION_BASELINE_ENV, dest="modelgate_baseline_env", metavar="same|any",
+                    default=None, type=parse_baseline_env,
+                    help="Compare with a baseline recorded on another device class or "
+                         "framework major version only when any (default same: warn, skip)")
     group.addoption(OPTION_REPORT_DIR, dest="modelgate_report_dir", metavar="DIR", default=None,
                     help="Where modelgate.html and modelgate.json go (default reports)")
     group.addoption(OPTION_DEVICE, dest="modelgate_device", metavar="DEVICE", default=None,
@@ -76,6 +90,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_modelgate_options(parser.getgroup("modelgate", "model quality gates"))
     parser.addini("modelgate_baseline", "Baseline file relative to the rootdir")
     parser.addini("modelgate_tolerance", "Allowed worsening against the baseline (see --help)")
+    parser.addini("modelgate_significance", "Significance level of the regression gate "
+                  "(default 0.05; off: every drop beyond tolerance fails)")
+    parser.addini("modelgate_baseline_env", "same (default) or any: compare with a baseline "
+                  "from another device class or framework major version")
     parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
     parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
     parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
@@ -158,31 +176,46 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
         overrides.reset(token)
 
 
+payload_key = pytest.StashKey[dict]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     session = item.config.stash[session_key]
     if not (session.settings.enabled and is_gate(item)):
         return (yield)
-    from .assertions import recording
+    from .assertions import recorded_images, recording
     from .fixtures import overrides
 
     token = overrides.set(marker_overrides(item))
     with recording() as record:
         try:
             result = yield
-        except BaseException:
-            item.user_properties.append(("modelgate", {"record": record, "regressions": []}))
+        except BaseException as exc:
+            verdict = "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
+            item.stash[payload_key] = session.payload(record, verdict, str(exc).split("\n")[0])
+            _junit_properties(item, record, verdict)
             raise
         finally:
             overrides.reset(token)
-    regressions = session.regressions(item.nodeid, record)
-    item.user_properties.append(
-        ("modelgate", {"record": record, "regressions": [vars(r) for r in regressions]})
-    )
-    if regressions:
+        outcome = session.judge(item.nodeid, record, recorded_images())
+    item.stash[payload_key] = outcome.payload
+    _junit_properties(item, record, outcome.verdict)
+    for message in outcome.warnings:
+        warnings.warn(ModelGateWarning(message), stacklevel=1)
+    if outcome.verdict == "regressed":
         # The table is the whole story: no traceback into the plugin.
-        pytest.fail(session.regression_message(regressions), pytrace=False)
+        pytest.fail(outcome.message, pytrace=False)
     return result
+
+
+def _junit_properties(item: pytest.Item, record: dict, verdict: str) -> None:
+    """Each metric (the last value of a name) and the verdict, as record_property would add
+    them: CI systems that read JUnit XML show them."""
+    values = {m["name"]: m["value"] for m in record["metrics"]}
+    for name, value in values.items():
+        item.user_properties.append((f"modelgate.{name}", round(float(value), 6)))
+    item.user_properties.append(("modelgate.verdict", verdict))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -200,11 +233,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     ms = item.config.stash[session_key]
+    # Plain attributes of the report travel to the xdist controller with it (pytest's report
+    # serialisation keeps them), and stay out of the JUnit XML, unlike user_properties.
     loaded, trained = ms.cache.take_counts()
     if loaded or trained:
-        # Travels with the report, so the xdist controller can add up its workers' counts.
-        report.user_properties.append(("modelgate_cache", {"loaded": loaded,
-                                                           "trained": trained}))
+        report.modelgate_cache = {"loaded": loaded, "trained": trained}  # type: ignore[attr-defined]
+    if call.when == "call" and payload_key in item.stash:
+        report.modelgate = item.stash[payload_key]  # type: ignore[attr-defined]
     return report
 
 

@@ -79,6 +79,9 @@ class Predictions:
     train_y_pred: np.ndarray | None = None
     history: tuple[EpochStats, ...] = ()
     source: str = "predictions"
+    # Ids of the test samples (content ids from an ImageSet), so a baseline can tell whether
+    # the test set changed; without them the samples are identified by position and label.
+    sample_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.class_names)
@@ -245,6 +248,9 @@ class FinetuneRun:
     train_y_true: np.ndarray | None = None
     train_y_pred: np.ndarray | None = None
     cached: bool = False
+    # The test split the run predicted: its ids identify the test set for the baseline, its
+    # images become the report's thumbnails of what changed. Not cached, not compared.
+    test_set: Any = field(default=None, repr=False, compare=False)
     scratch_runner: Callable[..., FinetuneRun] | None = field(
         default=None, repr=False, compare=False
     )
@@ -254,7 +260,8 @@ class FinetuneRun:
         """The run's test (and train) predictions, as the assertions check them."""
         return Predictions(self.y_true, self.y_pred, self.class_names, self.probabilities,
                            self.train_y_true, self.train_y_pred, self.history,
-                           source=self.label)
+                           source=self.label,
+                           sample_ids=None if self.test_set is None else self.test_set.ids)
 
     @property
     def label(self) -> str:

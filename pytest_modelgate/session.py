@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from .baseline import (
     DEFAULT_BASELINE,
-    Regression,
+    INCONCLUSIVE,
+    REGRESSED,
+    baseline_entry,
     compare,
     format_regressions,
     load_baseline,
@@ -21,6 +24,8 @@ from .errors import BaselineError
 from .settings import GateSettings
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# The order the summary and the report list gate tests in: what to look at first.
+VERDICTS = ("failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
 
 
 def parse_tolerance_option(value: str):
@@ -49,6 +54,33 @@ def parse_seed(value: str) -> int:
     return seed
 
 
+def parse_significance(value: str) -> float:
+    """argparse ``type=`` for --modelgate-significance: a level in (0, 0.5), or off (0.0)."""
+    if value.strip().lower() in ("off", "none", "0"):
+        return 0.0
+    try:
+        alpha = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a significance level like 0.05 (or off)") from None
+    if not 0 < alpha < 0.5:
+        raise argparse.ArgumentTypeError(
+            f"the significance level must be in (0, 0.5), like 0.05, or off; got {value!r}")
+    return alpha
+
+
+BASELINE_ENVS = ("same", "any")
+
+
+def parse_baseline_env(value: str) -> str:
+    """argparse ``type=`` for --modelgate-baseline-env."""
+    if value not in BASELINE_ENVS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(BASELINE_ENVS)}")
+    return value
+
+
+
+
 def _resolve(config: pytest.Config, option: str, ini: str, parse=None) -> Any:
     value = config.getoption(option)
     if value is None:
@@ -71,6 +103,10 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     device = _resolve(config, "modelgate_device", "modelgate_device", parse_device) or "auto"
     update = bool(config.getoption("modelgate_update_baseline"))
     seed = _resolve(config, "modelgate_seed", "modelgate_seed", parse_seed)
+    significance = _resolve(config, "modelgate_significance", "modelgate_significance",
+                            parse_significance)
+    baseline_env = _resolve(config, "modelgate_baseline_env", "modelgate_baseline_env",
+                            parse_baseline_env) or "same"
     cache_dir: Path | None = None
     if not config.getoption("modelgate_no_cache"):
         chosen = _resolve(config, "modelgate_cache_dir", "modelgate_cache_dir")
@@ -82,6 +118,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     kwargs: dict[str, Any] = {}
     if tolerance is not None:
         kwargs["tolerance"] = tolerance
+    if significance is not None:
+        kwargs["significance"] = significance or None  # 0.0: off
     return GateSettings(
         enabled=bool(config.getoption("modelgate")) or update,
         update_baseline=update,
@@ -90,8 +128,54 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         device=device,
         cache_dir=cache_dir,
         seed=seed if seed is not None else 0,
+        baseline_env=baseline_env,
         **kwargs,
     )
+
+
+@dataclass
+class Outcome:
+    """A gate test's verdict, what its report carries, the failure message of a regression
+    and the warnings to issue (inconclusive drops, an environment mismatch)."""
+
+    verdict: str
+    payload: dict[str, Any]
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def device_class(device: str) -> str:
+    """``cuda:1`` -> ``cuda``: the class of device a result depends on."""
+    return str(device).split(":", 1)[0]
+
+
+def environment_class(record: dict) -> dict[str, str]:
+    """The environment class of a gate test's runs: device class and framework major
+    version. Empty when the test trained nothing (plain arrays, leakage checks)."""
+    runs = record.get("runs", {}).values()
+    devices = sorted({device_class(r.get("device", "cpu")) for r in runs})
+    if not devices:
+        return {}
+    env = {"device": "+".join(devices)}
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        env["torch"] = version("torch").split(".")[0]
+    except PackageNotFoundError:
+        pass
+    return env
+
+
+def env_mismatch(baseline: dict[str, str], current: dict[str, str]) -> str | None:
+    """How the baseline's environment class differs from this run's, or None."""
+    differ = [k for k in ("device", "torch") if k in baseline and k in current
+              and baseline[k] != current[k]]
+    if not differ:
+        return None
+
+    def say(env: dict[str, str]) -> str:
+        return ", ".join(f"{k} {env[k]}" if k != "device" else env[k] for k in differ)
+    return f"{say(baseline)}, and this run is on {say(current)}"
 
 
 class ModelGateSession:
@@ -126,21 +210,62 @@ class ModelGateSession:
                     raise pytest.UsageError(str(exc)) from None
                 self.replacing = str(exc).split(";")[0]
 
-    def regressions(self, nodeid: str, record: dict) -> list[Regression]:
-        if self.settings.update_baseline or self.baseline is None:
-            return []
-        return compare(record["metrics"], self.baseline.get(nodeid), self.settings.tolerance)
+    def payload(self, record: dict, verdict: str, reason: str | None,
+                regressions: list[dict] | None = None, changes: dict | None = None,
+                note: str | None = None) -> dict[str, Any]:
+        """What a gate test's report carries to the controller (JSON-ready)."""
+        return {"record": record, "verdict": verdict, "reason": reason,
+                "regressions": regressions or [], "changes": changes,
+                "env": environment_class(record), "baseline_note": note}
 
-    def regression_message(self, regressions: list[Regression]) -> str:
-        return format_regressions(regressions, self.settings.baseline_path)
+    def judge(self, nodeid: str, record: dict, images: dict | None = None) -> Outcome:
+        """The verdict of a gate test whose assertions all passed: passed, regressed or
+        inconclusive against the baseline."""
+        entry = None
+        if not self.settings.update_baseline and self.baseline is not None:
+            entry = self.baseline.get(nodeid)
+        if entry is None:
+            return Outcome("passed", self.payload(record, "passed", None))
+        env = environment_class(record)
+        mismatch = env_mismatch(entry.get("env") or {}, env)
+        if mismatch and self.settings.baseline_env != "any":
+            path = self.settings.baseline_path
+            suffix = env.get("device", "env")
+            note = (f"not compared with the baseline: it was recorded on {mismatch}; results "
+                    "differ between device classes and framework versions. Keep a baseline "
+                    f"per environment (--modelgate-baseline={path.stem}.{suffix}{path.suffix}"
+                    ", then --modelgate-update-baseline there), or compare anyway with "
+                    "--modelgate-baseline-env=any")
+            return Outcome("passed", self.payload(record, "passed", None, note=note),
+                           warnings=[f"{nodeid}: {note}"])
+        regressions = compare(record["metrics"], entry, self.settings.tolerance,
+                              alpha=self.settings.significance, samples=record.get("samples"))
+        if not regressions:
+            return Outcome("passed", self.payload(record, "passed", None))
+        message = format_regressions(regressions, self.settings.baseline_path)
+        regressed = [r for r in regressions if r.verdict == REGRESSED]
+        verdict = REGRESSED if regressed else INCONCLUSIVE
+        shown = regressed or regressions
+        reason = "; ".join(f"{r.name} {r.baseline:.3f} -> {r.current:.3f}"
+                           + (f" (p={r.p:.3g})" if r.p is not None else "")
+                           for r in shown[:3]) + (" ..." if len(shown) > 3 else "")
+        changes = None
+        if images:
+            from .report.context import changed_samples
+
+            changes = changed_samples(regressions, entry.get("samples") or {},
+                                      record.get("samples") or {}, images)
+        payload = self.payload(record, verdict, reason, [r.to_dict() for r in regressions],
+                               changes)
+        warned = [f"{nodeid}: inconclusive: {message}"] if verdict == INCONCLUSIVE else []
+        return Outcome(verdict, payload, message, warned)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collect(report)
 
     def collect(self, report: pytest.TestReport) -> None:
         """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
-        properties = dict(report.user_properties)
-        counts = properties.get("modelgate_cache")
+        counts = getattr(report, "modelgate_cache", None)
         if isinstance(counts, dict):
             self.cache_counts[0] += int(counts.get("loaded", 0))
             self.cache_counts[1] += int(counts.get("trained", 0))
@@ -148,7 +273,7 @@ class ModelGateSession:
             self.finished.add(report.nodeid)
         if report.failed and report.nodeid not in self.failed:
             self.failed.append(report.nodeid)
-        payload = properties.get("modelgate")
+        payload = getattr(report, "modelgate", None)
         if not isinstance(payload, dict) or report.when != "call":
             return
         entry = self.tests.setdefault(report.nodeid, {"nodeid": report.nodeid})
@@ -176,7 +301,8 @@ class ModelGateSession:
                 self.baseline_note = "no gate test recorded a metric"
             else:
                 save_baseline(self.settings.baseline_path,
-                              {t["nodeid"]: t["record"]["metrics"] for t in tests},
+                              {t["nodeid"]: baseline_entry(t["record"], t.get("env"))
+                               for t in tests},
                               previous=self.baseline)
         if self.settings.report_dir is not None:
             from .report.context import build_context
@@ -193,6 +319,30 @@ class ModelGateSession:
             )
             self.report_paths = write_reports(context, self.settings.report_dir)
 
+    def verdict_lines(self) -> list[str]:
+        """Counts per verdict, then one line per gate test, the ones to look at first."""
+        tests = sorted(self.tests.values(),
+                       key=lambda t: (VERDICTS.index(t.get("verdict", "passed"))
+                                      if t.get("verdict") in VERDICTS else 0, t["nodeid"]))
+        if not tests:
+            return []
+        counts: dict[str, int] = {}
+        for t in tests:
+            counts[t.get("verdict", "passed")] = counts.get(t.get("verdict", "passed"), 0) + 1
+        alpha = self.settings.significance
+        how = (f"significance {alpha:g}, Holm-corrected per test" if alpha else
+               "significance off: every drop beyond tolerance regresses")
+        lines = ["verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
+                 + (f" ({how})" if self.baseline is not None
+                    and not self.settings.update_baseline else "")]
+        width = max(len(v) for v in counts)
+        for t in tests:
+            verdict = t.get("verdict", "passed")
+            why = t.get("reason") or t.get("baseline_note")
+            lines.append(f"  {verdict.upper():<{width}}  {t['nodeid']}" + (f": {why}" if why
+                                                                           else ""))
+        return lines
+
     def summary_lines(self) -> list[str]:
         """The terminal summary's ``modelgate`` section."""
         from .plugin import OPTION_UPDATE
@@ -200,6 +350,7 @@ class ModelGateSession:
         lines = []
         n_metrics = sum(len(t["record"]["metrics"]) for t in self.tests.values())
         lines.append(f"{len(self.tests)} gate test(s) recorded {n_metrics} metric(s)")
+        lines.extend(self.verdict_lines())
         if self.interrupted or self.not_run:
             what = "gate test(s)" if self.expected_are_gates else "test(s)"
             shown = ", ".join(self.not_run[:10])

@@ -20,3 +20,5 @@ class GateSettings:
     device: str = "auto"
     cache_dir: Path | None = None  # None: runs are not cached
     seed: int = 0
+    significance: float | None = 0.05  # None: any drop beyond tolerance regresses
+    baseline_env: str = "same"  # "any": compare with a baseline from another environment

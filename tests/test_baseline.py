@@ -6,6 +6,7 @@ import pytest
 
 from pytest_modelgate.baseline import (
     Tolerance,
+    baseline_entry,
     compare,
     format_regressions,
     load_baseline,
@@ -62,9 +63,13 @@ def test_bad_tolerances(spec, message):
         parse_tolerance(spec)
 
 
+def entry(*metrics):
+    return baseline_entry({"metrics": list(metrics)})
+
+
 def test_compare_orients_by_direction():
-    base = {"accuracy": {"value": 0.90}, "leaked_pairs": {"value": 0},
-            "speedup": {"value": 4.0}}
+    base = {"metrics": {"accuracy": {"value": 0.90}, "leaked_pairs": {"value": 0},
+                        "speedup": {"value": 4.0}}}
     tol = parse_tolerance("speedup=50%")
     ok = [metric("accuracy", 0.885), metric("leaked_pairs", 0, higher=False),
           metric("speedup", 2.1)]
@@ -86,18 +91,19 @@ def test_compare_orients_by_direction():
 
 def test_save_and_load_round_trip_merges_and_sorts(tmp_path):
     path = tmp_path / "sub" / "modelgate-baseline.json"
-    save_baseline(path, {"t.py::b": [metric("recall[x]", 0.5)],
-                         "t.py::a": [metric("accuracy", 0.7)]})
+    save_baseline(path, {"t.py::b": entry(metric("recall[x]", 0.5)),
+                         "t.py::a": entry(metric("accuracy", 0.7))})
     text = path.read_text()
     doc = json.loads(text)
-    assert doc["schema"] == "pytest-modelgate-baseline" and doc["version"] == 1
+    assert doc["schema"] == "pytest-modelgate-baseline" and doc["version"] == 2
     assert "python" in doc["environment"] and doc["provenance"]["written"]
     assert text.index('"t.py::a"') < text.index('"t.py::b"')
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)
-    save_baseline(path, {"t.py::a": [metric("accuracy", 0.8)]}, previous=load_baseline(path))
+    save_baseline(path, {"t.py::a": entry(metric("accuracy", 0.8))},
+                  previous=load_baseline(path))
     tests = load_baseline(path)
-    assert tests["t.py::a"]["accuracy"]["value"] == 0.8
-    assert tests["t.py::b"]["recall[x]"]["value"] == 0.5   # kept: not run this time
+    assert tests["t.py::a"]["metrics"]["accuracy"]["value"] == 0.8
+    assert tests["t.py::b"]["metrics"]["recall[x]"]["value"] == 0.5   # kept: not run this time
     assert [p.name for p in path.parent.iterdir()] == ["modelgate-baseline.json"]
 
 
@@ -113,6 +119,8 @@ def test_missing_baseline_is_none(tmp_path):
         ('{"schema": "pytest-modelgate-baseline", "version": 99, "tests": {}}',
          "schema version 99"),
         ('{"schema": "pytest-modelgate-baseline", "version": 1, "tests": {"a": {"m": 1}}}',
+         "malformed 'tests' table"),
+        ('{"schema": "pytest-modelgate-baseline", "version": 2, "tests": {"a": {"m": {}}}}',
          "malformed 'tests' table"),
     ],
 )
@@ -131,3 +139,12 @@ def test_corrupt_or_foreign_baselines(tmp_path, content, message):
         assert info.value.replaceable
         assert (f"restore it from version control (git checkout -- {path}), or replace it "
                 "with this run's metrics: --modelgate-update-baseline") in str(info.value)
+
+
+def test_a_version_1_baseline_is_read_without_samples(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"schema": "pytest-modelgate-baseline", "version": 1,
+                                "tests": {"t.py::a": {"accuracy": {"value": 0.9, "n": 50}}}}))
+    tests = load_baseline(path)
+    assert tests == {"t.py::a": {"metrics": {"accuracy": {"value": 0.9, "n": 50}},
+                                 "samples": {}, "env": {}}}

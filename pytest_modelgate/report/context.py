@@ -84,6 +84,11 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
             "runs": [dict(_run_view(r), id=rid) for rid, r in record["runs"].items()],
             "races": record["races"],
             "regressions": t.get("regressions", []),
+            "verdict": t.get("verdict", "passed" if t["outcome"] == "passed" else "failed"),
+            "reason": t.get("reason"),
+            "changes": t.get("changes"),
+            "env": t.get("env") or {},
+            "baseline_note": t.get("baseline_note"),
         })
     counts: dict[str, int] = {}
     for t in out_tests:
@@ -101,3 +106,81 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
         "tests": out_tests,
         "curve": {"width": CURVE_W, "height": CURVE_H},
     }
+
+
+# --- what changed against the baseline: thumbnails ------------------------------------------
+
+THUMBS_PER_SIDE = 12  # per direction and gate test: a reviewer's minute, and a small report
+THUMB_PX = 40
+
+
+def thumbnail(image: Any) -> str:
+    """A small image as a data URI (PNG for grey, JPEG for colour), upscaled without
+    smoothing so 8x8 scans stay legible."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    img = Image.fromarray(arr)
+    scale = THUMB_PX / max(img.size)
+    size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+    img = img.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX)
+    buf = io.BytesIO()
+    if img.mode == "L":
+        img.save(buf, format="PNG", optimize=True)
+        mime = "png"
+    else:
+        img.convert("RGB").save(buf, format="JPEG", quality=85)
+        mime = "jpeg"
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def changed_samples(regressions: list, base_samples: dict, current_samples: dict,
+                    images: dict) -> dict | None:
+    """The test images the baseline got right and this run gets wrong (and the reverse),
+    among the samples the flagged metrics depend on (a class's rows and predictions for a
+    per-class metric, every sample otherwise). None when the test set changed or no images
+    are at hand (predictions from plain arrays)."""
+    import numpy as np
+
+    from ..baseline import _class_of
+    from ..significance import unpack_labels, unpack_predictions
+
+    pair = None
+    subset = None
+    for r in regressions:
+        bkey, ckey = r.samples
+        b, c = base_samples.get(bkey or ""), current_samples.get(ckey or "")
+        if b is None or c is None or b["test_hash"] != c["test_hash"] or ckey not in images:
+            continue
+        if pair is None:
+            pair = (b, c, images[ckey])
+            y = unpack_labels(c)
+            was, now = unpack_predictions(b), unpack_predictions(c)
+        elif (b, c) != pair[:2]:
+            continue
+        cls = _class_of(r.name)
+        if cls is None or cls not in c["classes"]:
+            mask = np.ones(len(y), dtype=bool)
+        else:
+            i = c["classes"].index(cls)
+            mask = (y == i) | (was == i) | (now == i)
+        subset = mask if subset is None else subset | mask
+    if pair is None or subset is None:
+        return None
+    classes, test_set = pair[1]["classes"], pair[2]
+
+    def side(indices: Any) -> dict:
+        return {"count": int(len(indices)), "shown": [
+            {"index": int(i), "src": thumbnail(test_set.images[i]), "true": classes[y[i]],
+             "was": classes[was[i]], "now": classes[now[i]],
+             "source": test_set.describe(int(i))}
+            for i in indices[:THUMBS_PER_SIDE]]}
+
+    return {"now_wrong": side(np.flatnonzero(subset & (was == y) & (now != y))),
+            "now_right": side(np.flatnonzero(subset & (was != y) & (now == y)))}

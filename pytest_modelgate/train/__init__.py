@@ -151,6 +151,7 @@ def run_finetune(
             epochs=epochs or config.epochs,
         )
         cheap = {**identity, "init": "random"} if identity is not None else None
-        return cached_train(build_scratch, scratch_config, cheap)
+        return dataclasses.replace(cached_train(build_scratch, scratch_config, cheap),
+                                   test_set=data.test)
 
-    return dataclasses.replace(run, scratch_runner=scratch)
+    return dataclasses.replace(run, scratch_runner=scratch, test_set=data.test)

@@ -32,9 +32,9 @@ def test_baseline_workflow(project):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["baseline written: *modelgate-baseline.json"])
     doc = _baseline(project)
-    good_accuracy = doc["tests"][NODE]["accuracy"]["value"]
+    good_accuracy = doc["tests"][NODE]["metrics"]["accuracy"]["value"]
     assert good_accuracy > 0.85
-    assert set(doc["tests"][NODE]) == {"accuracy", "recall[seven]"}
+    assert set(doc["tests"][NODE]["metrics"]) == {"accuracy", "recall[seven]"}
     text = (project.path / "modelgate-baseline.json").read_text()
     assert text == json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -43,9 +43,10 @@ def test_baseline_workflow(project):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["compared with baseline *modelgate-baseline.json"])
 
-    # 3. A worse model: the gates' own thresholds pass, the baseline fails the test.
+    # 3. A worse model: the gates' own thresholds pass, the baseline fails the test. (The
+    # tolerance alone decides here; significance has its own tests in test_verdicts_e2e.)
     project.makepyfile(test_gate=WORSE)
-    result = project.runpytest(OPTION_ENABLE)
+    result = project.runpytest(OPTION_ENABLE, "--modelgate-significance=off")
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([
         r"2 metric\(s\) regressed beyond tolerance against baseline "
@@ -56,18 +57,19 @@ def test_baseline_workflow(project):
         r"If the change is intended, rerun with --modelgate-update-baseline and commit "
         r"modelgate-baseline.json; to allow more noise, raise --modelgate-tolerance.",
     ])
-    assert _baseline(project)["tests"][NODE]["accuracy"]["value"] == good_accuracy  # untouched
+    assert _baseline(project)["tests"][NODE]["metrics"]["accuracy"]["value"] == good_accuracy
     report = json.loads((project.path / "reports" / "modelgate.json").read_text())
     assert report["tests"][0]["regressions"][0]["name"] == "accuracy"
 
     # A tolerance wide enough lets the same drop through.
-    result = project.runpytest(OPTION_ENABLE, f"{OPTION_TOLERANCE}=1.0")
+    result = project.runpytest(OPTION_ENABLE, f"{OPTION_TOLERANCE}=1.0",
+                               "--modelgate-significance=off")
     result.assert_outcomes(passed=1)
 
     # 4. Accept the new figures on purpose.
     result = project.runpytest(OPTION_UPDATE)
     result.assert_outcomes(passed=1)
-    assert _baseline(project)["tests"][NODE]["accuracy"]["value"] < good_accuracy
+    assert _baseline(project)["tests"][NODE]["metrics"]["accuracy"]["value"] < good_accuracy
 
     # 5. And the worse model now passes against its own baseline.
     result = project.runpytest(OPTION_ENABLE)
@@ -80,8 +82,8 @@ def test_baseline_path_option_and_other_tests_kept(project):
     result = project.runpytest(OPTION_UPDATE, "--modelgate-baseline=gates/base.json")
     result.assert_outcomes(passed=1)
     doc = json.loads((project.path / "gates" / "base.json").read_text())
-    doc["tests"]["other.py::test_old"] = {"accuracy": {"value": 0.5, "n": 10,
-                                                       "higher_is_better": True}}
+    doc["tests"]["other.py::test_old"] = {
+        "metrics": {"accuracy": {"value": 0.5, "n": 10, "higher_is_better": True}}}
     (project.path / "gates" / "base.json").write_text(json.dumps(doc))
     result = project.runpytest(OPTION_UPDATE, "--modelgate-baseline=gates/base.json")
     result.assert_outcomes(passed=1)

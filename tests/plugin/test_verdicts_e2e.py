@@ -1,0 +1,185 @@
+"""Verdicts of the regression gate: passed, failed, regressed, inconclusive; significance on
+and off; a changed test set; another environment; metrics in JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_UPDATE
+
+# Predictions from a file, so one gate test (one node id) sees a baseline model and then
+# a changed one: deterministic, and no training.
+ARRAY_GATE = """
+import json, pathlib
+import numpy as np, pytest
+from pytest_modelgate import assert_accuracy_above
+
+@pytest.mark.modelgate
+def test_gate():
+    d = json.loads(pathlib.Path(__file__).with_name("preds.json").read_text())
+    assert_accuracy_above((np.array(d["y"]), np.array(d["pred"])), d.get("threshold", 0.0))
+"""
+
+
+def write_predictions(project, y, pred, threshold=0.0):
+    (project.path / "preds.json").write_text(json.dumps(
+        {"y": [int(v) for v in y], "pred": [int(v) for v in pred], "threshold": threshold}))
+
+
+def flipped(y, k):
+    pred = np.array(y).copy()
+    pred[:k] = 1 - pred[:k]
+    return pred
+
+
+def report(project):
+    return json.loads((project.path / "reports" / "modelgate.json").read_text())
+
+
+def test_regressed_inconclusive_and_passed(project):
+    project.makepyfile(test_arrays=ARRAY_GATE)
+    y = np.repeat([0, 1], 500)
+    write_predictions(project, y, y)
+    project.runpytest(OPTION_UPDATE).assert_outcomes(passed=1)
+
+    # 100 of 1,000 samples newly wrong: a drop no seed explains. Red.
+    write_predictions(project, y, flipped(y, 100))
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([
+        r".*1 metric\(s\) regressed beyond tolerance against baseline .*, significantly:",
+        r" +metric +baseline +current +allowed +verdict +p +level",
+        r" +accuracy +1\.0000 +0\.9000 +>= 0\.9800 +regressed +0\.000\d +0\.0500",
+        r" +accuracy: McNemar exact \(b=100, c=0\), and paired bootstrap .*",
+    ])
+    result.stdout.fnmatch_lines([
+        "verdicts: 1 regressed (significance 0.05, Holm-corrected per test)",
+        "  REGRESSED  test_arrays.py::test_gate: accuracy 1.000 -> 0.900 (p=0.0005)",
+    ])
+    assert report(project)["tests"][0]["verdict"] == "regressed"
+
+    # 25 newly wrong: beyond the 0.02 tolerance, but 1,000 samples cannot show that it is
+    # more than 0.02. A warning, not a red build.
+    write_predictions(project, y, flipped(y, 25))
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*ModelGateWarning: test_arrays.py::test_gate: inconclusive: 1 metric(s) below "
+        "tolerance against baseline *, but not significantly (inconclusive):",
+        "*accuracy: this drop would need about * test samples to show it exceeds the "
+        "tolerance (has 1000)",
+        "verdicts: 1 inconclusive (significance 0.05, Holm-corrected per test)",
+        "  INCONCLUSIVE  test_arrays.py::test_gate: accuracy 1.000 -> 0.975 (p=*)",
+    ])
+    doc = report(project)
+    assert doc["tests"][0]["verdict"] == "inconclusive"
+    assert doc["tests"][0]["regressions"][0]["needed"] > 1000
+
+    # Significance off: the tolerance alone decides, as the gate did before.
+    result = project.runpytest(OPTION_ENABLE, "--modelgate-significance=off")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "verdicts: 1 regressed (significance off: every drop beyond tolerance regresses)"])
+
+    # The same from the ini file.
+    project.makeini("[pytest]\naddopts = -p no:cacheprovider\nmodelgate_significance = off\n")
+    project.runpytest(OPTION_ENABLE).assert_outcomes(failed=1)
+
+    # Within tolerance: passed.
+    write_predictions(project, y, flipped(y, 10))
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  PASSED  test_arrays.py::test_gate"])
+
+
+def test_a_failed_threshold_is_its_own_verdict(project):
+    project.makepyfile(test_arrays=ARRAY_GATE)
+    y = np.repeat([0, 1], 50)
+    write_predictions(project, y, flipped(y, 40), threshold=0.9)
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "verdicts: 1 failed",
+        "  FAILED  test_arrays.py::test_gate: accuracy = 0.600 < 0.900 required *",
+    ])
+    assert report(project)["tests"][0]["verdict"] == "failed"
+
+
+def test_a_changed_test_set_is_compared_unpaired(project):
+    project.makepyfile(test_arrays=ARRAY_GATE)
+    y = np.repeat([0, 1], 500)
+    write_predictions(project, y, y)
+    project.runpytest(OPTION_UPDATE).assert_outcomes(passed=1)
+    other = np.tile([0, 1], 500)  # the same classes and size, other samples
+    write_predictions(project, other, flipped(other, 100))
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*accuracy: z test on two proportions (unpaired); the test set changed since the "
+        "baseline: unpaired comparison",
+    ])
+
+
+def test_bad_significance_options_are_usage_errors(project):
+    project.makepyfile(test_arrays=ARRAY_GATE)
+    for arg, message in (
+        ("--modelgate-significance=0.7", "the significance level must be in (0, 0.5)"),
+        ("--modelgate-significance=5%", "'5%' is not a significance level like 0.05"),
+        ("--modelgate-baseline-env=cpu", "'cpu' is not one of same, any"),
+    ):
+        result = project.runpytest(OPTION_ENABLE, arg)
+        assert result.ret == 4
+        assert message in result.stderr.str()
+
+
+def test_metrics_and_verdicts_go_to_junit_xml(project):
+    project.makepyfile(test_arrays=ARRAY_GATE)
+    y = np.repeat([0, 1], 50)
+    write_predictions(project, y, flipped(y, 5))
+    result = project.runpytest(OPTION_ENABLE, "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    case = ET.parse(project.path / "junit.xml").getroot().find(".//testcase")
+    assert case is not None
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props == {"modelgate.accuracy": "0.95", "modelgate.verdict": "passed"}
+
+
+GATE = """
+from pytest_modelgate import assert_accuracy_above
+from conftest import GRAY
+
+def test_gate(finetune, digits, tiny):
+    run = finetune(tiny, digits, epochs=2, freeze="none", lr=1e-2, device="cpu", **GRAY)
+    assert_accuracy_above(run, 0.0)
+"""
+
+
+def test_a_baseline_from_another_device_class_is_not_compared(project):
+    project.makepyfile(test_gate=GATE)
+    project.runpytest(OPTION_UPDATE).assert_outcomes(passed=1)
+    path = project.path / "modelgate-baseline.json"
+    doc = json.loads(path.read_text())
+    entry = doc["tests"]["test_gate.py::test_gate"]
+    assert entry["env"]["device"] == "cpu" and entry["env"]["torch"].isdigit()
+    entry["env"]["device"] = "cuda"
+    entry["metrics"]["accuracy"]["value"] = 1.0  # would regress if compared
+    entry["samples"] = {}
+    entry["metrics"]["accuracy"].pop("samples")
+    path.write_text(json.dumps(doc))
+
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*ModelGateWarning: test_gate.py::test_gate: not compared with the baseline: it was "
+        "recorded on cuda, and this run is on cpu; *Keep a baseline per environment "
+        "(--modelgate-baseline=modelgate-baseline.cpu.json, then --modelgate-update-baseline "
+        "there), or compare anyway with --modelgate-baseline-env=any",
+    ])
+    assert "not compared with the baseline" in report(project)["tests"][0]["baseline_note"]
+    # Compared on request.
+    result = project.runpytest(OPTION_ENABLE, "--modelgate-baseline-env=any")
+    assert report(project)["tests"][0]["baseline_note"] is None
+    assert "not compared" not in result.stdout.str()
