@@ -289,6 +289,7 @@ def save_baseline(path: Path, tests: dict[str, dict[str, Any]],
 # --- comparing ---------------------------------------------------------------------------
 
 REGRESSED, INCONCLUSIVE = "regressed", "inconclusive"
+NEEDED_CAP = 100  # beyond this many times the test set, "samples needed" is not advice
 
 
 @dataclass(frozen=True)
@@ -446,8 +447,12 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
         if r.verdict == INCONCLUSIVE and r.needed:
             cls = _class_of(r.name)
             of = f" of class {cls}" if cls else ""
-            lines.append(f"  {r.name}: this drop would need about {r.needed} test samples{of} "
-                         f"to show it exceeds the tolerance (has {r.n})")
+            if r.needed > NEEDED_CAP * max(r.n, 1):
+                lines.append(f"  {r.name}: this drop is so close to the tolerance that no "
+                             f"practical test set would show it exceeds it (has {r.n}{of})")
+            else:
+                lines.append(f"  {r.name}: this drop would need about {r.needed} test "
+                             f"samples{of} to show it exceeds the tolerance (has {r.n})")
     if regressed:
         lines.append("If the change is intended, rerun with --modelgate-update-baseline and "
                      f"commit {path.name}; to allow more noise, raise --modelgate-tolerance.")

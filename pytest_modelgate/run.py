@@ -311,4 +311,21 @@ class FinetuneRun:
             "train_accuracy": self.predictions.train_accuracy,
             "cached": self.cached,
             "summary": self.summary(),
+            "pr_curve": self._pr_curve_view(),
         }
+
+    def _pr_curve_view(self) -> dict | None:
+        """Binary runs: the precision-recall curve of class 1 (at most 200 points) and the
+        operating point of the arg-max predictions, for the report."""
+        if len(self.class_names) != 2 or self.probabilities is None:
+            return None
+        curve = self.predictions.pr_curve(1)
+        step = max(1, len(curve["recall"]) // 200)
+        positives = self.y_true == 1
+        called = self.y_pred == 1
+        tp = int(np.sum(positives & called))
+        point = [tp / max(int(positives.sum()), 1), tp / max(int(called.sum()), 1)]
+        return {"positive": self.class_names[1], "operating_point": point,
+                "points": [[round(float(r), 4), round(float(p), 4)] for r, p in
+                           zip(curve["recall"][::step], curve["precision"][::step],
+                               strict=True)]}

@@ -305,9 +305,11 @@ class ModelGateSession:
                                for t in tests},
                               previous=self.baseline)
         if self.settings.report_dir is not None:
+            from .baseline import environment
             from .report.context import build_context
             from .report.html import write_reports
 
+            compared = self.baseline is not None and not self.settings.update_baseline
             context = build_context(
                 tests,
                 baseline_path=str(self.settings.baseline_path),
@@ -315,7 +317,11 @@ class ModelGateSession:
                 updated_baseline=self.settings.update_baseline and self.baseline_note is None,
                 session={"interrupted": self.interrupted, "exitstatus": int(exitstatus),
                          "not_run": self.not_run, "not_run_are_gates": self.expected_are_gates,
-                         "baseline_note": self.baseline_note, "replacing": self.replacing},
+                         "baseline_note": self.baseline_note, "replacing": self.replacing,
+                         "significance": self.settings.significance if compared else None,
+                         "compared": compared},
+                baseline=self.baseline if compared else None,
+                environment=environment(),
             )
             self.report_paths = write_reports(context, self.settings.report_dir)
 

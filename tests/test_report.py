@@ -45,3 +45,41 @@ def test_write_reports(tmp_path):
     assert html_path.read_text().startswith("<!DOCTYPE html>")
     data = json.loads(json_path.read_text())
     assert data["tests"][0]["metrics"][0]["value"] == np.mean(np.array(Y_TRUE) == np.array(Y_PRED))
+
+
+def test_a_suite_of_20_regressed_gates_with_thumbnails_stays_under_2_mb():
+    from pytest_modelgate.baseline import Regression
+    from pytest_modelgate.data import ImageSet
+    from pytest_modelgate.report.context import THUMBS_PER_SIDE, changed_samples
+    from pytest_modelgate.significance import pack_samples, samples_key
+
+    # Noise is the worst case for image compression: 64x64 colour, 300 test images.
+    rng = np.random.default_rng(0)
+    n, names = 300, [f"class_{i}" for i in range(10)]
+    images = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+    test_set = ImageSet(images, rng.integers(0, 10, n), tuple(names), name="test")
+    y = test_set.labels
+    base = pack_samples(y, y, names, test_set.ids)
+    worse = y.copy()
+    worse[:60] = (worse[:60] + 1) % 10
+    current = pack_samples(y, worse, names, test_set.ids)
+    bkey, ckey = samples_key(base), samples_key(current)
+    regression = Regression("accuracy", 1.0, 0.8, 0.98, samples=(bkey, ckey))
+    changes = changed_samples([regression], {bkey: base}, {ckey: current}, {ckey: test_set})
+    assert changes["now_wrong"]["count"] == 60
+    assert len(changes["now_wrong"]["shown"]) == THUMBS_PER_SIDE
+    assert changes["now_wrong"]["shown"][0]["src"].startswith("data:image/jpeg;base64,")
+
+    run = make_run([i % 3 for i in range(n)], [i % 3 for i in range(n)],
+                   accuracies=[0.1 * i for i in range(1, 11)])
+    with recording() as record:
+        assert_accuracy_above(run, 0.5)
+    tests = [{"nodeid": f"test_gates.py::test_{i}", "outcome": "failed", "duration": 1.0,
+              "record": record, "regressions": [regression.to_dict()], "verdict": "regressed",
+              "reason": "accuracy 1.000 -> 0.800", "changes": changes} for i in range(20)]
+    html = render_html(build_context(tests, baseline_path="b.json", baseline_found=True,
+                                     updated_baseline=False))
+    print(f"report of 20 regressed gate tests: {len(html.encode())} bytes")
+    assert len(html.encode()) < 2_000_000
+    assert html.count("<img ") == 20 * THUMBS_PER_SIDE
+    assert "http://" not in html and "https://" not in html and "<script" not in html

@@ -12,6 +12,11 @@ from typing import Any
 from .. import __version__
 
 CURVE_W, CURVE_H = 320, 120
+# Charts: a plot area inside margins for tick labels and axis titles.
+CHART_W, CHART_H = 360, 200
+PLOT = {"left": 44, "top": 12, "right": 12, "bottom": 36}
+COLOURS = {"test": "#1f5fbf", "train": "#d08a1c", "scratch": "#8a3ab9", "loss": "#555555"}
+VERDICTS = ("failed", "regressed", "inconclusive", "skipped", "passed")
 
 
 def _curve(history: list[dict], key: str) -> str:
@@ -27,8 +32,58 @@ def _curve(history: list[dict], key: str) -> str:
     return " ".join(pts)
 
 
+def _nice_max(value: float) -> float:
+    """A round upper end for an axis: 1, 2, 2.5 or 5 times a power of ten."""
+    import math
+
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if step * power >= value:
+            return step * power
+    return 10 * power
+
+
+def chart(series: list[dict], *, x_label: str, y_label: str, x_max: float | None = None,
+          y_range: tuple[float, float] | None = None, marks: list[dict] | None = None,
+          integer_x: bool = False) -> dict:
+    """An SVG line chart the template draws as is: each series' points in pixels, axis
+    ticks with labels, axis titles. ``series``: ``label``, ``colour``, ``points`` (x, y)
+    in data units, ``dashed``. ``marks``: horizontal lines (``y``, ``label``)."""
+    xs = [x for s in series for x, _ in s["points"]]
+    ys = [y for s in series for _, y in s["points"]]
+    x_hi = _nice_max(x_max if x_max is not None else max(xs, default=1.0))
+    y_lo, y_hi = y_range if y_range else (0.0, _nice_max(max(ys, default=1.0)))
+    w = CHART_W - PLOT["left"] - PLOT["right"]
+    h = CHART_H - PLOT["top"] - PLOT["bottom"]
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        fy = (min(max(y, y_lo), y_hi) - y_lo) / ((y_hi - y_lo) or 1)
+        return (round(PLOT["left"] + w * min(max(x, 0), x_hi) / x_hi, 1),
+                round(PLOT["top"] + h * (1 - fy), 1))
+
+    drawn = []
+    for s in series:
+        pts = [px(x, y) for x, y in s["points"]]
+        drawn.append({"label": s["label"], "colour": s["colour"],
+                      "dashed": bool(s.get("dashed")),
+                      "points": " ".join(f"{x},{y}" for x, y in pts),
+                      "dots": [{"x": x, "y": y} for x, y in pts]})
+    steps = int(x_hi) if integer_x and x_hi <= 8 and x_hi == int(x_hi) else 4
+    x_ticks = [{"x": px(x_hi * i / steps, y_lo)[0], "label": f"{x_hi * i / steps:g}"}
+               for i in range(steps + 1)]
+    y_ticks = [{"y": px(0, y_lo + (y_hi - y_lo) * i / 4)[1],
+                "label": f"{y_lo + (y_hi - y_lo) * i / 4:g}"} for i in range(5)]
+    return {"width": CHART_W, "height": CHART_H, "plot": dict(PLOT, w=w, h=h),
+            "series": drawn, "x_ticks": x_ticks, "y_ticks": y_ticks,
+            "x_label": x_label, "y_label": y_label,
+            "marks": [{"y": px(0, m["y"])[1], "label": m["label"]} for m in marks or []]}
+
+
 def _matrix(summary: dict) -> list[list[dict]]:
-    """Rows of cells with a count and a shade (share of the true class, 0-1)."""
+    """Rows of cells with a count and a shade (share of the true class: row-normalised
+    recall on the diagonal, confusion off it)."""
     rows = []
     for i, counts in enumerate(summary["confusion_matrix"]):
         total = sum(counts) or 1
@@ -44,65 +99,179 @@ def _pr_view(metric: dict) -> dict:
             not isinstance(detail, dict):
         return metric
     view = dict(metric)
-    view["pr_curve"] = " ".join(f"{CURVE_W * r:.1f},{CURVE_H * (1 - p):.1f}"
-                                for r, p in detail["curve"])
+    points = [(float(r), float(p)) for r, p in detail["curve"]]
+    view["pr_chart"] = chart(
+        [{"label": f"precision-recall of {detail['positive']}", "colour": COLOURS["test"],
+          "points": points}], x_label="recall", y_label="precision", x_max=1.0,
+        y_range=(0.0, 1.0))
     if detail.get("point"):
         r, p = detail["point"]
-        view["pr_point"] = {"x": round(CURVE_W * r, 1), "y": round(CURVE_H * (1 - p), 1)}
+        x, y = _chart_px(view["pr_chart"], float(r), float(p), 1.0, (0.0, 1.0))
+        view["pr_chart"]["point"] = {"x": x, "y": y}
     return view
+
+
+def _chart_px(c: dict, x: float, y: float, x_hi: float, y_range: tuple[float, float]
+              ) -> tuple[float, float]:
+    plot = c["plot"]
+    fy = (y - y_range[0]) / ((y_range[1] - y_range[0]) or 1)
+    return (round(plot["left"] + plot["w"] * x / x_hi, 1),
+            round(plot["top"] + plot["h"] * (1 - fy), 1))
+
+
+def _per_class_intervals(summary: dict) -> list[dict]:
+    """Per-class rows with 95% intervals: Wilson for precision and recall, a bootstrap of
+    the confusion matrix (1,000 resamples, seeded) for F1."""
+    import numpy as np
+
+    from ..metrics import bootstrap_confusion, percentile_interval, wilson_interval
+
+    cm = np.asarray(summary["confusion_matrix"])
+    boot = bootstrap_confusion(cm, 1000, seed=0) if cm.sum() else None
+    rows = []
+    for i, row in enumerate(summary["per_class"]):
+        out = dict(row)
+        out["recall_ci"] = list(wilson_interval(row["tp"], row["support"]))
+        out["precision_ci"] = list(wilson_interval(row["tp"], row["predicted"]))
+        if boot is not None:
+            tp = boot[:, i, i].astype(float)
+            den = boot[:, i, :].sum(axis=1) + boot[:, :, i].sum(axis=1)
+            f1 = np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0)
+            out["f1_ci"] = list(percentile_interval(f1))
+        rows.append(out)
+    return rows
 
 
 def _run_view(run: dict) -> dict:
     view = dict(run)
+    history = run["history"]
     view["matrix"] = _matrix(run["summary"])
-    view["curve_test"] = _curve(run["history"], "test_accuracy")
-    view["curve_train"] = _curve(run["history"], "train_accuracy")
+    view["curve_test"] = _curve(history, "test_accuracy")
+    view["curve_train"] = _curve(history, "train_accuracy")
+    view["per_class"] = _per_class_intervals(run["summary"])
+    if history:
+        view["accuracy_chart"] = chart(
+            [{"label": "test accuracy", "colour": COLOURS["test"],
+              "points": [(h["epoch"], h["test_accuracy"]) for h in history]},
+             {"label": "train accuracy (running)", "colour": COLOURS["train"], "dashed": True,
+              "points": [(h["epoch"], h["train_accuracy"]) for h in history]}],
+            x_label="epoch", y_label="accuracy", x_max=len(history), y_range=(0.0, 1.0),
+            integer_x=True)
+        view["loss_chart"] = chart(
+            [{"label": "train loss", "colour": COLOURS["loss"],
+              "points": [(h["epoch"], h["loss"]) for h in history]}],
+            x_label="epoch", y_label="loss", x_max=len(history), integer_x=True)
+        seconds = [h["seconds"] for h in history]
+        view["epoch_seconds"] = [round(b - a, 3) for a, b in zip([0.0, *seconds], seconds,
+                                                                  strict=False)]
+    if run.get("pr_curve"):
+        pr = run["pr_curve"]
+        view["pr_chart"] = chart(
+            [{"label": f"precision-recall of {pr['positive']}", "colour": COLOURS["test"],
+              "points": [(float(r), float(p)) for r, p in pr["points"]]}],
+            x_label="recall", y_label="precision", x_max=1.0, y_range=(0.0, 1.0))
+        r, p = pr["operating_point"]
+        x, y = _chart_px(view["pr_chart"], r, p, 1.0, (0.0, 1.0))
+        view["pr_chart"]["point"] = {"x": x, "y": y}
     return view
+
+
+def _race_view(race: dict, runs: dict) -> dict:
+    """The race with both runs' test accuracy against training seconds on one chart."""
+    view = dict(race)
+    series = []
+    for rid, label, colour in ((race["run"], "pretrained", COLOURS["test"]),
+                               (race["scratch_run"], "scratch", COLOURS["scratch"])):
+        run = runs.get(rid)
+        if run and run["history"]:
+            series.append({"label": f"{label}: test accuracy", "colour": colour,
+                           "points": [(0.0, 0.0)] + [(h["seconds"], h["test_accuracy"])
+                                                     for h in run["history"]]})
+    if series:
+        view["chart"] = chart(series, x_label="training seconds", y_label="test accuracy",
+                              y_range=(0.0, 1.0),
+                              marks=[{"y": race["target_accuracy"], "label": "target"}])
+    return view
+
+
+def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[dict]) -> list:
+    """Gate rows with the baseline value and delta, coloured by direction and verdict."""
+    verdict_of = {r["name"]: r.get("verdict", "regressed") for r in regressions}
+    base = (baseline or {}).get("metrics", {})
+    rows = []
+    for m in metrics:
+        row = _pr_view(m)
+        entry = base.get(m["name"])
+        if entry is not None:
+            delta = float(m["value"]) - float(entry["value"])
+            better = delta > 0 if m["higher_is_better"] else delta < 0
+            row = dict(row, baseline=float(entry["value"]), delta=delta,
+                       direction="better" if better else "worse" if delta else "same",
+                       verdict=verdict_of.get(m["name"]))
+        rows.append(row)
+    return rows
 
 
 def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
                   baseline_found: bool, updated_baseline: bool,
-                  session: dict[str, Any] | None = None) -> dict[str, Any]:
+                  session: dict[str, Any] | None = None,
+                  baseline: dict[str, dict] | None = None,
+                  environment: dict[str, str] | None = None) -> dict[str, Any]:
     """The report's data.
 
     Args:
         tests: one dict per gate test: ``nodeid``, ``outcome``, ``duration`` and its
             ``record`` (metrics, runs, races as the assertions wrote them), plus
-            ``regressions`` (list of dicts).
+            ``regressions`` (list of dicts), ``verdict``, ``reason``, ``changes``
+            (thumbnails of what changed), ``env`` and ``baseline_note``.
         session: how the session ended: ``interrupted``, ``exitstatus``, ``not_run``
             (node ids), ``not_run_are_gates``, ``baseline_note`` (why an update wrote no
             baseline) and ``replacing`` (an unreadable baseline being replaced).
+        baseline: the baseline's entries by test id, for the deltas.
+        environment: library versions and platform of this run.
     """
-    out_tests = []
+    out_tests: list[dict[str, Any]] = []
     for t in tests:
         record = t.get("record") or {"metrics": [], "runs": {}, "races": []}
+        regressions = t.get("regressions", [])
+        verdict = t.get("verdict") or ("passed" if t["outcome"] == "passed" else "failed")
         out_tests.append({
             "nodeid": t["nodeid"],
+            "anchor": "t" + str(len(out_tests)),
             "outcome": t["outcome"],
             "duration": round(float(t.get("duration", 0.0)), 3),
-            "metrics": [_pr_view(m) for m in record["metrics"]],
+            "metrics": _metric_rows(record["metrics"], (baseline or {}).get(t["nodeid"]),
+                                    regressions),
             "runs": [dict(_run_view(r), id=rid) for rid, r in record["runs"].items()],
-            "races": record["races"],
-            "regressions": t.get("regressions", []),
-            "verdict": t.get("verdict", "passed" if t["outcome"] == "passed" else "failed"),
+            "races": [_race_view(race, record["runs"]) for race in record["races"]],
+            "regressions": regressions,
+            "verdict": verdict,
             "reason": t.get("reason"),
             "changes": t.get("changes"),
             "env": t.get("env") or {},
             "baseline_note": t.get("baseline_note"),
         })
+    out_tests.sort(key=lambda t: (VERDICTS.index(t["verdict"]) if t["verdict"] in VERDICTS
+                                  else 0))
     counts: dict[str, int] = {}
+    verdicts: dict[str, int] = {}
     for t in out_tests:
         counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+        verdicts[t["verdict"]] = verdicts.get(t["verdict"], 0) + 1
     return {
         "title": "pytest-modelgate report",
         "version": __version__,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": counts,
+        "verdicts": [{"verdict": v, "count": verdicts[v]} for v in VERDICTS if v in verdicts],
+        "attention": [t for t in out_tests if t["verdict"] in ("failed", "regressed",
+                                                               "inconclusive")],
         "baseline": {"path": baseline_path, "found": baseline_found,
                      "updated": updated_baseline},
         "session": {"interrupted": False, "exitstatus": 0, "not_run": [],
                     "not_run_are_gates": True, "baseline_note": None, "replacing": None,
-                    **(session or {})},
+                    "significance": None, **(session or {})},
+        "environment": environment or {},
         "tests": out_tests,
         "curve": {"width": CURVE_W, "height": CURVE_H},
     }

@@ -182,4 +182,4 @@ def test_metric_gates_pass_and_fail_with_their_messages(project):
     pr = by_id["test_precision_at_recall_pass"]["metrics"][0]
     assert pr["name"] == "precision_at_recall[seven@0.9]" and pr["detail"]["curve"]
     html = (project.path / "reports" / "modelgate.html").read_text()
-    assert "Precision (up) against recall (right) for seven" in html
+    assert "precision-recall of seven" in html and "operating point" in html

@@ -40,7 +40,9 @@ def test_report_and_json_hold_the_numbers(project):
 
     html = (project.path / "out" / "modelgate.html").read_text()
     for text in ("Confusion matrix", "Pretrained versus scratch", "precision", "recall",
-                 "Training time", "computing backbone features once",
+                 "s training in all", "backbone features computed once",
+                 "test accuracy against training seconds, pretrained and scratch",
+                 "pretrained: test accuracy", "scratch: test accuracy", "x faster than scratch",
                  f"{accuracy['value']:.3f}", "test_report.py::test_race"):
         assert text in html
     assert "<script" not in html and "http" not in html.replace("http://www.w3.org", "")
