@@ -393,8 +393,10 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
         test, note = _paired_test(name, base, entry, base_samples.get(keys[0] or ""),
                                   samples.get(keys[1] or ""), margin)
         if test is None:
-            out.append(Regression(**common, method="none (no per-sample test for this "
-                                                   "metric: the tolerance decides)"))
+            method = ("none (no per-sample test for this metric: the tolerance decides)"
+                      if note is None else "none (the baseline holds no interval for an "
+                      "unpaired test: the tolerance decides)")
+            out.append(Regression(**common, method=method, note=note))
             continue
         tests[name] = (test, note, common, margin)
     decisions = holm({name: t[0].p for name, t in tests.items()}, alpha or 0.0, m=testable)

@@ -260,6 +260,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     ms = config.stash[session_key]
     if not (ms.controller and ms.settings.enabled):
         return
+    terminalreporter.ensure_newline()  # after the progress line, before the section's rule
     terminalreporter.section("modelgate")
     for line in ms.summary_lines():
         terminalreporter.write_line(line)

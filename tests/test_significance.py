@@ -129,3 +129,19 @@ def test_compare_falls_back_to_unpaired_when_the_test_set_changed():
     assert r.verdict == REGRESSED
     assert r.note == "the test set changed since the baseline: unpaired comparison"
     assert "unpaired" in r.method
+
+
+def test_a_version_1_entry_compares_unpaired_or_by_tolerance():
+    base = {"metrics": {"accuracy": {"value": 1.0, "n": 1000},
+                        "f1[macro]": {"value": 1.0, "n": 1000}}, "samples": {}, "env": {}}
+    y = np.repeat([0, 1], 500)
+    flipped = y.copy()
+    flipped[:100] = 1 - flipped[:100]
+    rec = _record(y, flipped)
+    rec["metrics"].append({"name": "f1[macro]", "value": 0.9, "higher_is_better": True,
+                           "n": 1000, "samples": rec["metrics"][0]["samples"]})
+    acc, f1 = compare(rec["metrics"], base, Tolerance(), alpha=0.05, samples=rec["samples"])
+    assert acc.verdict == REGRESSED and "unpaired" in acc.method
+    assert acc.note.startswith("the baseline holds no per-sample results")
+    assert f1.verdict == REGRESSED and f1.p is None
+    assert f1.method.startswith("none (the baseline holds no interval")

@@ -106,6 +106,10 @@ def test_a_failed_threshold_is_its_own_verdict(project):
         "  FAILED  test_arrays.py::test_gate: accuracy = 0.600 < 0.900 required *",
     ])
     assert report(project)["tests"][0]["verdict"] == "failed"
+    # The section starts on its own line, right under its rule.
+    lines = result.stdout.lines
+    rule = next(i for i, line in enumerate(lines) if "= modelgate =" in line)
+    assert lines[rule + 1] == "1 gate test(s) recorded 1 metric(s)"
 
 
 def test_a_changed_test_set_is_compared_unpaired(project):
