@@ -153,16 +153,22 @@ def show(title: str, result: dict) -> None:
               f"{int(np.median(result['needed']))} test samples (has {result['n']})")
 
 
+def seed0_baseline(name: str, data: Splits) -> dict:
+    """The gate's baseline entry from the seed-0 run, as --modelgate-update-baseline writes."""
+    run = run_finetune("efficientnet_lite0", data, seed=0, **RECIPE)
+    record, _ = gate(run)
+    baseline = baseline_entry(record)
+    print(f"\n{name}, {len(data.train)} train / {len(data.test)} test: baseline (seed 0) "
+          f"accuracy {run.accuracy:.4f}, {len(baseline['metrics'])} metrics")
+    return baseline
+
+
 def main() -> None:
     n_seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     m_seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 30
     t0 = time.perf_counter()
     data = load_digits(test_fraction=0.3, seed=0)
-    base_run = run_finetune("efficientnet_lite0", data, seed=0, **RECIPE)
-    record, _ = gate(base_run)
-    baseline = baseline_entry(record)
-    print(f"digits: baseline (seed 0) accuracy {base_run.accuracy:.4f}, "
-          f"{len(baseline['metrics'])} metrics, test n={len(data.test)}")
+    baseline = seed0_baseline("digits", data)
     show("(a) seed-only reruns",
          verdicts(baseline, data, range(1, n_seeds + 1), RECIPE["lr"], "accuracy"))
     show(f"(b1) weakened recipe: lr {WEAK_LR:g} instead of {RECIPE['lr']:g}",
@@ -174,11 +180,7 @@ def main() -> None:
     if mnist is None:
         print(f"\nMNIST scenarios skipped: {MNIST} is absent")
     else:
-        base_run = run_finetune("efficientnet_lite0", mnist, seed=0, **RECIPE)
-        record, _ = gate(base_run)
-        baseline = baseline_entry(record)
-        print(f"\nMNIST test digits, {len(mnist.train)} train / {len(mnist.test)} test: baseline "
-              f"(seed 0) accuracy {base_run.accuracy:.4f}")
+        baseline = seed0_baseline("MNIST test digits", mnist)
         show("(a') seed-only reruns",
              verdicts(baseline, mnist, range(1, n_seeds + 1), RECIPE["lr"], "accuracy"))
         for keep in MNIST_KEEPS:

@@ -148,3 +148,16 @@ def test_a_version_1_baseline_is_read_without_samples(tmp_path):
     tests = load_baseline(path)
     assert tests == {"t.py::a": {"metrics": {"accuracy": {"value": 0.9, "n": 50}},
                                  "samples": {}, "env": {}}}
+
+
+def test_the_committed_example_baseline_is_small_and_paired():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "modelgate-baseline.json"
+    assert path.stat().st_size < 50_000  # reviewable in a pull request
+    tests = load_baseline(path)
+    head_only = tests["examples/test_digits.py::test_head_only_digit_classifier"]
+    (packed,) = head_only["samples"].values()
+    assert packed["n"] == 539 and packed["ids"] == "content"
+    assert head_only["env"]["device"] == "cpu"
+    assert all(m.get("samples") for m in head_only["metrics"].values())
