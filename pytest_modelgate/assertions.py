@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import ImageSet
 from .errors import ModelGateError, ModelGateWarning, user_error_frames
-from .leakage import find_leaks
 from .metrics import (
     average_from_cm,
     balanced_accuracy_from_cm,
@@ -598,35 +596,71 @@ def assert_recall_at_precision(run: Any, *, precision: float, min_recall: float,
                      gate_name="recall", minimum=min_recall)
 
 
-def assert_no_leakage(train: ImageSet, test: ImageSet, *, max_listed: int = 10) -> None:
-    """No test image may also sit in train: same pixels (in any lossless file format) or a
-    mirror-flipped copy. The failure lists the pairs.
+def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
+                      max_distance: int | None = None, min_similarity: float | None = None,
+                      allow: Any = (), on_error: str = "raise", max_listed: int = 10) -> None:
+    """No test image may also sit in train: the same pixels (in any file format), a mirror,
+    or a near-duplicate (re-encoded, resized, brightened, noisy: see ``leakage``).
+
+    ``train`` and ``test`` are ImageSets or folders (every image below, any size), or pass
+    one ``Splits``. ``preset="strict"`` (default) or ``"loose"`` sets the near-duplicate
+    thresholds (``max_distance``, ``min_similarity`` override them). ``allow`` accepts
+    known pairs ``(train_ref, test_ref)`` or test images (content id, path, index). The
+    failure lists the pairs by stage; duplicates inside the test split and label conflicts
+    (one picture, two labels) are reported as a ``ModelGateWarning``.
 
     Example:
         >>> assert_no_leakage(data.train, data.test)  # doctest: +SKIP
     """
     __tracebackhide__ = True
-    for arg, value in (("train", train), ("test", test)):
-        if not isinstance(value, ImageSet):
-            raise ModelGateError(
-                f"{arg} must be an ImageSet (splits.{arg}), got {type(value).__name__}"
-            )
-    pairs = find_leaks(train, test)
-    leaked_tests = {p.test_index for p in pairs}
-    _record_metric("leaked_pairs", len(pairs), 0, not pairs, n=len(test),
-                   detail=[[train.describe(p.train_index), test.describe(p.test_index), p.kind]
-                           for p in pairs[:max_listed]])
-    if pairs:
-        lines = [f"    {test.describe(p.test_index)}  ==  {train.describe(p.train_index)}"
-                 f"  ({p.kind})" for p in pairs[:max_listed]]
-        more = f"\n    ... and {len(pairs) - max_listed} more" if len(pairs) > max_listed else ""
-        raise AssertionError(
-            f"{len(leaked_tests)} of {len(test)} test images also sit in train "
-            f"({len(pairs)} pairs); test figures overstate the model:\n"
-            + "\n".join(lines) + more
-            + "\n  Fix: remove these images from one split (stratified_split() keeps exact "
-              "duplicates on one side)."
-        )
+    from .leakage import scan_leaks
+
+    scan = scan_leaks(train, test, preset=preset, max_distance=max_distance,
+                      min_similarity=min_similarity, allow=allow, on_error=on_error)
+    describe = scan.describe  # type: ignore[attr-defined]
+    labels = scan.labels  # type: ignore[attr-defined]
+    n_test = len(labels["test"])
+
+    def pair_line(p: Any, a: str = "train", b: str = "test") -> str:
+        how = p.kind if p.stage == "pixels" else (
+            f"{p.kind}: hash distance {p.distance} <= {p.threshold}, similarity "
+            f"{p.similarity:.3f}")
+        return f"    {describe[b](p.test_index)}  ~  {describe[a](p.train_index)}  ({how})"
+
+    notes = []
+    if scan.test_duplicates:
+        notes.append(f"{len(scan.test_duplicates)} duplicate pair(s) inside the test split "
+                     "(they count twice in every test figure): "
+                     + "; ".join(f"{describe['test'](p.train_index)} ~ "
+                                 f"{describe['test'](p.test_index)}"
+                                 for p in scan.test_duplicates[:3]))
+    if scan.label_conflicts:
+        notes.append(f"{len(scan.label_conflicts)} label conflict(s), one picture under two "
+                     "labels: " + "; ".join(
+                         f"{describe[sa](i)} ({labels[sa][i]}) ~ {describe[sb](j)} "
+                         f"({labels[sb][j]})" for sa, i, sb, j in scan.label_conflicts[:3]))
+    for note in notes:
+        warnings.warn(note, ModelGateWarning, stacklevel=2)
+    _record_metric("leaked_pairs", len(scan.pairs), 0, not scan.pairs, n=n_test,
+                   detail=[[describe["train"](p.train_index), describe["test"](p.test_index),
+                            p.kind, p.stage, p.distance, p.similarity]
+                           for p in scan.pairs[:max_listed]])
+    if not scan.pairs:
+        return
+    stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(scan.by_stage().items()))
+    more = (f"\n    ... and {len(scan.pairs) - max_listed} more"
+            if len(scan.pairs) > max_listed else "")
+    allowed = f"; {len(scan.allowed)} allowed pair(s) left out" if scan.allowed else ""
+    raise AssertionError(
+        f"{scan.leaked_test_images} of {n_test} test images also sit in train "
+        f"({len(scan.pairs)} pairs: {stages}{allowed}); test figures overstate the model:\n"
+        + "\n".join(pair_line(p) for p in scan.pairs[:max_listed]) + more
+        + ("\n  " + "\n  ".join(notes) if notes else "")
+        + "\n  Fix: remove these images from one split (stratified_split() keeps exact "
+          "duplicates on one side); accept a known pair with allow=[(train_ref, test_ref)]; "
+          f"or loosen the near-duplicate check (preset='loose', max_distance=, "
+          f"min_similarity=; now preset={scan.preset!r})."
+    )
 
 
 def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,

@@ -1,35 +1,427 @@
-"""Find test images that also sit in the train split.
+"""Find test images that also sit in the train split: exact copies and near-duplicates.
 
-Images are compared by their decoded pixels, so the same picture saved as PNG in train and
-as BMP in test is caught; a horizontally mirrored copy is caught too (a common augmentation
-that leaks the label). Near-duplicate search (resized, lossy re-encodes) builds on this
-staged design in a later version.
+Stages, each named in every pair it finds:
+
+1. ``pixels``: identical decoded pixels, also after a horizontal mirror (the same picture
+   saved as PNG in train and BMP in test; a flipped augmentation copy).
+2. ``phash``: a 64-bit perceptual hash (the DCT hash of a 32x32 greyscale thumbnail, as
+   imagededup's PHash), computed on the image and its mirror, within a Hamming distance;
+   each candidate is then confirmed by the correlation of the two 16x16 greyscale
+   thumbnails (mirror-aware), which keeps distinct images with similar hashes (two white
+   cars on a white background) from being called copies. Finds re-encoded, resized,
+   brightened, contrast-changed and noisy copies.
+
+The hash search is multi-index hashing: the 64 bits are four 16-bit chunks, and any two
+hashes within distance t agree to within t // 4 bits on at least one chunk (pigeonhole),
+so each query probes the few chunk values near its own instead of every train hash. The
+cost grows about linearly with the number of images, and memory with the candidates, not
+with train x test.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .data import ImageSet, content_id
-from .errors import user_error_frames
+from .data import IMAGE_SUFFIXES, ImageSet, content_id
+from .errors import ModelGateError, ModelGateWarning, user_error_frames
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
 
+THUMB = 32  # the perceptual hash's greyscale thumbnail
+SMALL = 16  # the confirming correlation's thumbnail
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Thresholds of the near-duplicate stage: the largest Hamming distance between the
+    64-bit hashes, and the smallest correlation of the 16x16 greyscale thumbnails."""
+
+    max_distance: int
+    min_similarity: float
+    catches: str
+
+
+PRESETS = {
+    "strict": Preset(10, 0.95, "re-encoded (JPEG 50-95), resized 0.5x-2x, mirrored, "
+                               "brightness and contrast +-20%, light noise, and combinations"),
+    "loose": Preset(6, 0.97, "the same edits when milder; fewer pairs to review"),
+}
+
 
 @dataclass(frozen=True)
 class LeakPair:
-    """One test image found in train, and how (``"exact"`` or ``"flipped"``)."""
+    """One test image found in train: how (``kind``: ``"exact"``, ``"flipped"``, ``"near"``
+    or ``"near-flipped"``), by which ``stage`` (``"pixels"`` or ``"phash"``), and for the
+    hash stage its Hamming ``distance`` (with the ``threshold`` used) and the thumbnails'
+    ``similarity``."""
 
     train_index: int
     test_index: int
     kind: str
+    stage: str = "pixels"
+    distance: int = 0
+    threshold: int = 0
+    similarity: float = 1.0
 
 
-def find_leaks(train: ImageSet, test: ImageSet) -> list[LeakPair]:
-    """Every (train, test) pair whose pixels are identical, or identical after a mirror flip.
+@dataclass
+class LeakScan:
+    """Everything one scan found: train-test ``pairs`` (allowed ones removed, in
+    ``allowed``), duplicates inside the test split (``test_duplicates``, pairs of test
+    indices), and ``label_conflicts``: the same image under two different labels, as
+    ``(split, index, split, index)``."""
+
+    pairs: list[LeakPair]
+    test_duplicates: list[LeakPair] = field(default_factory=list)
+    label_conflicts: list[tuple[str, int, str, int]] = field(default_factory=list)
+    allowed: list[LeakPair] = field(default_factory=list)
+    preset: str = "strict"
+
+    @property
+    def leaked_test_images(self) -> int:
+        return len({p.test_index for p in self.pairs})
+
+    def by_stage(self) -> dict[str, int]:
+        """Leaked test images per stage (an image found by two stages counts once, for the
+        first)."""
+        seen: dict[int, str] = {}
+        for p in sorted(self.pairs, key=lambda p: p.stage != "pixels"):
+            seen.setdefault(p.test_index, p.stage)
+        out: dict[str, int] = {}
+        for stage in seen.values():
+            out[stage] = out.get(stage, 0) + 1
+        return out
+
+
+# --- preparing images ---------------------------------------------------------------------
+
+@dataclass
+class _Prepared:
+    """What the stages need of one split: ids (plain and mirrored), thumbnails, labels."""
+
+    name: str
+    ids: list[str]
+    flipped_ids: list[str]
+    grey: np.ndarray  # (n, 32, 32) float32
+    labels: list[str] | None
+    describe: Callable[[int], str]
+    keys: list[set[str]]  # what allow= entries may name: id, source path, "split[index]"
+
+
+def _grey_thumbnail(image: Any) -> np.ndarray:
+    from PIL import Image
+
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    if img.mode != "L":
+        img = img.convert("RGB").convert("L")
+    if img.size != (THUMB, THUMB):
+        img = img.resize((THUMB, THUMB), Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.float32)
+
+
+def _from_imageset(data: ImageSet) -> _Prepared:
+    images = data.images
+    grey = np.empty((len(images), THUMB, THUMB), dtype=np.float32)
+    for i, image in enumerate(images):
+        grey[i] = _grey_thumbnail(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1
+                                  else image)
+    flipped = [content_id(np.ascontiguousarray(img[:, ::-1])) for img in images]
+    keys = [{data.ids[i], f"{data.name}[{i}]", str(i)} | (
+        {data.sources[i]} if data.sources is not None else set()) for i in range(len(images))]
+    return _Prepared(data.name, list(data.ids), flipped, grey,
+                     [data.class_names[int(v)] for v in data.labels], data.describe, keys)
+
+
+def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
+    """Every image file below ``root``, any size and mode; the label is the name of the
+    file's folder (so a train/test tree's class folders give the labels)."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    ids, flipped, greys, labels, sources = [], [], [], [], []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                rgb = np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            if on_error == "skip":
+                continue
+            raise ModelGateError(f"cannot read image {path} ({exc}); fix or remove it, or "
+                                 "pass on_error='skip' to leave unreadable files out") from None
+        ids.append(content_id(rgb))
+        flipped.append(content_id(np.ascontiguousarray(rgb[:, ::-1])))
+        greys.append(_grey_thumbnail(rgb))
+        labels.append(path.parent.name)
+        sources.append(str(path))
+    if not sources:
+        raise ModelGateError(f"{name}: no image files below {root} (looked for "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    grey = np.stack(greys)
+    keys = [{ids[i], sources[i], f"{name}[{i}]", str(i)} for i in range(len(sources))]
+    return _Prepared(name, ids, flipped, grey, labels, sources.__getitem__, keys)
+
+
+def _prepare(value: Any, argname: str, on_error: str) -> _Prepared:
+    if isinstance(value, ImageSet):
+        return _from_imageset(value)
+    if isinstance(value, (str, Path)):
+        root = Path(value)
+        if not root.is_dir():
+            raise ModelGateError(f"{argname}={str(value)!r} is not a folder; pass an ImageSet "
+                                 "(splits.train), a Splits, or a folder of images")
+        return _from_folder(root, argname, on_error)
+    raise ModelGateError(f"{argname} must be an ImageSet (splits.{argname}), a Splits or a "
+                         f"folder path, got {type(value).__name__}")
+
+
+# --- the perceptual hash --------------------------------------------------------------------
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    d = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    d[0] /= np.sqrt(2)
+    return d
+
+
+_DCT8 = _dct_matrix(THUMB)[:8]
+_MIRROR_SIGN = (-1.0) ** np.arange(8)  # a mirror flips the sign of odd column frequencies
+
+
+def _bits(coefficients: np.ndarray) -> np.ndarray:
+    flat = coefficients.reshape(len(coefficients), 64)
+    median = np.median(flat[:, 1:], axis=1, keepdims=True)  # the DC term left out
+    return np.packbits(flat > median, axis=1).view(">u8")[:, 0].astype(np.uint64)
+
+
+def perceptual_hashes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit DCT hashes of (n, 32, 32) greyscale thumbnails and of their mirrors."""
+    coefficients = np.einsum("ki,nij,lj->nkl", _DCT8, grey.astype(np.float64), _DCT8,
+                             optimize=True)
+    return _bits(coefficients), _bits(coefficients * _MIRROR_SIGN)
+
+
+def _small(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean, unit-norm 16x16 thumbnails and their mirrors, as (n, 256) rows."""
+    f = THUMB // SMALL
+    s = grey.reshape(len(grey), SMALL, f, SMALL, f).mean(axis=(2, 4))
+    s = s - s.mean(axis=(1, 2), keepdims=True)
+    plain = s.reshape(len(s), -1)
+    mirror = s[:, :, ::-1].reshape(len(s), -1)
+    norm = np.linalg.norm(plain, axis=1, keepdims=True) + 1e-6
+    return plain / norm, mirror / norm
+
+
+# --- multi-index hashing --------------------------------------------------------------------
+
+_CHUNKS = 4
+_CHUNK_BITS = 16
+
+
+def _masks(radius: int) -> np.ndarray:
+    masks = [0]
+    for r in range(1, radius + 1):
+        masks += [sum(1 << b for b in bits) for bits in combinations(range(_CHUNK_BITS), r)]
+    return np.array(masks, dtype=np.int64)
+
+
+def hash_neighbours(queries: np.ndarray, base: np.ndarray, max_distance: int,
+                    block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (query, base) pair of 64-bit hashes within ``max_distance`` bits, by
+    multi-index hashing; returns query indices, base indices and distances."""
+    radius = max_distance // _CHUNKS
+    masks = _masks(radius)
+    found_q, found_b = [], []
+    for c in range(_CHUNKS):
+        shift = np.uint64(c * _CHUNK_BITS)
+        base_chunk = ((base >> shift) & np.uint64(0xFFFF)).astype(np.int64)
+        order = np.argsort(base_chunk, kind="stable")
+        starts = np.searchsorted(base_chunk[order], np.arange((1 << _CHUNK_BITS) + 1))
+        counts = np.diff(starts)
+        query_chunk = ((queries >> shift) & np.uint64(0xFFFF)).astype(np.int64)
+        for s in range(0, len(queries), block):
+            probes = query_chunk[s:s + block, None] ^ masks[None, :]  # (B, P)
+            n = counts[probes]
+            if not n.any():
+                continue
+            q_of = np.repeat(np.arange(s, s + len(probes)), n.sum(axis=1))
+            first = np.repeat(starts[probes].ravel(), n.ravel())
+            # position within each probe's bucket: 0, 1, ... for each repeated start
+            run_starts = np.repeat(np.cumsum(n.ravel()) - n.ravel(), n.ravel())
+            offset = np.arange(len(first)) - run_starts
+            found_q.append(q_of)
+            found_b.append(order[first + offset])
+    if not found_q:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    q = np.concatenate(found_q)
+    b = np.concatenate(found_b)
+    pair = np.unique(q * len(base) + b)
+    q, b = pair // len(base), pair % len(base)
+    distance = np.bitwise_count(queries[q] ^ base[b]).astype(np.int64)
+    keep = distance <= max_distance
+    return q[keep], b[keep], distance[keep]
+
+
+# --- the scan ---------------------------------------------------------------------------------
+
+def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool
+                ) -> list[tuple[int, int, bool, int, float]]:
+    """(index in a, index in b, mirrored, distance, similarity) of confirmed near pairs;
+    with ``same``, a self-join with i < j."""
+    hash_a, _ = perceptual_hashes(a.grey)
+    hash_b, hash_b_mirror = perceptual_hashes(b.grey)
+    queries = np.concatenate([hash_b, hash_b_mirror])
+    qi, ai, dist = hash_neighbours(queries, hash_a, preset.max_distance)
+    mirrored = qi >= len(hash_b)
+    bi = np.where(mirrored, qi - len(hash_b), qi)
+    if same:
+        keep = ai < bi
+        ai, bi, dist, mirrored = ai[keep], bi[keep], dist[keep], mirrored[keep]
+    small_a, _ = _small(a.grey)
+    small_b, small_b_mirror = _small(b.grey)
+    similarity = np.where(mirrored, (small_a[ai] * small_b_mirror[bi]).sum(axis=1),
+                          (small_a[ai] * small_b[bi]).sum(axis=1))
+    ok = similarity >= preset.min_similarity
+    best: dict[tuple[int, int], tuple[int, int, bool, int, float]] = {}
+    for i, j, m, d, s in zip(ai[ok], bi[ok], mirrored[ok], dist[ok], similarity[ok],
+                             strict=True):
+        key = (int(i), int(j))
+        if key not in best or s > best[key][4]:
+            best[key] = (int(i), int(j), bool(m), int(d), float(s))
+    return sorted(best.values())
+
+
+def _exact_pairs(a: _Prepared, b: _Prepared, *, same: bool) -> list[tuple[int, int, str]]:
+    by_id: dict[str, list[int]] = {}
+    for i, cid in enumerate(a.ids):
+        by_id.setdefault(cid, []).append(i)
+    out = []
+    for j, cid in enumerate(b.ids):
+        hits = [i for i in by_id.get(cid, ()) if not same or i < j]
+        if hits:
+            out += [(i, j, "exact") for i in hits]
+            continue
+        out += [(i, j, "flipped") for i in by_id.get(b.flipped_ids[j], ()) if not same or i < j]
+    return out
+
+
+def _pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool) -> list[LeakPair]:
+    pairs = [LeakPair(i, j, kind) for i, j, kind in _exact_pairs(a, b, same=same)]
+    seen = {(p.train_index, p.test_index) for p in pairs}
+    for i, j, mirrored, distance, similarity in _near_pairs(a, b, preset, same=same):
+        if (i, j) not in seen:
+            pairs.append(LeakPair(i, j, "near-flipped" if mirrored else "near", "phash",
+                                  distance, preset.max_distance, round(similarity, 4)))
+    return sorted(pairs, key=lambda p: (p.test_index, p.train_index))
+
+
+def _allowed(allow: Iterable[Any], train: _Prepared, test: _Prepared, pairs: list[LeakPair]
+             ) -> tuple[list[LeakPair], list[LeakPair]]:
+    """Split pairs into (kept, allowed). An entry is a (train, test) pair of references or
+    one reference naming a test image; a reference is a content id, a source path, an
+    index, or "split[index]"."""
+    entries = list(allow)
+    used = [False] * len(entries)
+    kept: list[LeakPair] = []
+    allowed: list[LeakPair] = []
+    for p in pairs:
+        hit = False
+        for k, entry in enumerate(entries):
+            if isinstance(entry, (tuple, list)) and len(entry) == 2:
+                match = (str(entry[0]) in train.keys[p.train_index]
+                         and str(entry[1]) in test.keys[p.test_index])
+            else:
+                match = str(entry) in test.keys[p.test_index]
+            if match:
+                used[k] = hit = True
+        (allowed if hit else kept).append(p)
+    unused = [entries[k] for k, u in enumerate(used) if not u]
+    if unused:
+        warnings.warn(f"allow= entries that match no leaked pair: {unused[:5]}"
+                      + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+                      + "; the pair may be gone, or the reference mistyped (a content id, "
+                      "a source path, an index or 'test[index]')", ModelGateWarning, stacklevel=4)
+    return kept, allowed
+
+
+def _check_not_same(train: Any, test: Any) -> None:
+    same = train is test
+    if isinstance(train, (str, Path)) and isinstance(test, (str, Path)):
+        same = Path(train).resolve() == Path(test).resolve()
+    elif isinstance(train, ImageSet) and isinstance(test, ImageSet):
+        same = same or (train.images is test.images and train.fingerprint() == test.fingerprint())
+    if same:
+        raise ModelGateError("train and test are the same data, so every image would 'leak'; "
+                             "pass the two splits (splits.train, splits.test), or a Splits")
+
+
+def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
+               max_distance: int | None = None, min_similarity: float | None = None,
+               allow: Sequence[Any] = (), on_error: str = "raise") -> LeakScan:
+    """Scan for leaks between train and test, duplicates inside test and label conflicts.
+
+    ``train`` and ``test`` are ImageSets or folder paths (every image file below, any size
+    and mode; labels from the file's folder name); or pass one ``Splits`` as ``train``.
+    ``preset`` (``strict`` or ``loose``) sets the near-duplicate thresholds;
+    ``max_distance`` and ``min_similarity`` override them. ``allow`` lists known pairs
+    (``(train_ref, test_ref)``) or test images to accept.
+    """
+    from .data import Splits
+
+    if isinstance(train, Splits) and test is None:
+        train, test = train.train, train.test
+    if test is None:
+        raise ModelGateError("pass train and test (ImageSets or folders), or one Splits")
+    if preset not in PRESETS:
+        raise ModelGateError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
+    if on_error not in ("raise", "skip"):
+        raise ModelGateError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    chosen = PRESETS[preset]
+    if max_distance is not None and (not isinstance(max_distance, int)
+                                     or not 0 <= max_distance <= 32):
+        raise ModelGateError(f"max_distance must be an integer in 0..32 (bits of 64), got "
+                             f"{max_distance!r}")
+    if min_similarity is not None and not (isinstance(min_similarity, (int, float))
+                                           and 0 < min_similarity <= 1):
+        raise ModelGateError(f"min_similarity must be in (0, 1], got {min_similarity!r}")
+    chosen = Preset(chosen.max_distance if max_distance is None else max_distance,
+                    chosen.min_similarity if min_similarity is None else float(min_similarity),
+                    chosen.catches)
+    _check_not_same(train, test)
+    a = _prepare(train, "train", on_error)
+    b = _prepare(test, "test", on_error)
+    pairs, allowed = _allowed(allow, a, b, _pairs(a, b, chosen, same=False))
+    duplicates = _pairs(b, b, chosen, same=True)
+    conflicts: list[tuple[str, int, str, int]] = []
+    if a.labels is not None and b.labels is not None:
+        conflicts += [("train", p.train_index, "test", p.test_index) for p in pairs + allowed
+                      if a.labels[p.train_index] != b.labels[p.test_index]]
+        conflicts += [("test", p.train_index, "test", p.test_index) for p in duplicates
+                      if b.labels[p.train_index] != b.labels[p.test_index]]
+        conflicts += [("train", p.train_index, "train", p.test_index)
+                      for p in _pairs(a, a, chosen, same=True)
+                      if a.labels[p.train_index] != a.labels[p.test_index]]
+    scan = LeakScan(pairs, duplicates, conflicts, allowed, preset)
+    scan.describe = {"train": a.describe, "test": b.describe}  # type: ignore[attr-defined]
+    scan.labels = {"train": a.labels, "test": b.labels}  # type: ignore[attr-defined]
+    return scan
+
+
+def find_leaks(train: Any, test: Any = None, **kwargs: Any) -> list[LeakPair]:
+    """Every (train, test) pair that is the same picture: identical pixels, a mirror, or a
+    near-duplicate within the preset's thresholds (see ``scan_leaks`` for the options).
 
     Example:
         >>> import numpy as np
@@ -37,19 +429,7 @@ def find_leaks(train: ImageSet, test: ImageSet) -> list[LeakPair]:
         >>> a = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
         >>> tr = ImageSet(a, [0], ("x",), name="train")
         >>> te = ImageSet(a[:, :, ::-1], [0], ("x",), name="test")
-        >>> find_leaks(tr, te)
-        [LeakPair(train_index=0, test_index=0, kind='flipped')]
+        >>> [(p.train_index, p.test_index, p.kind) for p in find_leaks(tr, te)]
+        [(0, 0, 'flipped')]
     """
-    by_id: dict[str, list[int]] = {}
-    for i, cid in enumerate(train.ids):
-        by_id.setdefault(cid, []).append(i)
-    pairs: list[LeakPair] = []
-    for j, cid in enumerate(test.ids):
-        hits = by_id.get(cid)
-        if hits:
-            pairs.extend(LeakPair(i, j, "exact") for i in hits)
-            continue
-        flipped = content_id(np.ascontiguousarray(test.images[j][:, ::-1]))
-        for i in by_id.get(flipped, ()):
-            pairs.append(LeakPair(i, j, "flipped"))
-    return pairs
+    return scan_leaks(train, test, **kwargs).pairs
