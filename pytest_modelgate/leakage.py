@@ -260,8 +260,11 @@ def hash_neighbours(queries: np.ndarray, base: np.ndarray, max_distance: int,
             # position within each probe's bucket: 0, 1, ... for each repeated start
             run_starts = np.repeat(np.cumsum(n.ravel()) - n.ravel(), n.ravel())
             offset = np.arange(len(first)) - run_starts
-            found_q.append(q_of)
-            found_b.append(order[first + offset])
+            b_of = order[first + offset]
+            # Verify at once: candidates are many, true neighbours few.
+            close = np.bitwise_count(queries[q_of] ^ base[b_of]) <= max_distance
+            found_q.append(q_of[close])
+            found_b.append(b_of[close])
     if not found_q:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
