@@ -596,15 +596,36 @@ def assert_recall_at_precision(run: Any, *, precision: float, min_recall: float,
                      gate_name="recall", minimum=min_recall)
 
 
+def _leak_thumbnail(value: Any, split: str, index: int, describe: dict) -> str | None:
+    """A leaked pair's image as a small data URI for the report (None if unreadable)."""
+    from .data import ImageSet, Splits
+    from .report.context import thumbnail
+
+    if isinstance(value, Splits):
+        value = value.train if split == "train" else value.test
+    try:
+        if isinstance(value, ImageSet):
+            return thumbnail(value.images[index])
+        from PIL import Image
+
+        with Image.open(describe[split](index)) as img:
+            return thumbnail(np.asarray(img.convert("RGB")))
+    except (OSError, ValueError):
+        return None
+
+
 def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                       max_distance: int | None = None, min_similarity: float | None = None,
-                      allow: Any = (), on_error: str = "raise", max_listed: int = 10) -> None:
+                      allow: Any = (), on_error: str = "raise", embeddings: Any = None,
+                      max_listed: int = 10) -> None:
     """No test image may also sit in train: the same pixels (in any file format), a mirror,
     or a near-duplicate (re-encoded, resized, brightened, noisy: see ``leakage``).
 
     ``train`` and ``test`` are ImageSets or folders (every image below, any size), or pass
     one ``Splits``. ``preset="strict"`` (default) or ``"loose"`` sets the near-duplicate
-    thresholds (``max_distance``, ``min_similarity`` override them). ``allow`` accepts
+    thresholds (``max_distance``, ``min_similarity`` override them); ``embeddings=`` (a
+    model name such as ``"efficientnet_lite0"``, a module, or a feature function) adds the
+    stage that finds crops. ``allow`` accepts
     known pairs ``(train_ref, test_ref)`` or test images (content id, path, index). The
     failure lists the pairs by stage; duplicates inside the test split and label conflicts
     (one picture, two labels) are reported as a ``ModelGateWarning``.
@@ -616,7 +637,8 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     from .leakage import scan_leaks
 
     scan = scan_leaks(train, test, preset=preset, max_distance=max_distance,
-                      min_similarity=min_similarity, allow=allow, on_error=on_error)
+                      min_similarity=min_similarity, allow=allow, on_error=on_error,
+                      embeddings=embeddings)
     describe = scan.describe  # type: ignore[attr-defined]
     labels = scan.labels  # type: ignore[attr-defined]
     n_test = len(labels["test"])
@@ -624,7 +646,8 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     def pair_line(p: Any, a: str = "train", b: str = "test") -> str:
         how = p.kind if p.stage == "pixels" else (
             f"{p.kind}: hash distance {p.distance} <= {p.threshold}, similarity "
-            f"{p.similarity:.3f}")
+            f"{p.similarity:.3f}") if p.stage == "phash" else (
+            f"{p.kind}: embedding cosine {p.cosine:.3f}, aligned similarity {p.similarity:.3f}")
         return f"    {describe[b](p.test_index)}  ~  {describe[a](p.train_index)}  ({how})"
 
     notes = []
@@ -641,10 +664,14 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                          f"({labels[sb][j]})" for sa, i, sb, j in scan.label_conflicts[:3]))
     for note in notes:
         warnings.warn(note, ModelGateWarning, stacklevel=2)
+    detail = [{"train": describe["train"](p.train_index), "test": describe["test"](p.test_index),
+               "kind": p.kind, "stage": p.stage, "distance": p.distance,
+               "threshold": p.threshold, "similarity": p.similarity, "cosine": p.cosine,
+               "train_src": _leak_thumbnail(train, "train", p.train_index, describe),
+               "test_src": _leak_thumbnail(test, "test", p.test_index, describe)}
+              for p in scan.pairs[:max_listed]]
     _record_metric("leaked_pairs", len(scan.pairs), 0, not scan.pairs, n=n_test,
-                   detail=[[describe["train"](p.train_index), describe["test"](p.test_index),
-                            p.kind, p.stage, p.distance, p.similarity]
-                           for p in scan.pairs[:max_listed]])
+                   detail=detail)
     if not scan.pairs:
         return
     stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(scan.by_stage().items()))

@@ -4,8 +4,9 @@ Stages, each named in every pair it finds:
 
 1. ``pixels``: identical decoded pixels, also after a horizontal mirror (the same picture
    saved as PNG in train and BMP in test; a flipped augmentation copy).
-2. ``phash``: a 64-bit perceptual hash (the DCT hash of a 32x32 greyscale thumbnail, as
-   imagededup's PHash), computed on the image and its mirror, within a Hamming distance;
+2. ``phash``: a 64-bit perceptual hash of the low DCT frequencies of a 32x32 greyscale
+   thumbnail (see ``perceptual_hashes``), computed on the image and its mirror, within a
+   Hamming distance;
    each candidate is then confirmed by the correlation of the two 16x16 greyscale
    thumbnails (mirror-aware), which keeps distinct images with similar hashes (two white
    cars on a white background) from being called copies. Finds re-encoded, resized,
@@ -37,6 +38,10 @@ __tracebackhide__ = user_error_frames
 
 THUMB = 32  # the perceptual hash's greyscale thumbnail
 SMALL = 16  # the confirming correlation's thumbnail
+# Images smaller than this (either side) are compared by pixels only: scikit-learn's 8x8
+# digits by one writer correlate at 0.97-0.99 without being the same scan, so a
+# near-duplicate of so few pixels cannot be told from a look-alike.
+MIN_NEAR_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class LeakPair:
     distance: int = 0
     threshold: int = 0
     similarity: float = 1.0
+    cosine: float = 0.0  # the embedding stage: cosine similarity of the pooled features
 
 
 @dataclass
@@ -84,6 +90,7 @@ class LeakScan:
     label_conflicts: list[tuple[str, int, str, int]] = field(default_factory=list)
     allowed: list[LeakPair] = field(default_factory=list)
     preset: str = "strict"
+    pixels_only: int = 0  # images under MIN_NEAR_SIDE px: the hash stage skips them
 
     @property
     def leaked_test_images(self) -> int:
@@ -114,6 +121,15 @@ class _Prepared:
     labels: list[str] | None
     describe: Callable[[int], str]
     keys: list[set[str]]  # what allow= entries may name: id, source path, "split[index]"
+    tiny: np.ndarray  # (n,) bool: under MIN_NEAR_SIDE pixels, compared by pixels only
+    pixels: Callable[[int], np.ndarray] | None = None  # the image itself (read again for files)
+    _features: tuple | None = None
+
+    def features(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Hashes, mirrored hashes, 16x16 rows and mirrored rows, computed once."""
+        if self._features is None:
+            self._features = (*perceptual_hashes(self.grey), *_small(self.grey))
+        return self._features  # type: ignore[return-value]
 
 
 def _grey_thumbnail(image: Any) -> np.ndarray:
@@ -136,32 +152,50 @@ def _from_imageset(data: ImageSet) -> _Prepared:
     flipped = [content_id(np.ascontiguousarray(img[:, ::-1])) for img in images]
     keys = [{data.ids[i], f"{data.name}[{i}]", str(i)} | (
         {data.sources[i]} if data.sources is not None else set()) for i in range(len(images))]
+    tiny = np.full(len(images), min(images.shape[1:3]) < MIN_NEAR_SIDE)
     return _Prepared(data.name, list(data.ids), flipped, grey,
-                     [data.class_names[int(v)] for v in data.labels], data.describe, keys)
+                     [data.class_names[int(v)] for v in data.labels], data.describe, keys, tiny,
+                     images.__getitem__)
+
+
+def _read_one(path: Path) -> tuple[str, str, np.ndarray, bool] | BaseException:
+    """Content ids (plain, mirrored), greyscale thumbnail and tininess of one file; the
+    exception instead when it cannot be read (raised by the caller, in file order)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return exc
+    return (content_id(rgb), content_id(np.ascontiguousarray(rgb[:, ::-1])),
+            _grey_thumbnail(rgb), min(rgb.shape[:2]) < MIN_NEAR_SIDE)
 
 
 def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
     """Every image file below ``root``, any size and mode; the label is the name of the
-    file's folder (so a train/test tree's class folders give the labels)."""
-    from PIL import Image, UnidentifiedImageError
+    file's folder (so a train/test tree's class folders give the labels). Files are decoded
+    on all cores: Pillow's decoders and hashlib release the GIL."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    ids, flipped, greys, labels, sources = [], [], [], [], []
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                rgb = np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(pool.map(_read_one, files, chunksize=256))
+    ids, flipped, greys, labels, sources, tiny = [], [], [], [], [], []
+    for path, result in zip(files, results, strict=True):
+        if isinstance(result, BaseException):
             if on_error == "skip":
                 continue
-            raise ModelGateError(f"cannot read image {path} ({exc}); fix or remove it, or "
-                                 "pass on_error='skip' to leave unreadable files out") from None
-        ids.append(content_id(rgb))
-        flipped.append(content_id(np.ascontiguousarray(rgb[:, ::-1])))
-        greys.append(_grey_thumbnail(rgb))
+            raise ModelGateError(f"cannot read image {path} ({result}); fix or remove it, or "
+                                 "pass on_error='skip' to leave unreadable files out")
+        ids.append(result[0])
+        flipped.append(result[1])
+        greys.append(result[2])
+        tiny.append(result[3])
         labels.append(path.parent.name)
         sources.append(str(path))
     if not sources:
@@ -169,7 +203,14 @@ def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
                              f"{', '.join(sorted(IMAGE_SUFFIXES))})")
     grey = np.stack(greys)
     keys = [{ids[i], sources[i], f"{name}[{i}]", str(i)} for i in range(len(sources))]
-    return _Prepared(name, ids, flipped, grey, labels, sources.__getitem__, keys)
+    def pixels(i: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(sources[i]) as img:
+            return np.asarray(img.convert("RGB"))
+
+    return _Prepared(name, ids, flipped, grey, labels, sources.__getitem__, keys,
+                     np.array(tiny, dtype=bool), pixels)
 
 
 def _prepare(value: Any, argname: str, on_error: str) -> _Prepared:
@@ -196,20 +237,31 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _DCT8 = _dct_matrix(THUMB)[:8]
-_MIRROR_SIGN = (-1.0) ** np.arange(8)  # a mirror flips the sign of odd column frequencies
+# A mirror flips the sign of the odd horizontal frequencies: coefficient (k, l) by (-1)^l.
+_MIRROR_SIGN = np.tile((-1.0) ** np.arange(8), 8)[1:]
+# 64 fixed random directions in the space of the 63 low-frequency AC coefficients.
+_PLANES = np.random.default_rng(20261130).standard_normal((63, 64))
 
 
-def _bits(coefficients: np.ndarray) -> np.ndarray:
-    flat = coefficients.reshape(len(coefficients), 64)
-    median = np.median(flat[:, 1:], axis=1, keepdims=True)  # the DC term left out
-    return np.packbits(flat > median, axis=1).view(">u8")[:, 0].astype(np.uint64)
+def _pack(bits: np.ndarray) -> np.ndarray:
+    return np.packbits(bits, axis=1).view(">u8")[:, 0].astype(np.uint64)
 
 
 def perceptual_hashes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit DCT hashes of (n, 32, 32) greyscale thumbnails and of their mirrors."""
+    """64-bit DCT hashes of (n, 32, 32) greyscale thumbnails and of their mirrors.
+
+    The 8x8 lowest DCT frequencies of the thumbnail, without the DC term (brightness) and
+    normalised (contrast), are projected on 64 fixed random directions; each bit is a sign.
+    The Hamming distance then estimates the angle between the two images' low-frequency
+    content (a SimHash). imagededup's PHash thresholds each coefficient at the median
+    instead, and coefficients near the median flip under a JPEG re-encode: 48x48 photo
+    patches saved at quality 60 moved up to 18 bits that way, and at most 6 this way.
+    """
     coefficients = np.einsum("ki,nij,lj->nkl", _DCT8, grey.astype(np.float64), _DCT8,
-                             optimize=True)
-    return _bits(coefficients), _bits(coefficients * _MIRROR_SIGN)
+                             optimize=True).reshape(len(grey), 64)[:, 1:]
+    coefficients /= np.linalg.norm(coefficients, axis=1, keepdims=True) + 1e-12
+    return (_pack(coefficients @ _PLANES > 0),
+            _pack((coefficients * _MIRROR_SIGN) @ _PLANES > 0))
 
 
 def _small(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,23 +329,115 @@ def hash_neighbours(queries: np.ndarray, base: np.ndarray, max_distance: int,
     return q[keep], b[keep], distance[keep]
 
 
+# --- the embedding stage (off by default) ------------------------------------------------------
+
+EMBEDDING_SIZE = 64  # side images are resized to for a named model's features
+TOP_K = 3  # train neighbours per test image the embedding stage confirms
+MIN_ALIGNED = 0.93  # correlation after the best crop alignment that confirms a pair
+_CROPS = (0.0, 0.05, 0.10)  # fraction cut from each side when aligning a crop
+
+
+def _embedder(embeddings: Any, size: int) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """A function from a list of uint8 images to (n, d) features: a callable as given, or a
+    model (a name ``finetune`` knows, or an ``nn.Module``) whose classifier head is cut off,
+    leaving its pooled features."""
+    if callable(embeddings) and not hasattr(embeddings, "parameters"):
+        return lambda images: np.asarray(embeddings(images), dtype=np.float32)
+    import torch
+
+    from .heads import find_head, set_submodule
+    from .train.engine import resolve_device, to_input
+    from .train.torch_zoo import load_model
+
+    loaded = load_model(embeddings, image_size=size)
+    model = loaded.module.eval()
+    set_submodule(model, find_head(model).path, torch.nn.Identity())
+    device = resolve_device("auto")
+    model.to(device)
+
+    def features(images: list[np.ndarray]) -> np.ndarray:
+        from PIL import Image
+
+        batch = np.stack([np.asarray(Image.fromarray(a).convert("RGB").resize(
+            (size, size), Image.Resampling.BILINEAR)) for a in images])
+        with torch.no_grad():
+            return model(to_input(batch, loaded.preprocess, device)).float().cpu().numpy()
+
+    return features
+
+
+def _embed(data: _Prepared, features: Callable, batch: int = 256) -> np.ndarray:
+    assert data.pixels is not None
+    out = [features([data.pixels(i) for i in range(s, min(s + batch, len(data.ids)))])
+           for s in range(0, len(data.ids), batch)]
+    e = np.concatenate(out).reshape(len(data.ids), -1).astype(np.float32)
+    return e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
+
+
+def _aligned_windows(grey: np.ndarray) -> np.ndarray:
+    """(n, windows, 256): normalised 16x16 views of each thumbnail with 0, 5 or 10% cut
+    from each side (81 windows), so a crop of the other image lines up with one of them."""
+    from PIL import Image
+
+    views = []
+    for left in _CROPS:
+        for top in _CROPS:
+            for right in _CROPS:
+                for bottom in _CROPS:
+                    x0, y0 = round(THUMB * left), round(THUMB * top)
+                    x1, y1 = THUMB - round(THUMB * right), THUMB - round(THUMB * bottom)
+                    sub = np.stack([np.asarray(Image.fromarray(g[y0:y1, x0:x1]).resize(
+                        (SMALL, SMALL), Image.Resampling.BILINEAR), dtype=np.float32)
+                        for g in grey])
+                    sub = sub - sub.mean(axis=(1, 2), keepdims=True)
+                    flat = sub.reshape(len(grey), -1)
+                    views.append(flat / (np.linalg.norm(flat, axis=1, keepdims=True) + 1e-6))
+    return np.stack(views, axis=1)
+
+
+def _embedding_pairs(a: _Prepared, b: _Prepared, features: Callable, min_aligned: float,
+                     known: set[tuple[int, int]]) -> list[LeakPair]:
+    """Each test image's nearest train images by cosine of pooled features, confirmed when
+    some crop of one correlates with the other (mirror-aware) at ``min_aligned``."""
+    ea, eb = _embed(a, features), _embed(b, features)
+    k = min(TOP_K, len(ea))
+    small_a, small_a_mirror = _small(a.grey)
+    pairs = []
+    for s in range(0, len(eb), 512):
+        cos = eb[s:s + 512] @ ea.T
+        top = np.argpartition(-cos, k - 1, axis=1)[:, :k]
+        rows = np.arange(s, s + len(cos))
+        windows = _aligned_windows(b.grey[rows])  # crops of the test image
+        for r, j in enumerate(rows):
+            for i in top[r]:
+                if (int(i), int(j)) in known:
+                    continue
+                plain = float((windows[r] @ small_a[i]).max())
+                mirror = float((windows[r] @ small_a_mirror[i]).max())
+                best = max(plain, mirror)
+                if best >= min_aligned:
+                    pairs.append(LeakPair(int(i), int(j), "similar-flipped" if mirror > plain
+                                          else "similar", "embedding", 0, 0, round(best, 4),
+                                          round(float(cos[r, i]), 4)))
+    return pairs
+
+
 # --- the scan ---------------------------------------------------------------------------------
 
 def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool
                 ) -> list[tuple[int, int, bool, int, float]]:
     """(index in a, index in b, mirrored, distance, similarity) of confirmed near pairs;
     with ``same``, a self-join with i < j."""
-    hash_a, _ = perceptual_hashes(a.grey)
-    hash_b, hash_b_mirror = perceptual_hashes(b.grey)
+    hash_a, _, small_a, _ = a.features()
+    hash_b, hash_b_mirror, small_b, small_b_mirror = b.features()
     queries = np.concatenate([hash_b, hash_b_mirror])
     qi, ai, dist = hash_neighbours(queries, hash_a, preset.max_distance)
     mirrored = qi >= len(hash_b)
     bi = np.where(mirrored, qi - len(hash_b), qi)
+    keep = ~(a.tiny[ai] | b.tiny[bi])
     if same:
-        keep = ai < bi
-        ai, bi, dist, mirrored = ai[keep], bi[keep], dist[keep], mirrored[keep]
-    small_a, _ = _small(a.grey)
-    small_b, small_b_mirror = _small(b.grey)
+        keep &= ai < bi
+    ai, bi, dist, mirrored = ai[keep], bi[keep], dist[keep], mirrored[keep]
     similarity = np.where(mirrored, (small_a[ai] * small_b_mirror[bi]).sum(axis=1),
                           (small_a[ai] * small_b[bi]).sum(axis=1))
     ok = similarity >= preset.min_similarity
@@ -372,7 +516,9 @@ def _check_not_same(train: Any, test: Any) -> None:
 
 def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                max_distance: int | None = None, min_similarity: float | None = None,
-               allow: Sequence[Any] = (), on_error: str = "raise") -> LeakScan:
+               allow: Sequence[Any] = (), on_error: str = "raise", embeddings: Any = None,
+               embedding_size: int = EMBEDDING_SIZE, min_aligned: float = MIN_ALIGNED
+               ) -> LeakScan:
     """Scan for leaks between train and test, duplicates inside test and label conflicts.
 
     ``train`` and ``test`` are ImageSets or folder paths (every image file below, any size
@@ -405,7 +551,13 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
     _check_not_same(train, test)
     a = _prepare(train, "train", on_error)
     b = _prepare(test, "test", on_error)
-    pairs, allowed = _allowed(allow, a, b, _pairs(a, b, chosen, same=False))
+    found = _pairs(a, b, chosen, same=False)
+    if embeddings is not None:
+        features = _embedder(embeddings, embedding_size)
+        known = {(p.train_index, p.test_index) for p in found}
+        found = sorted(found + _embedding_pairs(a, b, features, min_aligned, known),
+                       key=lambda p: (p.test_index, p.train_index))
+    pairs, allowed = _allowed(allow, a, b, found)
     duplicates = _pairs(b, b, chosen, same=True)
     conflicts: list[tuple[str, int, str, int]] = []
     if a.labels is not None and b.labels is not None:
@@ -416,7 +568,8 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
         conflicts += [("train", p.train_index, "train", p.test_index)
                       for p in _pairs(a, a, chosen, same=True)
                       if a.labels[p.train_index] != a.labels[p.test_index]]
-    scan = LeakScan(pairs, duplicates, conflicts, allowed, preset)
+    scan = LeakScan(pairs, duplicates, conflicts, allowed, preset,
+                    pixels_only=int(a.tiny.sum() + b.tiny.sum()))
     scan.describe = {"train": a.describe, "test": b.describe}  # type: ignore[attr-defined]
     scan.labels = {"train": a.labels, "test": b.labels}  # type: ignore[attr-defined]
     return scan

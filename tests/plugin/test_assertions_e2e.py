@@ -46,7 +46,11 @@ def test_leakage_pass(digits):
 
 @pytest.mark.modelgate
 def test_leakage_fail(digits):
-    assert_no_leakage(digits.train, digits.train)
+    from pytest_modelgate.data import ImageSet
+
+    train = digits.train  # a test split of 20 train images: every one leaks
+    assert_no_leakage(train, ImageSet(train.images[:20].copy(), train.labels[:20],
+                                      train.class_names, name="test"))
 
 def test_faster_pass(finetune, digits, pretrained_tiny):
     run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **GRAY)
@@ -69,8 +73,8 @@ def test_each_assertion_passes_and_fails_with_its_message(project):
         r"\[n=162, 95% CI 0\.\d{3}-0\.\d{3}\]",
         r"E +AssertionError: accuracy = 0\.\d{3} < 0\.990 required \[n=162, 95% CI .*\]; "
         r"lowest recall:",
-        r"E +AssertionError: 377 of 377 test images also sit in train \(377 pairs\); test "
-        r"figures overstate the model:",
+        r"E +AssertionError: 20 of 20 test images also sit in train \(20 pairs: 20 by "
+        r"pixels\); test figures overstate the model:",
         r"E +AssertionError: speedup to accuracy 0\.900 = [\d.]+x < 1000\.00x required: "
         r"pretrained [\d.]+m?s \(epoch \d+\), scratch ",
         r"E +class +precision +recall +n$",
@@ -84,7 +88,7 @@ def test_each_assertion_passes_and_fails_with_its_message(project):
     race = by_id["test_faster_pass"]["races"][0]
     assert race["speedup"] >= 1.0 and race["pretrained_seconds"] < race["scratch_seconds"]
     assert by_id["test_faster_fail"]["outcome"] == "failed"
-    assert by_id["test_leakage_fail"]["metrics"][0]["value"] == 377
+    assert by_id["test_leakage_fail"]["metrics"][0]["value"] == 20
     assert by_id["test_leakage_fail"]["metrics"][0]["name"] == "leaked_pairs"
 
 

@@ -1,0 +1,275 @@
+"""Leakage detection (issue 9): recall of planted copies, false pairs, speed against
+imagededup, growth.
+
+Corpus: the CIFAR-10 JPEGs in ../shared/data/cifar10-jpg (50,000 train, 10,000 test, real
+32x32 photos). For each transform, PER copies of distinct random test images are written
+into a train-side folder beside symlinks to the 50,000 train files (resized copies at their
+new size). Then:
+
+- ``pytest_modelgate.leakage.scan_leaks(train_dir, test_dir)`` with each preset: recall per
+  transform (the copy paired with its original), pairs between untouched images, time
+  (decode included);
+- imagededup's PHash on the same files (``encode_images`` on both folders, then
+  ``find_duplicates`` over the merged map, max distance 10: its default for PHash),
+  recall per transform and time. imagededup is not a dependency: install it for the run
+  (``pip install --target DIR imagededup`` and PYTHONPATH=DIR), or the comparison is skipped;
+- growth: scan time with 5,000, 20,000 and 50,000 train images (decoded once, arrays in).
+
+    python benchmarks/bench_leakage.py [PER] [--no-imagededup]
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from pytest_modelgate.data import ImageSet
+from pytest_modelgate.leakage import PRESETS, scan_leaks
+
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg"
+rng = np.random.default_rng(0)
+
+
+def u(a: float, b: float) -> float:
+    return float(rng.uniform(a, b))
+
+
+def jpeg(im: Image.Image, q: float) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=int(q))
+    return Image.open(buf).convert("RGB")
+
+
+def resize(im: Image.Image, s: float) -> Image.Image:
+    return im.resize((max(4, round(im.width * s)), max(4, round(im.height * s))),
+                     Image.Resampling.BICUBIC)
+
+
+def crop(im: Image.Image) -> Image.Image:
+    w, h = im.size
+    left, top, right, bottom = (int(round(f * n)) for f, n in
+                                zip(rng.uniform(0.02, 0.10, 4), (w, h, w, h), strict=True))
+    return im.crop((left, top, w - right, h - bottom))
+
+
+def noise(im: Image.Image, sigma: float) -> Image.Image:
+    a = np.asarray(im, np.float32) + rng.normal(0, sigma, (im.height, im.width, 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def either(low: tuple[float, float], high: tuple[float, float]) -> float:
+    return u(*low) if rng.random() < 0.5 else u(*high)
+
+
+def mirror(im: Image.Image) -> Image.Image:
+    return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def bright(im: Image.Image, f: float) -> Image.Image:
+    return ImageEnhance.Brightness(im).enhance(f)
+
+
+def contrast(im: Image.Image, f: float) -> Image.Image:
+    return ImageEnhance.Contrast(im).enhance(f)
+
+
+def shift(im: Image.Image, dx: int, dy: int) -> Image.Image:
+    # The picture moves; the uncovered edge repeats the border (as a crop-and-pad would).
+    a = np.asarray(im)
+    a = np.roll(a, (dy, dx), axis=(0, 1))
+    if dx > 0:
+        a[:, :dx] = a[:, dx:dx + 1]
+    if dy > 0:
+        a[:dy] = a[dy:dy + 1]
+    return Image.fromarray(a)
+
+
+TRANSFORMS = {
+    "jpeg 50-95": lambda im: jpeg(im, u(50, 95)),
+    "resize 0.5-2x": lambda im: resize(im, either((0.5, 0.9), (1.1, 2.0))),
+    "mirror": mirror,
+    "brightness +-20%": lambda im: bright(im, either((0.8, 0.95), (1.05, 1.2))),
+    "contrast +-20%": lambda im: contrast(im, either((0.8, 0.95), (1.05, 1.2))),
+    "noise sigma 2-6": lambda im: noise(im, u(2, 6)),
+    "resize + jpeg": lambda im: jpeg(resize(im, u(0.5, 2.0)), u(50, 95)),
+    "mirror + brightness + jpeg": lambda im: jpeg(bright(mirror(im), u(0.8, 1.2)), u(50, 95)),
+    "contrast + noise": lambda im: noise(contrast(im, u(0.8, 1.2)), u(2, 6)),
+    "crop up to 10% a side": crop,
+    # Everyday edits the thresholds were not chosen on.
+    "grayscale": lambda im: im.convert("L").convert("RGB"),
+    "rotate 1-2 deg": lambda im: im.rotate(either((-2, -1), (1, 2)),
+                                           resample=Image.Resampling.BICUBIC),
+    "rotate 3-5 deg": lambda im: im.rotate(either((-5, -3), (3, 5)),
+                                           resample=Image.Resampling.BICUBIC),
+    "shift 1 px": lambda im: shift(im, 1, 1),
+    "shift 2 px": lambda im: shift(im, 2, 0),
+}
+
+
+def build_corpus(root: Path, per: int) -> dict[str, list[tuple[str, str]]]:
+    """train/ (symlinks to CIFAR's train JPEGs plus planted copies) and test/ (symlinks);
+    returns, per transform, (copy path, original test path) pairs."""
+    test_files = sorted(CIFAR.glob("test/*/*.jpg"))
+    for split, files in (("train", sorted(CIFAR.glob("train/*/*.jpg"))), ("test", test_files)):
+        for f in files:
+            dest = root / split / f.parent.name / f.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(f)
+    planted: dict[str, list[tuple[str, str]]] = {}
+    picks = rng.choice(len(test_files), per * len(TRANSFORMS), replace=False)
+    for t, (name, fn) in enumerate(TRANSFORMS.items()):
+        out = root / "train" / "planted"
+        out.mkdir(parents=True, exist_ok=True)
+        pairs = []
+        for k in picks[t * per:(t + 1) * per]:
+            src = test_files[int(k)]
+            copy = out / f"{t:02d}_{k}.png"
+            fn(Image.open(src).convert("RGB")).save(copy)
+            pairs.append((str(copy), str(root / "test" / src.parent.name / src.name)))
+        planted[name] = pairs
+    return planted
+
+
+def recall(found: set[tuple[str, str]], planted: dict[str, list[tuple[str, str]]]) -> dict:
+    return {name: sum((c, o) in found for c, o in pairs) / len(pairs)
+            for name, pairs in planted.items()}
+
+
+def ours(root: Path, preset: str) -> tuple[float, set[tuple[str, str]], object]:
+    t0 = time.perf_counter()
+    scan = scan_leaks(root / "train", root / "test", preset=preset)
+    seconds = time.perf_counter() - t0
+    describe = scan.describe  # type: ignore[attr-defined]
+    found = {(describe["train"](p.train_index), describe["test"](p.test_index))
+             for p in scan.pairs}
+    return seconds, found, scan
+
+
+def imagededup(root: Path) -> tuple[float, set[tuple[str, str]]] | None:
+    try:
+        from imagededup.methods import PHash
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    phasher = PHash(verbose=False)
+    train = phasher.encode_images(image_dir=str(root / "train"), recursive=True)
+    test = phasher.encode_images(image_dir=str(root / "test"), recursive=True)
+    merged = {f"train/{k}": v for k, v in train.items()}
+    merged.update({f"test/{k}": v for k, v in test.items()})
+    dups = phasher.find_duplicates(encoding_map=merged, max_distance_threshold=10)
+    seconds = time.perf_counter() - t0
+    found = set()
+    for key, others in dups.items():
+        if not key.startswith("train/"):
+            continue
+        for other in others:
+            if other.startswith("test/"):
+                found.add((str(root / key), str(root / other)))
+    return seconds, found
+
+
+def growth() -> None:
+    def load(split: str, n: int | None = None) -> ImageSet:
+        files = sorted(CIFAR.glob(f"{split}/*/*.jpg"))
+        if n:
+            files = [files[i] for i in np.linspace(0, len(files) - 1, n).astype(int)]
+        images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+        return ImageSet(images, np.zeros(len(images), int), ("x",), name=split)
+
+    test = load("test")
+    every = load("train")
+    print("\ngrowth (arrays already decoded, preset strict):")
+    for n in (5000, 20000, 50000):
+        idx = np.linspace(0, len(every) - 1, n).astype(int)
+        train = ImageSet(every.images[idx], np.zeros(n, int), ("x",), name="train")
+        t0 = time.perf_counter()
+        scan = scan_leaks(train, test)
+        print(f"  {n:>6} train x {len(test)} test: {time.perf_counter() - t0:6.1f} s, "
+              f"{len(scan.pairs)} pairs")
+
+
+def embedding_stage(per: int) -> None:
+    """The optional third stage on a subset (its features cost a forward pass per image):
+    5,000 train images plus planted copies against 1,000 test images, arrays in memory."""
+    files = sorted(CIFAR.glob("train/*/*.jpg"))
+    tests = sorted(CIFAR.glob("test/*/*.jpg"))
+    pick_train = np.linspace(0, len(files) - 1, 5000).astype(int)
+    pick_test = np.linspace(0, len(tests) - 1, 1000).astype(int)
+    train = [np.asarray(Image.open(files[i]).convert("RGB")) for i in pick_train]
+    test = [np.asarray(Image.open(tests[i]).convert("RGB")) for i in pick_test]
+    names = ["crop up to 10% a side", "rotate 3-5 deg", "shift 2 px", "resize + jpeg"]
+    planted: dict[str, list[int]] = {}
+    chosen = rng.choice(len(test), per * len(names), replace=False)
+    for t, name in enumerate(names):
+        planted[name] = [int(j) for j in chosen[t * per:(t + 1) * per]]
+        for j in planted[name]:
+            copy = TRANSFORMS[name](Image.fromarray(test[j]))
+            train.append(np.asarray(copy.convert("RGB").resize((32, 32),
+                                                               Image.Resampling.LANCZOS)))
+    owner = {5000 + k: j for k, j in enumerate(j for n in names for j in planted[n])}
+    tr = ImageSet(np.stack(train), np.zeros(len(train), int), ("x",), name="train")
+    te = ImageSet(np.stack(test), np.zeros(len(test), int), ("x",), name="test")
+    print(f"\nembedding stage (efficientnet_lite0 features at 64 px), {len(tr)} train "
+          f"({per} planted per edit) x {len(te)} test:")
+    for label, kwargs in (("hash stages only", {}),
+                          ("with embeddings", {"embeddings": "efficientnet_lite0"})):
+        t0 = time.perf_counter()
+        scan = scan_leaks(tr, te, **kwargs)
+        seconds = time.perf_counter() - t0
+        found = {(p.train_index, p.test_index) for p in scan.pairs}
+        false = [p for p in scan.pairs if p.train_index < 5000]
+        rec = {n: sum((k, j) in found for k, j in owner.items() if j in planted[n]) / per
+               for n in names}
+        print(f"  {label}: {seconds:.1f} s; recall " + ", ".join(
+            f"{n} {r:.2f}" for n, r in rec.items())
+            + f"; pairs between untouched images {len(false)} "
+              f"(embedding stage: {sum(p.stage == 'embedding' for p in false)})")
+
+
+def main() -> None:
+    per = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 100
+    if not CIFAR.exists():
+        sys.exit(f"{CIFAR} is absent: the corpus comes from ../shared/data")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        planted = build_corpus(root, per)
+        originals = {c for pairs in planted.values() for c, _ in pairs}
+        print(f"corpus: 50,000 train + {sum(map(len, planted.values()))} planted copies "
+              f"({per} per transform) against 10,000 test, CIFAR-10 JPEGs; {os.cpu_count()} "
+              "cores")
+        rows = {}
+        for preset in PRESETS:
+            seconds, found, scan = ours(root, preset)
+            untouched = {(a, b) for a, b in found if a not in originals}
+            rows[preset] = recall(found, planted)
+            print(f"pytest-modelgate preset {preset}: {seconds:.1f} s (decode included); "
+                  f"pairs between untouched images: {len(untouched)} "
+                  f"({len({b for _, b in untouched})} test images); "
+                  f"test duplicates {len(scan.test_duplicates)}")  # type: ignore[attr-defined]
+        other = None if "--no-imagededup" in sys.argv else imagededup(root)
+        if other is None:
+            print("imagededup: not installed (or skipped); comparison left out")
+        else:
+            seconds, found = other
+            rows["imagededup PHash"] = recall(found, planted)
+            untouched = {(a, b) for a, b in found if a not in originals}
+            print(f"imagededup PHash (encode + find_duplicates, distance 10): {seconds:.1f} s; "
+                  f"pairs between untouched images: {len(untouched)}")
+            print(f"speed ratio imagededup / strict: {seconds / ours(root, 'strict')[0]:.1f}x")
+        names = list(rows)
+        print("\nrecall of planted copies: " + " | ".join(names))
+        for t in TRANSFORMS:
+            print(f"  {t:28s} " + "  ".join(f"{rows[n][t]:.2f}" for n in names))
+    growth()
+    embedding_stage(per)
+
+
+if __name__ == "__main__":
+    main()
