@@ -46,18 +46,25 @@ MIN_NEAR_SIDE = 16
 
 @dataclass(frozen=True)
 class Preset:
-    """Thresholds of the near-duplicate stage: the largest Hamming distance between the
-    64-bit hashes, and the smallest correlation of the 16x16 greyscale thumbnails."""
+    """Thresholds of the near-duplicate stage. Two 64-bit hashes propose candidates: the
+    median DCT hash (imagededup's PHash) within ``max_distance`` bits, confirmed when the
+    16x16 greyscale thumbnails correlate at ``min_similarity``; and the projection hash
+    (stable under JPEG where the median hash flips bits) within ``projection_distance``,
+    confirmed at the stricter ``projection_similarity`` (its neighbourhoods also hold
+    different photos of the same simple layout: a ship on a sea, a plane in a sky)."""
 
     max_distance: int
     min_similarity: float
     catches: str
+    projection_distance: int = 8
+    projection_similarity: float = 0.98
 
 
 PRESETS = {
     "strict": Preset(10, 0.95, "re-encoded (JPEG 50-95), resized 0.5x-2x, mirrored, "
-                               "brightness and contrast +-20%, light noise, and combinations"),
-    "loose": Preset(6, 0.97, "the same edits when milder; fewer pairs to review"),
+                               "brightness and contrast +-20%, light noise, greyscale, and "
+                               "combinations", 8, 0.99),
+    "loose": Preset(6, 0.97, "the same edits when milder; fewer pairs to review", 5, 0.995),
 }
 
 
@@ -125,11 +132,13 @@ class _Prepared:
     pixels: Callable[[int], np.ndarray] | None = None  # the image itself (read again for files)
     _features: tuple | None = None
 
-    def features(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Hashes, mirrored hashes, 16x16 rows and mirrored rows, computed once."""
+    def features(self) -> tuple[np.ndarray, ...]:
+        """Median hashes and their mirrors, projection hashes and their mirrors, 16x16 rows
+        and mirrored rows: computed once."""
         if self._features is None:
-            self._features = (*perceptual_hashes(self.grey), *_small(self.grey))
-        return self._features  # type: ignore[return-value]
+            self._features = (*median_hashes(self.grey), *perceptual_hashes(self.grey),
+                              *_small(self.grey))
+        return self._features
 
 
 def _grey_thumbnail(image: Any) -> np.ndarray:
@@ -247,6 +256,24 @@ def _pack(bits: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=1).view(">u8")[:, 0].astype(np.uint64)
 
 
+def _low_frequencies(grey: np.ndarray) -> np.ndarray:
+    """The 8x8 lowest DCT frequencies of (n, 32, 32) thumbnails, as (n, 64) rows."""
+    return np.einsum("ki,nij,lj->nkl", _DCT8, grey.astype(np.float64), _DCT8,
+                     optimize=True).reshape(len(grey), 64)
+
+
+def median_hashes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """imagededup's PHash of (n, 32, 32) thumbnails and of their mirrors: each of the 64
+    low-frequency DCT coefficients above the median of the 63 AC ones is a 1 bit."""
+    c = _low_frequencies(grey)
+    mirrored = np.concatenate([c[:, :1], c[:, 1:] * _MIRROR_SIGN], axis=1)
+    out = []
+    for coefficients in (c, mirrored):
+        median = np.median(coefficients[:, 1:], axis=1, keepdims=True)
+        out.append(_pack(coefficients > median))
+    return out[0], out[1]
+
+
 def perceptual_hashes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """64-bit DCT hashes of (n, 32, 32) greyscale thumbnails and of their mirrors.
 
@@ -257,8 +284,7 @@ def perceptual_hashes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     instead, and coefficients near the median flip under a JPEG re-encode: 48x48 photo
     patches saved at quality 60 moved up to 18 bits that way, and at most 6 this way.
     """
-    coefficients = np.einsum("ki,nij,lj->nkl", _DCT8, grey.astype(np.float64), _DCT8,
-                             optimize=True).reshape(len(grey), 64)[:, 1:]
+    coefficients = _low_frequencies(grey)[:, 1:]
     coefficients /= np.linalg.norm(coefficients, axis=1, keepdims=True) + 1e-12
     return (_pack(coefficients @ _PLANES > 0),
             _pack((coefficients * _MIRROR_SIGN) @ _PLANES > 0))
@@ -425,28 +451,35 @@ def _embedding_pairs(a: _Prepared, b: _Prepared, features: Callable, min_aligned
 # --- the scan ---------------------------------------------------------------------------------
 
 def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool
-                ) -> list[tuple[int, int, bool, int, float]]:
-    """(index in a, index in b, mirrored, distance, similarity) of confirmed near pairs;
-    with ``same``, a self-join with i < j."""
-    hash_a, _, small_a, _ = a.features()
-    hash_b, hash_b_mirror, small_b, small_b_mirror = b.features()
-    queries = np.concatenate([hash_b, hash_b_mirror])
-    qi, ai, dist = hash_neighbours(queries, hash_a, preset.max_distance)
-    mirrored = qi >= len(hash_b)
-    bi = np.where(mirrored, qi - len(hash_b), qi)
-    keep = ~(a.tiny[ai] | b.tiny[bi])
-    if same:
-        keep &= ai < bi
-    ai, bi, dist, mirrored = ai[keep], bi[keep], dist[keep], mirrored[keep]
-    similarity = np.where(mirrored, (small_a[ai] * small_b_mirror[bi]).sum(axis=1),
-                          (small_a[ai] * small_b[bi]).sum(axis=1))
-    ok = similarity >= preset.min_similarity
-    best: dict[tuple[int, int], tuple[int, int, bool, int, float]] = {}
-    for i, j, m, d, s in zip(ai[ok], bi[ok], mirrored[ok], dist[ok], similarity[ok],
-                             strict=True):
-        key = (int(i), int(j))
-        if key not in best or s > best[key][4]:
-            best[key] = (int(i), int(j), bool(m), int(d), float(s))
+                ) -> list[tuple[int, int, bool, int, float, int]]:
+    """(index in a, index in b, mirrored, distance, similarity, threshold) of confirmed near
+    pairs, from both hashes; with ``same``, a self-join with i < j."""
+    med_a, _, proj_a, _, small_a, _ = a.features()
+    med_b, med_b_mirror, proj_b, proj_b_mirror, small_b, small_b_mirror = b.features()
+    best: dict[tuple[int, int], tuple[int, int, bool, int, float, int]] = {}
+    for base, plain, mirror, distance, minimum in (
+            (med_a, med_b, med_b_mirror, preset.max_distance, preset.min_similarity),
+            (proj_a, proj_b, proj_b_mirror, preset.projection_distance,
+             preset.projection_similarity)):
+        qi, ai, dist = hash_neighbours(np.concatenate([plain, mirror]), base, distance)
+        mirrored = qi >= len(plain)
+        bi = np.where(mirrored, qi - len(plain), qi)
+        keep = ~(a.tiny[ai] | b.tiny[bi])
+        if same:
+            keep &= ai < bi
+        ai, bi, dist, mirrored = ai[keep], bi[keep], dist[keep], mirrored[keep]
+        # In blocks: the candidates can number millions, each a 256-value dot product.
+        similarity = np.empty(len(ai), dtype=np.float32)
+        for s in range(0, len(ai), 100_000):
+            rows_a, rows_b, m = ai[s:s + 100_000], bi[s:s + 100_000], mirrored[s:s + 100_000]
+            other = np.where(m[:, None], small_b_mirror[rows_b], small_b[rows_b])
+            similarity[s:s + 100_000] = np.einsum("nd,nd->n", small_a[rows_a], other)
+        ok = similarity >= minimum
+        for i, j, m, d, sim in zip(ai[ok], bi[ok], mirrored[ok], dist[ok], similarity[ok],
+                                   strict=True):
+            key = (int(i), int(j))
+            if key not in best or sim > best[key][4]:
+                best[key] = (int(i), int(j), bool(m), int(d), float(sim), distance)
     return sorted(best.values())
 
 
@@ -467,10 +500,11 @@ def _exact_pairs(a: _Prepared, b: _Prepared, *, same: bool) -> list[tuple[int, i
 def _pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool) -> list[LeakPair]:
     pairs = [LeakPair(i, j, kind) for i, j, kind in _exact_pairs(a, b, same=same)]
     seen = {(p.train_index, p.test_index) for p in pairs}
-    for i, j, mirrored, distance, similarity in _near_pairs(a, b, preset, same=same):
+    for i, j, mirrored, distance, similarity, threshold in _near_pairs(a, b, preset,
+                                                                        same=same):
         if (i, j) not in seen:
             pairs.append(LeakPair(i, j, "near-flipped" if mirrored else "near", "phash",
-                                  distance, preset.max_distance, round(similarity, 4)))
+                                  distance, threshold, round(similarity, 4)))
     return sorted(pairs, key=lambda p: (p.test_index, p.train_index))
 
 
@@ -547,7 +581,9 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
         raise ModelGateError(f"min_similarity must be in (0, 1], got {min_similarity!r}")
     chosen = Preset(chosen.max_distance if max_distance is None else max_distance,
                     chosen.min_similarity if min_similarity is None else float(min_similarity),
-                    chosen.catches)
+                    chosen.catches, chosen.projection_distance,
+                    max(chosen.projection_similarity,
+                        chosen.min_similarity if min_similarity is None else min_similarity))
     _check_not_same(train, test)
     a = _prepare(train, "train", on_error)
     b = _prepare(test, "test", on_error)

@@ -239,12 +239,12 @@ def test_leaked_pairs_are_recorded_with_thumbnails_for_the_report(patches):
     from pytest_modelgate.report.context import build_context
     from pytest_modelgate.report.html import render_html
 
-    train = _set(np.concatenate([patches[:80], jpeg(patches[85])[None]]), "train")
+    train = _set(np.concatenate([patches[:80], jpeg(patches[84])[None]]), "train")
     with recording() as record, pytest.raises(AssertionError):
         assert_no_leakage(train, _set(patches[80:], "test"))
     (metric,) = record["metrics"]
     (pair,) = metric["detail"]
-    assert pair["stage"] == "phash" and pair["test"].startswith("test[5]")
+    assert pair["stage"] == "phash" and pair["test"].startswith("test[4]")
     assert pair["train_src"].startswith("data:image/jpeg;base64,")
     html = render_html(build_context(
         [{"nodeid": "t.py::test_leak", "outcome": "failed", "record": record}],
