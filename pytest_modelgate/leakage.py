@@ -185,15 +185,13 @@ def _read_one(path: Path) -> tuple[str, str, np.ndarray, bool] | BaseException:
 def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
     """Every image file below ``root``, any size and mode; the label is the name of the
     file's folder (so a train/test tree's class folders give the labels). Files are decoded
-    on all cores: Pillow's decoders and hashlib release the GIL."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
+    on every core (``data.parallel_map``)."""
+    from .data import parallel_map
 
     files = sorted(p for p in root.rglob("*")
                    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(_read_one, files, chunksize=256))
+    results = parallel_map(_read_one, files)
     ids, flipped, greys, labels, sources, tiny = [], [], [], [], [], []
     for path, result in zip(files, results, strict=True):
         if isinstance(result, BaseException):

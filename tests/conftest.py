@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
+
+# from_folder keeps decoded splits in a cache (by default under ~/.cache): tests, and the
+# pytester runs they start, keep theirs in a temporary folder instead.
+os.environ.setdefault("MODELGATE_ARRAY_CACHE", tempfile.mkdtemp(prefix="modelgate-arrays-"))
 
 from pytest_modelgate.data import Splits, stratified_split
 

@@ -289,3 +289,57 @@ def test_from_torch_datasets():
         from_torch(Normalized(4, 0), Tensors(2, 0))
     with pytest.raises(ModelGateError, match="train dataset is empty"):
         from_torch(Tensors(0, 0), Tensors(2, 0))
+
+
+def test_from_folder_keeps_decoded_splits_and_rereads_changed_ones(tmp_path, monkeypatch):
+    import PIL.Image
+
+    x = _images(6)
+    for i in range(4):
+        _write(tmp_path / "data" / "train" / ("cat" if i % 2 else "dog") / f"{i}.png", x[i])
+    _write(tmp_path / "data" / "test" / "cat" / "a.png", x[4])
+    _write(tmp_path / "data" / "test" / "dog" / "b.png", x[5])
+    cache = tmp_path / "cache"
+    first = from_folder(tmp_path / "data", cache=cache)
+    assert len(list(cache.iterdir())) == 2  # one entry per split
+    # A second load of the unchanged folder opens no image file and maps the arrays.
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: pytest.fail("decoded again"))
+    second = from_folder(tmp_path / "data", cache=cache)
+    assert isinstance(second.train.images.base, np.memmap) or isinstance(
+        second.train.images, np.memmap)
+    assert second.train.ids == first.train.ids and second.test.sources == first.test.sources
+    np.testing.assert_array_equal(second.train.images, first.train.images)
+    assert second.fingerprint() == first.fingerprint()
+    monkeypatch.setattr(PIL.Image, "open", real_open)
+    # A changed file is a miss for its split: read again, the new pixels seen.
+    _write(tmp_path / "data" / "test" / "cat" / "a.png", x[0])
+    third = from_folder(tmp_path / "data", cache=cache)
+    np.testing.assert_array_equal(third.test.images[0], x[0])
+    # A damaged entry is decoded again, and cache=False writes nothing.
+    for entry in cache.iterdir():
+        (entry / "images.npy").write_bytes(b"garbage")
+    np.testing.assert_array_equal(from_folder(tmp_path / "data", cache=cache).train.images,
+                                  first.train.images)
+    from_folder(tmp_path / "data", cache=False, size=(4, 4))
+    assert all(not p.name.startswith(".tmp") for p in cache.iterdir())
+    assert len(list(cache.iterdir())) == 3  # train, test, and the changed test
+
+
+def _square_or_fail(x):
+    if x in (1500, 2200):
+        raise ModelGateError(f"bad item {x}")
+    return x * x
+
+
+def test_parallel_map_keeps_order_and_raises_the_first_error(monkeypatch):
+    from pytest_modelgate.data import parallel_map
+
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    items = list(range(2500))
+    good = [i for i in items if i not in (1500, 2200)]
+    assert parallel_map(_square_or_fail, good, chunk=500) == [i * i for i in good]
+    with pytest.raises(ModelGateError, match="bad item 1500"):
+        parallel_map(_square_or_fail, items, chunk=500)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "1")
+    assert parallel_map(_square_or_fail, good[:10]) == [i * i for i in good[:10]]
