@@ -146,7 +146,7 @@ def ours(root: Path, preset: str) -> tuple[float, set[tuple[str, str]], object]:
     t0 = time.perf_counter()
     scan = scan_leaks(root / "train", root / "test", preset=preset)
     seconds = time.perf_counter() - t0
-    describe = scan.describe  # type: ignore[attr-defined]
+    describe = scan.describe
     found = {(describe["train"](p.train_index), describe["test"](p.test_index))
              for p in scan.pairs}
     return seconds, found, scan
@@ -252,7 +252,7 @@ def main() -> None:
             print(f"pytest-modelgate preset {preset}: {seconds:.1f} s (decode included); "
                   f"pairs between untouched images: {len(untouched)} "
                   f"({len({b for _, b in untouched})} test images); "
-                  f"test duplicates {len(scan.test_duplicates)}")  # type: ignore[attr-defined]
+                  f"test duplicates {len(scan.test_duplicates)}")
         other = None if "--no-imagededup" in sys.argv else imagededup(root)
         if other is None:
             print("imagededup: not installed (or skipped); comparison left out")

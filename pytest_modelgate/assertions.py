@@ -639,8 +639,8 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     scan = scan_leaks(train, test, preset=preset, max_distance=max_distance,
                       min_similarity=min_similarity, allow=allow, on_error=on_error,
                       embeddings=embeddings)
-    describe = scan.describe  # type: ignore[attr-defined]
-    labels = scan.labels  # type: ignore[attr-defined]
+    describe = scan.describe
+    labels = scan.labels
     n_test = len(labels["test"])
 
     def pair_line(p: Any, a: str = "train", b: str = "test") -> str:

@@ -373,7 +373,6 @@ def parallel_map(fn: Any, items: list, *, chunk: int = 1000) -> list:
     50,000 JPEGs in 16.8 s against 8.5 s on one; two processes took 5.2 s.
     ``$MODELGATE_DECODE_WORKERS`` caps the workers (1: none). ``fn`` must be picklable (a
     module-level function or a partial of one); the first error, in order, is raised."""
-    import os
     import sys
 
     workers = int(os.environ.get("MODELGATE_DECODE_WORKERS") or os.cpu_count() or 1)
@@ -405,8 +404,6 @@ def _decode_all(paths: Sequence[str | Path], size: tuple[int, int] | None
 def default_array_cache() -> Path:
     """Where decoded splits are kept: ``$MODELGATE_ARRAY_CACHE``, else
     ``$XDG_CACHE_HOME/pytest-modelgate/arrays`` (``~/.cache/...``)."""
-    import os
-
     if os.environ.get("MODELGATE_ARRAY_CACHE"):
         return Path(os.environ["MODELGATE_ARRAY_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import IMAGE_SUFFIXES, ImageSet, content_id
+from .data import IMAGE_SUFFIXES, ImageSet, _read_image, content_id
 from .errors import ModelGateError, ModelGateWarning, user_error_frames
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -98,6 +98,9 @@ class LeakScan:
     allowed: list[LeakPair] = field(default_factory=list)
     preset: str = "strict"
     pixels_only: int = 0  # images under MIN_NEAR_SIDE px: the hash stage skips them
+    # How to name a sample, and its label, per split ("train", "test").
+    describe: dict[str, Callable[[int], str]] = field(default_factory=dict)
+    labels: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def leaked_test_images(self) -> int:
@@ -125,7 +128,7 @@ class _Prepared:
     ids: list[str]
     flipped_ids: list[str]
     grey: np.ndarray  # (n, 32, 32) float32
-    labels: list[str] | None
+    labels: list[str]  # class names; for folders, each file's folder name
     describe: Callable[[int], str]
     keys: list[set[str]]  # what allow= entries may name: id, source path, "split[index]"
     tiny: np.ndarray  # (n,) bool: under MIN_NEAR_SIDE pixels, compared by pixels only
@@ -167,16 +170,12 @@ def _from_imageset(data: ImageSet) -> _Prepared:
                      images.__getitem__)
 
 
-def _read_one(path: Path) -> tuple[str, str, np.ndarray, bool] | BaseException:
+def _read_one(path: Path) -> tuple[str, str, np.ndarray, bool] | ModelGateError:
     """Content ids (plain, mirrored), greyscale thumbnail and tininess of one file; the
-    exception instead when it cannot be read (raised by the caller, in file order)."""
-    from PIL import Image, UnidentifiedImageError
-
+    error instead when it cannot be read (raised by the caller, in file order)."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        rgb = _read_image(path, None)
+    except ModelGateError as exc:
         return exc
     return (content_id(rgb), content_id(np.ascontiguousarray(rgb[:, ::-1])),
             _grey_thumbnail(rgb), min(rgb.shape[:2]) < MIN_NEAR_SIDE)
@@ -194,11 +193,11 @@ def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
     results = parallel_map(_read_one, files)
     ids, flipped, greys, labels, sources, tiny = [], [], [], [], [], []
     for path, result in zip(files, results, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, ModelGateError):
             if on_error == "skip":
                 continue
-            raise ModelGateError(f"cannot read image {path} ({result}); fix or remove it, or "
-                                 "pass on_error='skip' to leave unreadable files out")
+            raise ModelGateError(f"{result}, or pass on_error='skip' to leave unreadable "
+                                 "files out")
         ids.append(result[0])
         flipped.append(result[1])
         greys.append(result[2])
@@ -210,14 +209,8 @@ def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
                              f"{', '.join(sorted(IMAGE_SUFFIXES))})")
     grey = np.stack(greys)
     keys = [{ids[i], sources[i], f"{name}[{i}]", str(i)} for i in range(len(sources))]
-    def pixels(i: int) -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(sources[i]) as img:
-            return np.asarray(img.convert("RGB"))
-
     return _Prepared(name, ids, flipped, grey, labels, sources.__getitem__, keys,
-                     np.array(tiny, dtype=bool), pixels)
+                     np.array(tiny, dtype=bool), lambda i: _read_image(sources[i], None))
 
 
 def _prepare(value: Any, argname: str, on_error: str) -> _Prepared:
@@ -594,19 +587,17 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
     pairs, allowed = _allowed(allow, a, b, found)
     duplicates = _pairs(b, b, chosen, same=True)
     conflicts: list[tuple[str, int, str, int]] = []
-    if a.labels is not None and b.labels is not None:
-        conflicts += [("train", p.train_index, "test", p.test_index) for p in pairs + allowed
-                      if a.labels[p.train_index] != b.labels[p.test_index]]
-        conflicts += [("test", p.train_index, "test", p.test_index) for p in duplicates
-                      if b.labels[p.train_index] != b.labels[p.test_index]]
-        conflicts += [("train", p.train_index, "train", p.test_index)
-                      for p in _pairs(a, a, chosen, same=True)
-                      if a.labels[p.train_index] != a.labels[p.test_index]]
-    scan = LeakScan(pairs, duplicates, conflicts, allowed, preset,
-                    pixels_only=int(a.tiny.sum() + b.tiny.sum()))
-    scan.describe = {"train": a.describe, "test": b.describe}  # type: ignore[attr-defined]
-    scan.labels = {"train": a.labels, "test": b.labels}  # type: ignore[attr-defined]
-    return scan
+    conflicts += [("train", p.train_index, "test", p.test_index) for p in pairs + allowed
+                  if a.labels[p.train_index] != b.labels[p.test_index]]
+    conflicts += [("test", p.train_index, "test", p.test_index) for p in duplicates
+                  if b.labels[p.train_index] != b.labels[p.test_index]]
+    conflicts += [("train", p.train_index, "train", p.test_index)
+                  for p in _pairs(a, a, chosen, same=True)
+                  if a.labels[p.train_index] != a.labels[p.test_index]]
+    return LeakScan(pairs, duplicates, conflicts, allowed, preset,
+                    pixels_only=int(a.tiny.sum() + b.tiny.sum()),
+                    describe={"train": a.describe, "test": b.describe},
+                    labels={"train": a.labels, "test": b.labels})
 
 
 def find_leaks(train: Any, test: Any = None, **kwargs: Any) -> list[LeakPair]:

@@ -47,7 +47,7 @@ def _nice_max(value: float) -> float:
 
 def chart(series: list[dict], *, x_label: str, y_label: str, x_max: float | None = None,
           y_range: tuple[float, float] | None = None, marks: list[dict] | None = None,
-          integer_x: bool = False) -> dict:
+          integer_x: bool = False, point: tuple[float, float] | None = None) -> dict:
     """An SVG line chart the template draws as is: each series' points in pixels, axis
     ticks with labels, axis titles. ``series``: ``label``, ``colour``, ``points`` (x, y)
     in data units, ``dashed``. ``marks``: horizontal lines (``y``, ``label``)."""
@@ -75,7 +75,11 @@ def chart(series: list[dict], *, x_label: str, y_label: str, x_max: float | None
                for i in range(steps + 1)]
     y_ticks = [{"y": px(0, y_lo + (y_hi - y_lo) * i / 4)[1],
                 "label": f"{y_lo + (y_hi - y_lo) * i / 4:g}"} for i in range(5)]
-    return {"width": CHART_W, "height": CHART_H, "plot": dict(PLOT, w=w, h=h),
+    marked = None
+    if point is not None:
+        x, y = px(*point)
+        marked = {"x": x, "y": y}
+    return {"width": CHART_W, "height": CHART_H, "plot": dict(PLOT, w=w, h=h), "point": marked,
             "series": drawn, "x_ticks": x_ticks, "y_ticks": y_ticks,
             "x_label": x_label, "y_label": y_label,
             "marks": [{"y": px(0, m["y"])[1], "label": m["label"]} for m in marks or []]}
@@ -100,23 +104,12 @@ def _pr_view(metric: dict) -> dict:
         return metric
     view = dict(metric)
     points = [(float(r), float(p)) for r, p in detail["curve"]]
+    chosen = detail.get("point")
     view["pr_chart"] = chart(
         [{"label": f"precision-recall of {detail['positive']}", "colour": COLOURS["test"],
           "points": points}], x_label="recall", y_label="precision", x_max=1.0,
-        y_range=(0.0, 1.0))
-    if detail.get("point"):
-        r, p = detail["point"]
-        x, y = _chart_px(view["pr_chart"], float(r), float(p), 1.0, (0.0, 1.0))
-        view["pr_chart"]["point"] = {"x": x, "y": y}
+        y_range=(0.0, 1.0), point=(float(chosen[0]), float(chosen[1])) if chosen else None)
     return view
-
-
-def _chart_px(c: dict, x: float, y: float, x_hi: float, y_range: tuple[float, float]
-              ) -> tuple[float, float]:
-    plot = c["plot"]
-    fy = (y - y_range[0]) / ((y_range[1] - y_range[0]) or 1)
-    return (round(plot["left"] + plot["w"] * x / x_hi, 1),
-            round(plot["top"] + plot["h"] * (1 - fy), 1))
 
 
 def _per_class_intervals(summary: dict) -> list[dict]:
@@ -169,10 +162,8 @@ def _run_view(run: dict) -> dict:
         view["pr_chart"] = chart(
             [{"label": f"precision-recall of {pr['positive']}", "colour": COLOURS["test"],
               "points": [(float(r), float(p)) for r, p in pr["points"]]}],
-            x_label="recall", y_label="precision", x_max=1.0, y_range=(0.0, 1.0))
-        r, p = pr["operating_point"]
-        x, y = _chart_px(view["pr_chart"], r, p, 1.0, (0.0, 1.0))
-        view["pr_chart"]["point"] = {"x": x, "y": y}
+            x_label="recall", y_label="precision", x_max=1.0, y_range=(0.0, 1.0),
+            point=tuple(pr["operating_point"]))
     return view
 
 
