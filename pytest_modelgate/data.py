@@ -427,7 +427,13 @@ class _ArrayCache:
              ) -> _ArrayCache | None:
         if cache is False or not sources:
             return None
-        root = default_array_cache() if cache in (None, True) else Path(cache)
+        if cache is None or cache is True:
+            root = default_array_cache()
+        elif isinstance(cache, (str, os.PathLike)):
+            root = Path(cache)
+        else:
+            raise ModelGateError(f"cache={cache!r}: pass a folder path, True or None (the "
+                                 "default folder), or False for no array cache")
         h = hashlib.sha256(f"{cls.FORMAT}|{size}|{names}|{os.getcwd()}".encode())
         h.update("\n".join(f"{src}|{n}|{t}|{label}" for src, (n, t), label in
                            zip(sources, stats, labels, strict=True)).encode())

@@ -343,3 +343,10 @@ def test_parallel_map_keeps_order_and_raises_the_first_error(monkeypatch):
         parallel_map(_square_or_fail, items, chunk=500)
     monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "1")
     assert parallel_map(_square_or_fail, good[:10]) == [i * i for i in good[:10]]
+
+
+def test_from_folder_bad_cache_argument(tmp_path):
+    _write(tmp_path / "train" / "a" / "0.png", _images(1)[0])
+    _write(tmp_path / "test" / "a" / "1.png", _images(2)[1])
+    with pytest.raises(ModelGateError, match=r"cache=123: pass a folder path"):
+        from_folder(tmp_path, cache=123)
