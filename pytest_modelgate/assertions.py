@@ -646,7 +646,8 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     def pair_line(p: Any, a: str = "train", b: str = "test") -> str:
         how = p.kind if p.stage == "pixels" else (
             f"{p.kind}: hash distance {p.distance} <= {p.threshold}, similarity "
-            f"{p.similarity:.3f}") if p.stage == "phash" else (
+            f"{p.similarity:.3f}" + (f", test image {p.alignment}" if p.alignment else "")
+        ) if p.stage == "phash" else (
             f"{p.kind}: embedding cosine {p.cosine:.3f}, aligned similarity {p.similarity:.3f}")
         return f"    {describe[b](p.test_index)}  ~  {describe[a](p.train_index)}  ({how})"
 
@@ -667,6 +668,7 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     detail = [{"train": describe["train"](p.train_index), "test": describe["test"](p.test_index),
                "kind": p.kind, "stage": p.stage, "distance": p.distance,
                "threshold": p.threshold, "similarity": p.similarity, "cosine": p.cosine,
+               "alignment": p.alignment,
                "train_src": _leak_thumbnail(train, "train", p.train_index, describe),
                "test_src": _leak_thumbnail(test, "test", p.test_index, describe)}
               for p in scan.pairs[:max_listed]]

@@ -85,6 +85,35 @@ def test_a_cropped_copy_is_beyond_the_hash_stage(patches):
     assert find_leaks(train, _set(patches[80:], "test")) == []
 
 
+def shifted(a, dx, dy):
+    """The picture moved right by dx and down by dy pixels, the uncovered edge repeated."""
+    padded = np.pad(a, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    h, w = a.shape[:2]
+    return padded[abs(dy) - dy:abs(dy) - dy + h, abs(dx) - dx:abs(dx) - dx + w]
+
+
+def turned(a, degrees):
+    return np.asarray(Image.fromarray(a).rotate(degrees, resample=Image.Resampling.BICUBIC))
+
+
+def test_shifted_and_turned_copies_are_found_by_aligned_variants(patches):
+    copies = [shifted(patches[80], 3, 0),             # 6% of the side
+              jpeg(shifted(patches[81], -2, 3), 70),  # moved both ways, re-encoded
+              turned(patches[82], 4.5),               # black corners
+              turned(patches[83][:, ::-1], -3.5)]     # mirrored and turned
+    train = _set(np.concatenate([patches[:80], np.stack(copies)]), "train")
+    test = _set(patches[80:], "test")
+    found = {p.test_index: p for p in find_leaks(train, test)}
+    assert set(found) == {0, 1, 2, 3}
+    assert found[0].alignment.startswith("shifted") and found[2].alignment.startswith("turned")
+    assert found[3].kind == "near-flipped"
+    # As they are, the copies are beyond the hash stage: the loose preset tries no variants.
+    assert find_leaks(train, test, preset="loose") == []
+    with pytest.raises(AssertionError, match=r"near: hash distance \d+ <= \d+, similarity "
+                                             r"0\.\d+, test image shifted"):
+        assert_no_leakage(train, test)
+
+
 def test_the_failure_names_stages_pairs_and_fixes(patches):
     train = _set(np.concatenate([patches[:80], jpeg(patches[80])[None], patches[81][None]]),
                  "train")
