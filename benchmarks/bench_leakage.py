@@ -13,6 +13,7 @@ new size). Then:
   ``find_duplicates`` over the merged map, max distance 10: its default for PHash),
   recall per transform and time. imagededup is not a dependency: install it for the run
   (``pip install --target DIR imagededup`` and PYTHONPATH=DIR), or the comparison is skipped;
+- a rerun with the thumbnail cache (``cache=``, the run cache under pytest --modelgate);
 - growth: scan time with 5,000, 20,000 and 50,000 train images (decoded once, arrays in).
 
     python benchmarks/bench_leakage.py [PER] [--no-imagededup] [--quick] [--dump]
@@ -274,6 +275,15 @@ def main() -> None:
                   f"pairs between untouched images: {len(untouched)} "
                   f"({len({b for _, b in untouched})} test images); "
                   f"test duplicates {len(scan.test_duplicates)}")
+        with tempfile.TemporaryDirectory() as cache:
+            cold = time.perf_counter()
+            scan_leaks(root / "train", root / "test", cache=cache)
+            cold = time.perf_counter() - cold
+            warm = time.perf_counter()
+            again = scan_leaks(root / "train", root / "test", cache=cache)
+            warm = time.perf_counter() - warm
+        print(f"strict with a thumbnail cache: {cold:.1f} s filling it, {warm:.1f} s rerun "
+              f"({again.hashed} images thumbnailed, {again.from_cache} from the cache)")
         other = None if "--no-imagededup" in sys.argv else imagededup(root)
         if other is None:
             print("imagededup: not installed (or skipped); comparison left out")

@@ -617,7 +617,7 @@ def _leak_thumbnail(value: Any, split: str, index: int, describe: dict) -> str |
 def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                       max_distance: int | None = None, min_similarity: float | None = None,
                       allow: Any = (), on_error: str = "raise", embeddings: Any = None,
-                      max_listed: int = 10) -> None:
+                      max_listed: int = 10, cache: Any = None) -> None:
     """No test image may also sit in train: the same pixels (in any file format), a mirror,
     or a near-duplicate (re-encoded, resized, brightened, noisy: see ``leakage``).
 
@@ -625,7 +625,9 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     one ``Splits``. ``preset="strict"`` (default) or ``"loose"`` sets the near-duplicate
     thresholds (``max_distance``, ``min_similarity`` override them); ``embeddings=`` (a
     model name such as ``"efficientnet_lite0"``, a module, or a feature function) adds the
-    stage that finds crops. ``allow`` accepts
+    stage that finds crops. Under ``pytest --modelgate`` each image's thumbnail is kept in
+    the run cache by content id, so a rerun thumbnails only new images (``cache=`` a folder
+    instead, or False for none). ``allow`` accepts
     known pairs ``(train_ref, test_ref)`` or test images (content id, path, index). The
     failure lists the pairs by stage; duplicates inside the test split and label conflicts
     (one picture, two labels) are reported as a ``ModelGateWarning``.
@@ -638,7 +640,7 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
 
     scan = scan_leaks(train, test, preset=preset, max_distance=max_distance,
                       min_similarity=min_similarity, allow=allow, on_error=on_error,
-                      embeddings=embeddings)
+                      embeddings=embeddings, cache=cache)
     describe = scan.describe
     labels = scan.labels
     n_test = len(labels["test"])

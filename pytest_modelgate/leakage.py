@@ -23,6 +23,7 @@ with train x test.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -104,6 +105,8 @@ class LeakScan:
     label_conflicts: list[tuple[str, int, str, int]] = field(default_factory=list)
     allowed: list[LeakPair] = field(default_factory=list)
     preset: str = "strict"
+    hashed: int = 0  # images decoded and thumbnailed by this scan
+    from_cache: int = 0  # images whose thumbnail came from the cache
     pixels_only: int = 0  # images under MIN_NEAR_SIDE px: the hash stage skips them
     # How to name a sample, and its label, per split ("train", "test").
     describe: dict[str, Callable[[int], str]] = field(default_factory=dict)
@@ -161,16 +164,144 @@ def _grey_thumbnail(image: Any) -> np.ndarray:
     return np.asarray(img, dtype=np.float32)
 
 
-def _from_imageset(data: ImageSet) -> _Prepared:
+# The running gate test's run cache (set by the plugin), where thumbnails are kept.
+RUN_CACHE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "modelgate_leakage_cache", default=None)
+
+
+class _ThumbnailStore:
+    """What the stages need of each image, kept between scans: its mirrored content id, its
+    32x32 greyscale thumbnail (uint8) and tininess, by content id, and for files also by
+    path, size and modification time (so a rerun reads no unchanged file). One ``.npz``
+    (no pickle) replaced whole under a file lock; ``directory=None`` keeps nothing.
+    ``hashed`` counts the images this process thumbnailed, ``from_cache`` those it found."""
+
+    NAME = "leakage-thumbnails-v1.npz"
+
+    def __init__(self, directory: Path | None) -> None:
+        self.path = None if directory is None else Path(directory) / self.NAME
+        self.rows: dict[str, int] = {}
+        self.files: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.flipped: list[str] = []
+        self.tiny: list[bool] = []
+        self.thumbs: list[np.ndarray] = []
+        self.added = 0
+        self.hashed = self.from_cache = 0
+        if self.path is not None:
+            self._read()
+
+    def _read(self) -> None:
+        assert self.path is not None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                ids, flipped = z["ids"].tolist(), z["flipped"].tolist()
+                tiny, thumbs = z["tiny"].tolist(), z["thumbs"]
+                files, file_rows = z["files"].tolist(), z["file_rows"].tolist()
+            if not len(ids) == len(flipped) == len(tiny) == len(thumbs):
+                raise ValueError("columns of different lengths")
+        except (OSError, ValueError, KeyError, EOFError):
+            return  # absent or damaged: thumbnails are made again, and the file rewritten
+        self.ids, self.flipped, self.tiny = ids, flipped, tiny
+        self.thumbs = list(thumbs)
+        self.rows = {cid: r for r, cid in enumerate(ids)}
+        self.files = dict(zip(files, file_rows, strict=True))
+
+    def by_id(self, cid: str) -> tuple[str, np.ndarray, bool] | None:
+        r = self.rows.get(cid)
+        if r is None:
+            return None
+        self.from_cache += 1
+        return self.flipped[r], self.thumbs[r], self.tiny[r]
+
+    def by_file(self, key: str) -> tuple[str, str, np.ndarray, bool] | None:
+        r = self.files.get(key)
+        if r is None:
+            return None
+        self.from_cache += 1
+        return self.ids[r], self.flipped[r], self.thumbs[r], self.tiny[r]
+
+    def add(self, cid: str, flipped: str, thumb: np.ndarray, tiny: bool,
+            file_key: str | None = None) -> None:
+        self.hashed += 1
+        if self.path is None:
+            return
+        if cid not in self.rows:
+            self.rows[cid] = len(self.ids)
+            self.ids.append(cid)
+            self.flipped.append(flipped)
+            self.thumbs.append(np.asarray(thumb, dtype=np.uint8))
+            self.tiny.append(bool(tiny))
+        if file_key is not None:
+            self.files[file_key] = self.rows[cid]
+        self.added += 1
+
+    def save(self) -> None:
+        """Write what was added (merged with what another process wrote meanwhile)."""
+        if self.path is None or not self.added:
+            return
+        import tempfile
+
+        from filelock import FileLock
+
+        mine = self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.path) + ".lock"):
+                merged = _ThumbnailStore(self.path.parent)  # as it is on disk now
+                for cid, r in mine.rows.items():
+                    if cid not in merged.rows:
+                        merged.add(cid, mine.flipped[r], mine.thumbs[r], mine.tiny[r])
+                for key, r in mine.files.items():
+                    merged.files[key] = merged.rows[mine.ids[r]]
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".npz")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        np.savez(f, ids=np.array(merged.ids, dtype=str),
+                                 flipped=np.array(merged.flipped, dtype=str),
+                                 tiny=np.array(merged.tiny, dtype=bool),
+                                 thumbs=np.stack(merged.thumbs).astype(np.uint8),
+                                 files=np.array(list(merged.files), dtype=str),
+                                 file_rows=np.array(list(merged.files.values()), dtype=np.int64))
+                    os.replace(tmp, self.path)  # whole or not at all
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        except OSError as exc:
+            warnings.warn(f"leakage thumbnails not cached in {self.path.parent}: {exc}",
+                          ModelGateWarning, stacklevel=3)
+
+
+def _open_store(cache: Any) -> _ThumbnailStore:
+    if cache is None:
+        return _ThumbnailStore(RUN_CACHE.get())
+    if cache is False:
+        return _ThumbnailStore(None)
+    if isinstance(cache, (str, os.PathLike)):
+        return _ThumbnailStore(Path(cache))
+    raise ModelGateError(f"cache={cache!r}: pass a folder path, None (the run cache of a "
+                         "gate test under pytest --modelgate) or False for none")
+
+
+def _from_imageset(data: ImageSet, store: _ThumbnailStore) -> _Prepared:
     images = data.images
     grey = np.empty((len(images), THUMB, THUMB), dtype=np.float32)
-    for i, image in enumerate(images):
-        grey[i] = _grey_thumbnail(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1
-                                  else image)
-    flipped = [content_id(np.ascontiguousarray(img[:, ::-1])) for img in images]
+    flipped: list[str] = []
+    tiny = np.empty(len(images), dtype=bool)
+    for i, cid in enumerate(data.ids):
+        hit = store.by_id(cid)
+        if hit is None:
+            image = images[i]
+            hit = (content_id(np.ascontiguousarray(image[:, ::-1])),
+                   _grey_thumbnail(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1
+                                   else image),
+                   min(image.shape[:2]) < MIN_NEAR_SIDE)
+            store.add(cid, *hit)
+        flipped.append(hit[0])
+        grey[i] = hit[1]
+        tiny[i] = hit[2]
     keys = [{data.ids[i], f"{data.name}[{i}]", str(i)} | (
         {data.sources[i]} if data.sources is not None else set()) for i in range(len(images))]
-    tiny = np.full(len(images), min(images.shape[1:3]) < MIN_NEAR_SIDE)
     return _Prepared(data.name, list(data.ids), flipped, grey,
                      [data.class_names[int(v)] for v in data.labels], data.describe, keys, tiny,
                      images.__getitem__)
@@ -199,14 +330,30 @@ def _image_files(root: Path) -> list[str]:
     return sorted(files)
 
 
-def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
+def _file_key(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # read below, and named there
+    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _from_folder(root: Path, name: str, on_error: str, store: _ThumbnailStore) -> _Prepared:
     """Every image file below ``root``, any size and mode; the label is the name of the
-    file's folder (so a train/test tree's class folders give the labels). Files are decoded
-    on every core (``data.parallel_map``)."""
+    file's folder (so a train/test tree's class folders give the labels). Files the store
+    does not know (by path, size and modification time) are decoded on every core
+    (``data.parallel_map``)."""
     from .data import parallel_map
 
     files = _image_files(root)
-    results = parallel_map(_read_one, files)
+    file_keys = [_file_key(f) for f in files]
+    results: list[Any] = [store.by_file(k) if k is not None else None for k in file_keys]
+    missing = [n for n, r in enumerate(results) if r is None]
+    for n, result in zip(missing, parallel_map(_read_one, [files[n] for n in missing]),
+                         strict=True):
+        results[n] = result
+        if not isinstance(result, ModelGateError):
+            store.add(result[0], result[1], result[2], result[3], file_keys[n])
     ids, flipped, greys, labels, sources, tiny = [], [], [], [], [], []
     for path, result in zip(files, results, strict=True):
         if isinstance(result, ModelGateError):
@@ -223,21 +370,21 @@ def _from_folder(root: Path, name: str, on_error: str) -> _Prepared:
     if not sources:
         raise ModelGateError(f"{name}: no image files below {root} (looked for "
                              f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-    grey = np.stack(greys)
+    grey = np.stack(greys).astype(np.float32)
     keys = [{ids[i], sources[i], f"{name}[{i}]", str(i)} for i in range(len(sources))]
     return _Prepared(name, ids, flipped, grey, labels, sources.__getitem__, keys,
                      np.array(tiny, dtype=bool), lambda i: _read_image(sources[i], None))
 
 
-def _prepare(value: Any, argname: str, on_error: str) -> _Prepared:
+def _prepare(value: Any, argname: str, on_error: str, store: _ThumbnailStore) -> _Prepared:
     if isinstance(value, ImageSet):
-        return _from_imageset(value)
+        return _from_imageset(value, store)
     if isinstance(value, (str, Path)):
         root = Path(value)
         if not root.is_dir():
             raise ModelGateError(f"{argname}={str(value)!r} is not a folder; pass an ImageSet "
                                  "(splits.train), a Splits, or a folder of images")
-        return _from_folder(root, argname, on_error)
+        return _from_folder(root, argname, on_error, store)
     raise ModelGateError(f"{argname} must be an ImageSet (splits.{argname}), a Splits or a "
                          f"folder path, got {type(value).__name__}")
 
@@ -588,15 +735,23 @@ def _confirmed(base: tuple[np.ndarray, ...], queries: tuple[np.ndarray, ...],
             yield int(i), int(j), bool(m), int(d), float(sim), distance
 
 
-def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool
+def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
+                conflicts_only: bool = False
                 ) -> list[tuple[int, int, bool, int, float, int, str]]:
     """(index in a, index in b, mirrored, distance, similarity, threshold, alignment) of
     confirmed near pairs, from both hashes; with ``same``, a self-join with i < j. Between
     two splits (not ``same``) with ``preset.geometric``, pairs the image itself misses are
     then searched with each shifted and turned variant of b's thumbnails (``alignment``
     names the variant)."""
+    if conflicts_only:
+        names = {name: k for k, name in enumerate(sorted(set(a.labels) | set(b.labels)))}
+        label_a = np.array([names[x] for x in a.labels])
+        label_b = np.array([names[x] for x in b.labels])
+
     def keep(ai: np.ndarray, bi: np.ndarray) -> np.ndarray:
         ok = ~(a.tiny[ai] | b.tiny[bi])
+        if conflicts_only:
+            ok &= label_a[ai] != label_b[bi]
         return ok & (ai < bi) if same else ok
 
     best: dict[tuple[int, int], tuple[int, int, bool, int, float, int, str]] = {}
@@ -636,11 +791,15 @@ def _exact_pairs(a: _Prepared, b: _Prepared, *, same: bool) -> list[tuple[int, i
     return out
 
 
-def _pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool) -> list[LeakPair]:
+def _pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
+           conflicts_only: bool = False) -> list[LeakPair]:
+    """Pairs between a and b (with ``same``, within a); ``conflicts_only`` keeps only pairs
+    under different labels, and drops the others before confirming them (within a train
+    split of 50,000 most candidates share a label)."""
     pairs = [LeakPair(i, j, kind) for i, j, kind in _exact_pairs(a, b, same=same)]
     seen = {(p.train_index, p.test_index) for p in pairs}
     for i, j, mirrored, distance, similarity, threshold, alignment in _near_pairs(
-            a, b, preset, same=same):
+            a, b, preset, same=same, conflicts_only=conflicts_only):
         if (i, j) not in seen:
             pairs.append(LeakPair(i, j, "near-flipped" if mirrored else "near", "phash",
                                   distance, threshold, round(similarity, 4),
@@ -691,15 +850,18 @@ def _check_not_same(train: Any, test: Any) -> None:
 def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                max_distance: int | None = None, min_similarity: float | None = None,
                allow: Sequence[Any] = (), on_error: str = "raise", embeddings: Any = None,
-               embedding_size: int = EMBEDDING_SIZE, min_aligned: float = MIN_ALIGNED
-               ) -> LeakScan:
+               embedding_size: int = EMBEDDING_SIZE, min_aligned: float = MIN_ALIGNED,
+               cache: Any = None) -> LeakScan:
     """Scan for leaks between train and test, duplicates inside test and label conflicts.
 
     ``train`` and ``test`` are ImageSets or folder paths (every image file below, any size
     and mode; labels from the file's folder name); or pass one ``Splits`` as ``train``.
     ``preset`` (``strict`` or ``loose``) sets the near-duplicate thresholds;
     ``max_distance`` and ``min_similarity`` override them. ``allow`` lists known pairs
-    (``(train_ref, test_ref)``) or test images to accept.
+    (``(train_ref, test_ref)``) or test images to accept. ``cache`` keeps each image's
+    thumbnail by content id (and each file's by path, size and modification time) in a
+    folder, so a rerun thumbnails only new images: None uses the run cache of a gate test
+    under ``pytest --modelgate``, a path that folder, False none.
     """
     from .data import Splits
 
@@ -726,8 +888,10 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                         chosen.min_similarity if min_similarity is None else min_similarity),
                     chosen.geometric)
     _check_not_same(train, test)
-    a = _prepare(train, "train", on_error)
-    b = _prepare(test, "test", on_error)
+    store = _open_store(cache)
+    a = _prepare(train, "train", on_error, store)
+    b = _prepare(test, "test", on_error, store)
+    store.save()
     found = _pairs(a, b, chosen, same=False)
     if embeddings is not None:
         features = _embedder(embeddings, embedding_size)
@@ -742,9 +906,10 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
     conflicts += [("test", p.train_index, "test", p.test_index) for p in duplicates
                   if b.labels[p.train_index] != b.labels[p.test_index]]
     conflicts += [("train", p.train_index, "train", p.test_index)
-                  for p in _pairs(a, a, chosen, same=True)
+                  for p in _pairs(a, a, chosen, same=True, conflicts_only=True)
                   if a.labels[p.train_index] != a.labels[p.test_index]]
-    return LeakScan(pairs, duplicates, conflicts, allowed, preset,
+    return LeakScan(pairs, duplicates, conflicts, allowed, preset, store.hashed,
+                    store.from_cache,
                     pixels_only=int(a.tiny.sum() + b.tiny.sum()),
                     describe={"train": a.describe, "test": b.describe},
                     labels={"train": a.labels, "test": b.labels})

@@ -186,8 +186,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         return (yield)
     from .assertions import recorded_images, recording
     from .fixtures import overrides
+    from .leakage import RUN_CACHE
 
     token = overrides.set(marker_overrides(item))
+    cache_token = RUN_CACHE.set(session.cache.directory)  # leakage thumbnails live there too
     with recording() as record:
         try:
             result = yield
@@ -198,6 +200,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
             raise
         finally:
             overrides.reset(token)
+            RUN_CACHE.reset(cache_token)
         outcome = session.judge(item.nodeid, record, recorded_images())
     item.stash[payload_key] = outcome.payload
     _junit_properties(item, record, outcome.verdict)

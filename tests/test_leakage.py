@@ -176,6 +176,48 @@ def test_folders_of_any_size_and_mode(tmp_path, patches):
     assert {p.test_index for p in find_leaks(splits)} == {0, 1}
 
 
+def test_thumbnails_are_cached_by_content_id_so_a_rerun_hashes_only_new_images(
+        tmp_path, patches):
+    cache = tmp_path / "runs"
+    train = _set(np.concatenate([patches[:80], jpeg(patches[80])[None]]), "train")
+    test = _set(patches[80:100], "test")
+    first = scan_leaks(train, test, cache=cache)
+    assert (first.hashed, first.from_cache) == (101, 0)
+    again = scan_leaks(train, test, cache=cache)
+    assert (again.hashed, again.from_cache) == (0, 101)
+    assert again.pairs == first.pairs
+    grown = _set(patches[80:101], "test")  # one new test image
+    third = scan_leaks(train, grown, cache=cache)
+    assert (third.hashed, third.from_cache) == (1, 101)
+    # Without a cache (the default outside a gate test) nothing is kept.
+    assert scan_leaks(train, test).hashed == 101
+    assert scan_leaks(train, test, cache=False).hashed == 101
+
+
+def test_cached_folder_scans_read_no_unchanged_file(tmp_path, patches):
+    for split, images in (("train", [patches[0], jpeg(patches[90])]),
+                          ("test", [patches[90], patches[91]])):
+        (tmp_path / split / "a").mkdir(parents=True)
+        for k, a in enumerate(images):
+            Image.fromarray(a).save(tmp_path / split / "a" / f"{k}.png")
+    cache = tmp_path / "cache"
+    first = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
+    again = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
+    assert (first.hashed, again.hashed, again.from_cache) == (4, 0, 4)
+    assert [(p.train_index, p.test_index) for p in again.pairs] == [(1, 0)]
+    # A changed file (new size and time) is read again; the others are not.
+    Image.fromarray(patches[92]).save(tmp_path / "test" / "a" / "1.png")
+    third = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
+    assert (third.hashed, third.from_cache) == (1, 3)
+    # A damaged cache file is made again, not trusted.
+    (cache / "leakage-thumbnails-v1.npz").write_bytes(b"not a zip")
+    fourth = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
+    assert (fourth.hashed, fourth.pairs) == (4, third.pairs)
+    assert scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache).hashed == 0
+    with pytest.raises(ModelGateError, match=r"cache=3: pass a folder path, None"):
+        scan_leaks(tmp_path / "train", tmp_path / "test", cache=3)
+
+
 def test_digits_of_8x8_pixels_are_compared_by_pixels_only(digits_small):
     scan = scan_leaks(digits_small.train, digits_small.test)
     assert scan.pairs == [] and scan.pixels_only == len(digits_small.train) + len(

@@ -187,3 +187,36 @@ def test_metric_gates_pass_and_fail_with_their_messages(project):
     assert pr["name"] == "precision_at_recall[seven@0.9]" and pr["detail"]["curve"]
     html = (project.path / "reports" / "modelgate.html").read_text()
     assert "precision-recall of seven" in html and "operating point" in html
+
+
+LEAK_CACHE_FILE = """
+import pytest
+from pytest_modelgate import assert_no_leakage
+from pytest_modelgate.leakage import scan_leaks
+
+@pytest.mark.modelgate
+def test_leakage(digits):
+    assert_no_leakage(digits.train, digits.test)
+    scan = scan_leaks(digits.train, digits.test)
+    print(f"thumbnailed {scan.hashed}, from the run cache {scan.from_cache}")
+"""
+
+
+def test_leakage_thumbnails_live_in_the_run_cache(project):
+    import re
+
+    project.makepyfile(test_leak=LEAK_CACHE_FILE)
+
+    def counts(*args):
+        result = project.runpytest("--modelgate", *args, "-s")
+        result.assert_outcomes(passed=1)
+        found = re.search(r"thumbnailed (\d+), from the run cache (\d+)", result.stdout.str())
+        assert found, result.stdout.str()
+        return int(found[1]), int(found[2])
+
+    # assert_no_leakage filled the run cache; the scan after it read every thumbnail there.
+    hashed, cached = counts("--modelgate-cache-dir=runs")
+    assert hashed == 0 and cached > 500
+    assert (project.path / "runs" / "leakage-thumbnails-v1.npz").is_file()
+    assert counts("--modelgate-cache-dir=runs") == (0, cached)
+    assert counts("--modelgate-no-cache") == (cached, 0)
