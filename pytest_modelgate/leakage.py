@@ -620,19 +620,43 @@ MIN_ALIGNED = 0.93  # correlation after the best crop alignment that confirms a 
 _CROPS = (0.0, 0.05, 0.10)  # fraction cut from each side when aligning a crop
 
 
+def _takes_no_arguments(fn: Callable) -> bool:
+    import inspect
+
+    try:
+        return not any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                       for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
 def _embedder(embeddings: Any, size: int) -> Callable[[list[np.ndarray]], np.ndarray]:
     """A function from a list of uint8 images to (n, d) features: a callable as given, or a
-    model (a name ``finetune`` knows, or an ``nn.Module``) whose classifier head is cut off,
-    leaving its pooled features."""
-    if callable(embeddings) and not hasattr(embeddings, "parameters"):
+    model (a gate's run, a name ``finetune`` knows, or an ``nn.Module``) whose classifier
+    head is cut off, leaving its pooled features. A run gives its model as pretrained,
+    before fine-tuning (``FinetuneRun.backbone``)."""
+    from .run import FinetuneRun
+
+    if isinstance(embeddings, FinetuneRun):
+        if embeddings.backbone is None:
+            raise ModelGateError(f"embeddings=: this run of {embeddings.model} carries no "
+                                 "model (it was not made by finetune); pass the model's name "
+                                 "or module instead")
+        make = embeddings.backbone
+    elif callable(embeddings) and not hasattr(embeddings, "parameters") and not (
+            _takes_no_arguments(embeddings)):  # a zero-argument model factory is a model
         return lambda images: np.asarray(embeddings(images), dtype=np.float32)
+    else:
+        def make(image_size: int) -> Any:
+            from .train.torch_zoo import load_model
+
+            return load_model(embeddings, image_size=image_size)
     import torch
 
     from .heads import find_head, set_submodule
     from .train.engine import resolve_device, to_input
-    from .train.torch_zoo import load_model
 
-    loaded = load_model(embeddings, image_size=size)
+    loaded = make(size)
     model = loaded.module.eval()
     set_submodule(model, find_head(model).path, torch.nn.Identity())
     device = resolve_device("auto")

