@@ -30,6 +30,7 @@ __tracebackhide__ = user_error_frames
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+_SUFFIX_TUPLE = tuple(sorted(IMAGE_SUFFIXES))  # str.endswith takes a tuple: one C call a name
 
 
 def content_id(image: np.ndarray) -> str:
@@ -318,8 +319,7 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
         # Names sorted as strings and stat() from the directory scan: sorting 60,000 Path
         # objects took longer than loading the whole cached split.
         with os.scandir(folder) as scan:
-            entries = sorted((e for e in scan
-                              if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES),
+            entries = sorted((e for e in scan if e.name.lower().endswith(_SUFFIX_TUPLE)),
                              key=lambda e: e.name)
         files = [e.path for e in entries]  # strings: 60,000 Path objects cost 0.5 s
         for e in entries:
@@ -339,6 +339,10 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
         hit = cached.load(name or split)
         if hit is not None:
             return hit
+    if cached is not None and paths:
+        direct = cached.decode_into(paths, size, labels, names, name or split, sources)
+        if direct is not None:
+            return direct
     images, ids = _decode_all(paths, size)
     if not images:
         raise ModelGateError(f"{split} split is empty: no class folders with images under "
@@ -385,6 +389,26 @@ def parallel_map(fn: Any, items: list, *, chunk: int = 1000) -> list:
     with ProcessPoolExecutor(min(workers, len(chunks)),
                              mp_context=multiprocessing.get_context("fork")) as pool:
         return [y for part in pool.map(_apply_chunk, [fn] * len(chunks), chunks) for y in part]
+
+
+# The array the forked decode workers write into (see _ArrayCache.decode_into): a module
+# global set before the workers fork, so they inherit the shared mapping rather than
+# receive a pickled copy.
+_TARGET: np.ndarray | None = None
+
+
+def _read_into(item: tuple[int, str], size: tuple[int, int] | None
+               ) -> tuple[np.ndarray | None, str]:
+    """Decode one file into row ``index`` of ``_TARGET``; an image of another shape comes
+    back instead."""
+    index, path = item
+    image = _read_image(path, size)
+    cid = content_id(image)
+    assert _TARGET is not None
+    if image.shape != _TARGET.shape[1:]:
+        return image, cid
+    _TARGET[index] = image
+    return None, cid
 
 
 def _read_with_id(path: str | Path, size: tuple[int, int] | None) -> tuple[np.ndarray, str]:
@@ -450,6 +474,51 @@ class _ArrayCache:
                             sources=tuple(meta["sources"]), _ids=tuple(meta["ids"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # absent or damaged: decode again (and store anew)
+
+    def decode_into(self, paths: list[str], size: tuple[int, int] | None, labels: list[int],
+                    names: tuple[str, ...], name: str, sources: list[str]
+                    ) -> ImageSet | None:
+        """Decode every file straight into the cache's memory-mapped ``images.npy`` (its
+        shape is the first image's): no pixels travel back from the workers, and nothing is
+        stacked or written again. None when the images differ in shape or mode (the
+        caller's path then widens grayscale or names the odd size), or when the folder
+        cannot be written."""
+        import contextlib
+        import json
+        import shutil
+        import tempfile
+        from functools import partial
+
+        global _TARGET
+        first = _read_image(paths[0], size)
+        try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=".tmp-"))
+        except OSError:
+            return None
+        try:
+            _TARGET = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                                shape=(len(paths), *first.shape))
+            results = parallel_map(partial(_read_into, size=size), list(enumerate(paths)))
+            if any(image is not None for image, _ in results):
+                return None
+            _TARGET.flush()
+            _TARGET = None
+            ids = [cid for _, cid in results]
+            np.save(tmp / "labels.npy", np.asarray(labels))
+            (tmp / "meta.json").write_text(json.dumps(
+                {"class_names": list(names), "sources": sources, "ids": ids}),
+                encoding="utf-8")
+            with contextlib.suppress(OSError):
+                if self.folder.exists():
+                    shutil.rmtree(self.folder)
+                tmp.rename(self.folder)  # whole or not at all: a killed writer leaves .tmp-*
+        except OSError:
+            return None
+        finally:
+            _TARGET = None
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self.load(name)
 
     def store(self, data: ImageSet) -> None:
         import contextlib

@@ -316,11 +316,13 @@ def test_from_folder_keeps_decoded_splits_and_rereads_changed_ones(tmp_path, mon
     _write(tmp_path / "data" / "test" / "cat" / "a.png", x[0])
     third = from_folder(tmp_path / "data", cache=cache)
     np.testing.assert_array_equal(third.test.images[0], x[0])
-    # A damaged entry is decoded again, and cache=False writes nothing.
+    # A damaged entry is decoded again, and cache=False writes nothing. (The first load
+    # maps its entry's file: keep a copy of the pixels before damaging it in place.)
+    expected = np.array(first.train.images)
     for entry in cache.iterdir():
         (entry / "images.npy").write_bytes(b"garbage")
     np.testing.assert_array_equal(from_folder(tmp_path / "data", cache=cache).train.images,
-                                  first.train.images)
+                                  expected)
     from_folder(tmp_path / "data", cache=False, size=(4, 4))
     assert all(not p.name.startswith(".tmp") for p in cache.iterdir())
     assert len(list(cache.iterdir())) == 3  # train, test, and the changed test
@@ -350,3 +352,37 @@ def test_from_folder_bad_cache_argument(tmp_path):
     _write(tmp_path / "test" / "a" / "1.png", _images(2)[1])
     with pytest.raises(ModelGateError, match=r"cache=123: pass a folder path"):
         from_folder(tmp_path, cache=123)
+
+
+def test_forked_workers_decode_straight_into_the_array_cache(tmp_path, monkeypatch):
+    # 2,200 files: enough for parallel_map to fork workers, which write each image into the
+    # cache's memory-mapped file; the result equals a one-process load without a cache.
+    x = _images(2200, seed=3)
+    for i, a in enumerate(x):
+        _write(tmp_path / "data" / ("train" if i < 2000 else "test") / f"c{i % 2}" /
+               f"{i:04d}.png", a)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    forked = from_folder(tmp_path / "data", cache=tmp_path / "cache")
+    assert isinstance(forked.train.images, np.memmap) or isinstance(
+        forked.train.images.base, np.memmap)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "1")
+    plain = from_folder(tmp_path / "data", cache=False)
+    np.testing.assert_array_equal(forked.train.images, plain.train.images)
+    assert forked.train.ids == plain.train.ids and forked.test.ids == plain.test.ids
+    assert forked.train.sources == plain.train.sources
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
+    # The first file decides the shape of the cache's array; a file of another mode sends
+    # the load down the widening path instead.
+    x = _images(4, seed=5)
+    _write(tmp_path / "train" / "a" / "0.png", x[0])                          # grayscale
+    _write(tmp_path / "train" / "b" / "1.png", np.stack([x[1]] * 3, axis=-1))  # RGB
+    _write(tmp_path / "test" / "a" / "2.png", np.stack([x[2]] * 3, axis=-1))
+    _write(tmp_path / "test" / "b" / "3.png", np.stack([x[3]] * 3, axis=-1))
+    splits = from_folder(tmp_path, cache=tmp_path / ".cache")
+    assert splits.train.images.shape == (2, 8, 8, 3)
+    np.testing.assert_array_equal(splits.train.images[0, ..., 1], x[0])
+    again = from_folder(tmp_path, cache=tmp_path / ".cache")
+    assert again.train.ids == splits.train.ids
