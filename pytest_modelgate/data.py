@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ __tracebackhide__ = user_error_frames
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 _SUFFIX_TUPLE = tuple(sorted(IMAGE_SUFFIXES))  # str.endswith takes a tuple: one C call a name
+_entry_name = operator.attrgetter("name")
 
 
 def content_id(image: np.ndarray) -> str:
@@ -319,12 +321,10 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
         # Names sorted as strings and stat() from the directory scan: sorting 60,000 Path
         # objects took longer than loading the whole cached split.
         with os.scandir(folder) as scan:
-            entries = sorted((e for e in scan if e.name.lower().endswith(_SUFFIX_TUPLE)),
-                             key=lambda e: e.name)
+            entries = [e for e in scan if e.name.lower().endswith(_SUFFIX_TUPLE)]
+        entries.sort(key=_entry_name)
         files = [e.path for e in entries]  # strings: 60,000 Path objects cost 0.5 s
-        for e in entries:
-            st = e.stat()
-            stats.append((st.st_size, st.st_mtime_ns))
+        stats += [(st.st_size, st.st_mtime_ns) for st in map(os.DirEntry.stat, entries)]
         if not files:
             raise ModelGateError(
                 f"class folder {folder} holds no images (looked for "
@@ -459,8 +459,11 @@ class _ArrayCache:
             raise ModelGateError(f"cache={cache!r}: pass a folder path, True or None (the "
                                  "default folder), or False for no array cache")
         h = hashlib.sha256(f"{cls.FORMAT}|{size}|{names}|{os.getcwd()}".encode())
-        h.update("\n".join(f"{src}|{n}|{t}|{label}" for src, (n, t), label in
-                           zip(sources, stats, labels, strict=True)).encode())
+        # Paths, then sizes and times, then labels, each as one buffer (a string per file
+        # cost a tenth of the warm load).
+        h.update("\n".join(sources).encode())
+        h.update(np.array(stats, dtype=np.int64).tobytes())
+        h.update(np.array(labels, dtype=np.int64).tobytes())
         return cls(root / h.hexdigest()[:24])
 
     def load(self, name: str) -> ImageSet | None:

@@ -717,8 +717,8 @@ def _embedding_pairs(a: _Prepared, b: _Prepared, features: Callable, min_aligned
         windows = _aligned_windows(b.grey[rows])  # crops of the test image
         for r, j in enumerate(rows):
             for i in top[r]:
-                if (int(i), int(j)) in known:
-                    continue
+                if (int(i), int(j)) in known or a.tiny[i] or b.tiny[j]:
+                    continue  # under MIN_NEAR_SIDE: look-alikes, not copies, correlate
                 plain = float((windows[r] @ small_a[i]).max())
                 mirror = float((windows[r] @ small_a_mirror[i]).max())
                 best = max(plain, mirror)

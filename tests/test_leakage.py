@@ -223,6 +223,9 @@ def test_digits_of_8x8_pixels_are_compared_by_pixels_only(digits_small):
     assert scan.pairs == [] and scan.pixels_only == len(digits_small.train) + len(
         digits_small.test)
     assert_no_leakage(digits_small.train, digits_small.test)
+    # The embedding stage steps aside too (it called 1,262 pairs of distinct digit scans).
+    pixels = lambda images: np.stack([a.astype(np.float32).ravel() for a in images])  # noqa: E731
+    assert find_leaks(digits_small.train, digits_small.test, embeddings=pixels) == []
 
 
 def test_long_lists_are_cut():
