@@ -216,6 +216,11 @@ def test_cached_folder_scans_read_no_unchanged_file(tmp_path, patches):
     assert scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache).hashed == 0
     with pytest.raises(ModelGateError, match=r"cache=3: pass a folder path, None"):
         scan_leaks(tmp_path / "train", tmp_path / "test", cache=3)
+    # A cache folder that cannot be made warns and the scan goes on.
+    (tmp_path / "a-file").write_text("")
+    with pytest.warns(ModelGateWarning, match=r"leakage thumbnails not cached in .*a-file"):
+        blocked = scan_leaks(tmp_path / "train", tmp_path / "test", cache=tmp_path / "a-file")
+    assert blocked.pairs == third.pairs
 
 
 def test_digits_of_8x8_pixels_are_compared_by_pixels_only(digits_small):
