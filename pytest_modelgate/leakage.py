@@ -255,6 +255,9 @@ class _ThumbnailStore:
                 for key, r in mine.files.items():
                     merged.files[key] = merged.rows[mine.ids[r]]
                 fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".npz")
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)  # as np.save would leave it, not mkstemp's 0600
                 try:
                     with os.fdopen(fd, "wb") as f:
                         np.savez(f, ids=np.array(merged.ids, dtype=str),
