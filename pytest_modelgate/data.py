@@ -312,19 +312,19 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
             )
     names = class_names if class_names is not None else tuple(found)
     paths: list[str] = []
-    stats: list[tuple[int, int]] = []
+    listed: list[os.DirEntry] = []
     labels: list[int] = []
     for idx, cls in enumerate(names):
         folder = base / cls
         if not folder.is_dir():
             continue  # a class the test split does not show
-        # Names sorted as strings and stat() from the directory scan: sorting 60,000 Path
-        # objects took longer than loading the whole cached split.
+        # Names sorted as strings from the directory scan: sorting 60,000 Path objects
+        # took longer than loading the whole cached split.
         with os.scandir(folder) as scan:
             entries = [e for e in scan if e.name.lower().endswith(_SUFFIX_TUPLE)]
         entries.sort(key=_entry_name)
         files = [e.path for e in entries]  # strings: 60,000 Path objects cost 0.5 s
-        stats += [(st.st_size, st.st_mtime_ns) for st in map(os.DirEntry.stat, entries)]
+        listed += entries
         if not files:
             raise ModelGateError(
                 f"class folder {folder} holds no images (looked for "
@@ -334,15 +334,22 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
         paths += files
         labels += [idx] * len(files)
     sources = paths
-    cached = _ArrayCache.open(cache, sources, stats, size, names, labels)
-    if cached is not None:
-        hit = cached.load(name or split)
+    cached = _ArrayCache.open(cache, sources, size, names, labels)
+    stats = None
+    if cached is not None and cached.folder.is_dir():
+        # An entry for these files: it holds if every file's size and time are as stored.
+        stats = _file_stats(listed)
+        hit = cached.load(name or split, stats)
         if hit is not None:
             return hit
     if cached is not None and paths:
+        # The workers stat each file as they decode it: the first load of a folder pays
+        # for no separate pass over 60,000 files.
         direct = cached.decode_into(paths, size, labels, names, name or split, sources)
         if direct is not None:
             return direct
+    if cached is not None and stats is None:
+        stats = _file_stats(listed)  # before decoding: a file changed meanwhile is a miss
     images, ids = _decode_all(paths, size)
     if not images:
         raise ModelGateError(f"{split} split is empty: no class folders with images under "
@@ -361,8 +368,8 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
         )
     data = ImageSet(np.stack(images), np.asarray(labels), names, name=name or split,
                     sources=tuple(sources), _ids=tuple(ids))
-    if cached is not None:
-        cached.store(data)
+    if cached is not None and stats is not None:
+        cached.store(data, stats)
     return data
 
 
@@ -397,18 +404,26 @@ def parallel_map(fn: Any, items: list, *, chunk: int = 1000) -> list:
 _TARGET: np.ndarray | None = None
 
 
+def _file_stats(entries: Sequence[os.DirEntry]) -> np.ndarray:
+    """(n, 2) byte sizes and modification times (ns) of listed files."""
+    return np.array([(st.st_size, st.st_mtime_ns) for st in map(os.DirEntry.stat, entries)],
+                    dtype=np.int64).reshape(len(entries), 2)
+
+
 def _read_into(item: tuple[int, str], size: tuple[int, int] | None
-               ) -> tuple[np.ndarray | None, str]:
-    """Decode one file into row ``index`` of ``_TARGET``; an image of another shape comes
-    back instead."""
+               ) -> tuple[np.ndarray | None, str, int, int]:
+    """Decode one file into row ``index`` of ``_TARGET``, with its content id, size and
+    time (taken before reading: a file changed meanwhile is a miss next time); an image of
+    another shape comes back instead."""
     index, path = item
+    st = os.stat(path)
     image = _read_image(path, size)
     cid = content_id(image)
     assert _TARGET is not None
     if image.shape != _TARGET.shape[1:]:
-        return image, cid
+        return image, cid, st.st_size, st.st_mtime_ns
     _TARGET[index] = image
-    return None, cid
+    return None, cid, st.st_size, st.st_mtime_ns
 
 
 def _read_with_id(path: str | Path, size: tuple[int, int] | None) -> tuple[np.ndarray, str]:
@@ -437,18 +452,19 @@ def default_array_cache() -> Path:
 @dataclass
 class _ArrayCache:
     """One split's decoded images as a memory-mapped ``.npy`` with labels, sources and
-    content ids, keyed by every file's path, byte size and modification time, ``size=``
-    and the class names: a second load of an unchanged folder reads no image file, and only
-    the pages a run touches come into memory. No pickle: ``.npy`` and JSON."""
+    content ids, in a folder named by the files' paths and labels, ``size=`` and the class
+    names, and valid while every file's byte size and modification time are as stored
+    (``stats.npy``): a second load of an unchanged folder reads no image file, and only the
+    pages a run touches come into memory; a changed file replaces the entry. No pickle:
+    ``.npy`` and JSON."""
 
     folder: Path
 
-    FORMAT = 1
+    FORMAT = 2
 
     @classmethod
-    def open(cls, cache: Any, sources: list[str], stats: list[tuple[int, int]],
-             size: tuple[int, int] | None, names: tuple[str, ...], labels: list[int]
-             ) -> _ArrayCache | None:
+    def open(cls, cache: Any, sources: list[str], size: tuple[int, int] | None,
+             names: tuple[str, ...], labels: list[int]) -> _ArrayCache | None:
         if cache is False or not sources:
             return None
         if cache is None or cache is True:
@@ -459,17 +475,20 @@ class _ArrayCache:
             raise ModelGateError(f"cache={cache!r}: pass a folder path, True or None (the "
                                  "default folder), or False for no array cache")
         h = hashlib.sha256(f"{cls.FORMAT}|{size}|{names}|{os.getcwd()}".encode())
-        # Paths, then sizes and times, then labels, each as one buffer (a string per file
-        # cost a tenth of the warm load).
+        # Paths, then labels, each as one buffer (a string per file cost a tenth of the
+        # warm load).
         h.update("\n".join(sources).encode())
-        h.update(np.array(stats, dtype=np.int64).tobytes())
         h.update(np.array(labels, dtype=np.int64).tobytes())
         return cls(root / h.hexdigest()[:24])
 
-    def load(self, name: str) -> ImageSet | None:
+    def load(self, name: str, stats: np.ndarray | None) -> ImageSet | None:
+        """The entry, if every file's size and time equal ``stats`` (None: just written)."""
         import json
 
         try:
+            if stats is not None and not np.array_equal(
+                    np.load(self.folder / "stats.npy", allow_pickle=False), stats):
+                return None  # a file changed, came or went: decode again
             meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
             images = np.load(self.folder / "images.npy", mmap_mode="r", allow_pickle=False)
             labels = np.load(self.folder / "labels.npy", allow_pickle=False)
@@ -503,11 +522,12 @@ class _ArrayCache:
             _TARGET = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                                 shape=(len(paths), *first.shape))
             results = parallel_map(partial(_read_into, size=size), list(enumerate(paths)))
-            if any(image is not None for image, _ in results):
+            if any(image is not None for image, *_ in results):
                 return None
             _TARGET.flush()
             _TARGET = None
-            ids = [cid for _, cid in results]
+            ids = [cid for _, cid, _, _ in results]
+            np.save(tmp / "stats.npy", np.array([r[2:] for r in results], dtype=np.int64))
             np.save(tmp / "labels.npy", np.asarray(labels))
             (tmp / "meta.json").write_text(json.dumps(
                 {"class_names": list(names), "sources": sources, "ids": ids}),
@@ -521,9 +541,9 @@ class _ArrayCache:
         finally:
             _TARGET = None
             shutil.rmtree(tmp, ignore_errors=True)
-        return self.load(name)
+        return self.load(name, None)
 
-    def store(self, data: ImageSet) -> None:
+    def store(self, data: ImageSet, stats: np.ndarray) -> None:
         import contextlib
         import json
         import shutil
@@ -534,6 +554,7 @@ class _ArrayCache:
             tmp = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=".tmp-"))
             try:
                 np.save(tmp / "images.npy", np.ascontiguousarray(data.images))
+                np.save(tmp / "stats.npy", stats)
                 np.save(tmp / "labels.npy", np.asarray(data.labels))
                 (tmp / "meta.json").write_text(json.dumps(
                     {"class_names": list(data.class_names), "sources": list(data.sources or ()),

@@ -316,6 +316,17 @@ def test_from_folder_keeps_decoded_splits_and_rereads_changed_ones(tmp_path, mon
     _write(tmp_path / "data" / "test" / "cat" / "a.png", x[0])
     third = from_folder(tmp_path / "data", cache=cache)
     np.testing.assert_array_equal(third.test.images[0], x[0])
+    # The other split's entry holds: no train file is opened.
+    def open_test_only(path, *a, **k):
+        assert "train" not in str(path), f"decoded {path} again"
+        return real_open(path, *a, **k)
+
+    _write(tmp_path / "data" / "test" / "cat" / "a.png", x[1])
+    monkeypatch.setattr(PIL.Image, "open", open_test_only)
+    fourth = from_folder(tmp_path / "data", cache=cache)
+    assert fourth.train.ids == first.train.ids
+    np.testing.assert_array_equal(fourth.test.images[0], x[1])
+    monkeypatch.setattr(PIL.Image, "open", real_open)
     # A damaged entry is decoded again, and cache=False writes nothing. (The first load
     # maps its entry's file: keep a copy of the pixels before damaging it in place.)
     expected = np.array(first.train.images)
@@ -325,7 +336,7 @@ def test_from_folder_keeps_decoded_splits_and_rereads_changed_ones(tmp_path, mon
                                   expected)
     from_folder(tmp_path / "data", cache=False, size=(4, 4))
     assert all(not p.name.startswith(".tmp") for p in cache.iterdir())
-    assert len(list(cache.iterdir())) == 3  # train, test, and the changed test
+    assert len(list(cache.iterdir())) == 2  # the changed test replaced its entry
 
 
 def _square_or_fail(x):
