@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from pytest_modelgate.data import load_digits
+from pytest_modelgate.frameworks.torch.engine import to_input
+from pytest_modelgate.frameworks.torch.zoo import load_model
 from pytest_modelgate.train import run_finetune
-from pytest_modelgate.train.engine import to_input
-from pytest_modelgate.train.torch_zoo import load_model
 
 SIZE, BATCH, LR, SEED = 64, 32, 1e-3, 0
 

@@ -36,7 +36,8 @@ import numpy as np
 from pytest_modelgate import assertions as A
 from pytest_modelgate.baseline import REGRESSED, Tolerance, baseline_entry, compare
 from pytest_modelgate.data import Splits, from_arrays, load_digits, stratified_split
-from pytest_modelgate.train import engine, run_finetune
+from pytest_modelgate.frameworks.torch import engine
+from pytest_modelgate.train import run_finetune
 
 RECIPE = dict(image_size=64, lr=1e-3, batch_size=32, epochs=10, freeze="backbone",
               device="cpu")

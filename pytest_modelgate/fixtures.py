@@ -32,8 +32,8 @@ def _model_key(model: Any) -> Any:
 def modelgate_device(request: pytest.FixtureRequest) -> str:
     """The device gates fine-tune on: ``--modelgate-device`` resolved (``auto`` picks cuda,
     then mps, then cpu)."""
+    from .frameworks.torch.engine import resolve_device
     from .plugin import session_key
-    from .train.engine import resolve_device
 
     return resolve_device(request.config.stash[session_key].settings.device)
 

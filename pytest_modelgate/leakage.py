@@ -651,13 +651,13 @@ def _embedder(embeddings: Any, size: int) -> Callable[[list[np.ndarray]], np.nda
         return lambda images: np.asarray(embeddings(images), dtype=np.float32)
     else:
         def make(image_size: int) -> Any:
-            from .train.torch_zoo import load_model
+            from .frameworks.torch.zoo import load_model
 
             return load_model(embeddings, image_size=image_size)
     import torch
 
-    from .heads import find_head, set_submodule
-    from .train.engine import resolve_device, to_input
+    from .frameworks.torch.engine import resolve_device, to_input
+    from .frameworks.torch.heads import find_head, set_submodule
 
     loaded = make(size)
     model = loaded.module.eval()

@@ -7,9 +7,9 @@ torch = pytest.importorskip("torch")
 from torch import nn
 
 from pytest_modelgate.errors import ModelGateError
+from pytest_modelgate.frameworks.torch.zoo import load_model
 from pytest_modelgate.train import run_finetune
-from pytest_modelgate.train.engine import TrainConfig
-from pytest_modelgate.train.torch_zoo import load_model
+from pytest_modelgate.train.config import TrainConfig
 
 from .conftest import tiny_cnn
 
@@ -253,8 +253,8 @@ class Blocky(nn.Module):
 
 
 def test_freeze_n_trains_the_last_n_blocks_and_the_head(digits_small):
-    from pytest_modelgate.train.engine import backbone_blocks, train
-    from pytest_modelgate.train.torch_zoo import load_model as load
+    from pytest_modelgate.frameworks.torch.engine import backbone_blocks, train
+    from pytest_modelgate.frameworks.torch.zoo import load_model as load
 
     assert [n for n, _ in backbone_blocks(Blocky(), "fc")] == ["stem", "bn", "stage.0",
                                                                "stage.1", "stage.2"]
@@ -296,8 +296,8 @@ def test_user_transform_replaces_resize_and_normalise(digits_small):
     run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", lr=1e-2,
                        transform=transform)
     assert run.accuracy > 0.6
-    from pytest_modelgate.train.engine import to_input
-    from pytest_modelgate.train.torch_zoo import Preprocess
+    from pytest_modelgate.frameworks.torch.engine import to_input
+    from pytest_modelgate.frameworks.torch.zoo import Preprocess
 
     x = to_input(digits_small.test.images[:2], Preprocess(channels=1, transform=transform), "cpu")
     assert x.shape == (2, 1, 16, 16)
@@ -306,7 +306,7 @@ def test_user_transform_replaces_resize_and_normalise(digits_small):
 
 
 def test_xdist_workers_share_the_cores(monkeypatch):
-    from pytest_modelgate.train.engine import share_cores_with_xdist_workers
+    from pytest_modelgate.frameworks.torch.engine import share_cores_with_xdist_workers
 
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()

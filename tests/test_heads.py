@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 from torch import nn
 
 from pytest_modelgate.errors import HeadNotFoundError
-from pytest_modelgate.heads import find_head, replace_head, verify_width
+from pytest_modelgate.frameworks.torch.heads import find_head, replace_head, verify_width
 
 
 class CifarStyleNet(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-from pytest_modelgate.heads import replace_head, verify_width  # noqa: E402
+from pytest_modelgate.frameworks.torch.heads import replace_head, verify_width  # noqa: E402
 
 TORCHVISION = torchvision.models.list_models(module=torchvision.models)
 TIMM = ["convnext_atto", "resnet18", "vit_tiny_patch16_224", "efficientnet_b0",

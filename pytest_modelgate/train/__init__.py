@@ -1,6 +1,8 @@
-"""Fine-tuning: model loading (torch_zoo) and the training loop (engine).
+"""Fine-tuning, framework-neutral: the model's identity, the run cache, seeding, the scratch
+race and the run record. Loading, heads and the training loop belong to a framework
+adapter (``pytest_modelgate.frameworks``).
 
-Importing this package is light; torch is imported when a run starts.
+Importing this package is light; a framework is imported when a run starts.
 """
 
 from __future__ import annotations
@@ -19,21 +21,6 @@ from ..run import FinetuneRun
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
-
-
-def weights_hash(module: Any) -> str:
-    """Hash of a module's parameters and buffers (names, dtypes, shapes, values)."""
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:32]
 
 
 def run_finetune(
@@ -68,8 +55,8 @@ def run_finetune(
     named model first (the ``pytest_modelgate_load_model`` hook), ``head_finder`` a head
     path (``pytest_modelgate_find_head``), and ``progress`` receives one line per epoch.
     """
-    from .engine import TrainConfig, device_fingerprint, seed_everything, train
-    from .torch_zoo import LoadedModel, load_model, named_identity
+    from ..frameworks import framework_for
+    from .config import TrainConfig
 
     if not isinstance(data, Splits):
         raise ModelGateError(
@@ -85,6 +72,7 @@ def run_finetune(
         weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
                          batch_size=batch_size, seed=seed, device=device, head=head)
+    framework = framework_for(model)
     cache = cache or RunCache(None)
     # A model known by name and file needs no torch to be identified: an unchanged cached
     # run then costs no framework import at all.
@@ -94,40 +82,37 @@ def run_finetune(
         # one. (Only when torch is already loaded, as it is for a conftest that builds
         # torch models: an unchanged cached run of a built-in model stays torch-free.)
         if "torch" in sys.modules:
-            seed_everything(seed)
+            framework.seed(seed)
         hooked = loader(model, weights)
-    identity = named_identity(model, weights) if hooked is None else None
+    identity = framework.identity(model, weights) if hooked is None else None
     common = {"data": data.fingerprint(), "versions": library_versions(),
-              "device": device_fingerprint(config.device),
+              "device": framework.device_fingerprint(config.device),
               "preprocess_args": [image_size, mean, std,
                                   None if transform is None else
                                   f"{getattr(transform, '__qualname__', '')}|{transform!r}"]}
-    base: list[LoadedModel] = []
+    base: list[Any] = []
 
-    def loaded_model() -> LoadedModel:
+    def loaded_model() -> Any:
         if not base:
-            seed_everything(seed)
-            base.append(load_model(model, weights=weights, image_size=image_size, mean=mean,
-                                   std=std, loader=(lambda _n, _w: hooked),
-                                   transform=transform))
+            framework.seed(seed)
+            base.append(framework.load(model, weights=weights, image_size=image_size,
+                                       mean=mean, std=std, loader=(lambda _n, _w: hooked),
+                                       transform=transform))
         return base[0]
 
-    def build_scratch() -> LoadedModel:
+    def build_scratch() -> Any:
         origin = loaded_model()
-        seed_everything(seed)  # the random init itself is part of the seeded run
-        return LoadedModel(origin.fresh(), origin.name, origin.preprocess, pretrained=False,
-                           fresh=origin.fresh)
+        framework.seed(seed)  # the random init itself is part of the seeded run
+        return framework.scratch(origin)
 
-    def cached_train(build: Callable[[], LoadedModel], run_config: TrainConfig,
+    def cached_train(build: Callable[[], Any], run_config: TrainConfig,
                      cheap: dict | None) -> FinetuneRun:
         built = None
         key = None
         if cache.enabled:
             if cheap is None:
                 built = build()
-                cheap = {"name": built.name, "weights": weights_hash(built.module),
-                         "pretrained": built.pretrained,
-                         "preprocess": built.preprocess.key()}
+                cheap = framework.model_key(built)
             key = run_key({**common, "model": cheap, "config": dataclasses.asdict(run_config)})
         # Another process (a pytest-xdist worker) may be training this very run: wait for
         # it and load its entry rather than train it twice.
@@ -137,8 +122,8 @@ def run_finetune(
                 return hit
             head_state: dict = {}
             built = built or build()
-            result = train(built, data, run_config, head_state, progress=progress,
-                           head_finder=head_finder)
+            result = framework.train(built, data, run_config, head_state, progress=progress,
+                                     head_finder=head_finder)
             if key is not None:
                 cache.save(key, result, head_state)
             return result
@@ -154,13 +139,13 @@ def run_finetune(
         return dataclasses.replace(cached_train(build_scratch, scratch_config, cheap),
                                    test_set=data.test)
 
-    def backbone(size: int | None = None) -> LoadedModel:
+    def backbone(size: int | None = None) -> Any:
         # Pretrained, not fine-tuned: a cached run has no fine-tuned weights, and features
         # trained to tell classes apart call two photos of one class alike.
-        seed_everything(seed)
+        framework.seed(seed)
         zoo = loader(model, weights) if loader is not None and isinstance(model, str) else None
-        return load_model(model, weights=weights, image_size=size or image_size, mean=mean,
-                          std=std, loader=(lambda _n, _w: zoo), transform=transform)
+        return framework.load(model, weights=weights, image_size=size or image_size, mean=mean,
+                              std=std, loader=(lambda _n, _w: zoo), transform=transform)
 
     return dataclasses.replace(run, scratch_runner=scratch, test_set=data.test,
                                backbone=backbone)

@@ -10,16 +10,17 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import ImageSet, Splits
-from ..errors import ModelGateError, user_error_frames
-from ..heads import get_submodule, replace_head, set_submodule, verify_width
-from ..run import EpochStats, FinetuneRun
-from .torch_zoo import LoadedModel, Preprocess
+from ...data import ImageSet, Splits
+from ...errors import ModelGateError, user_error_frames
+from ...run import EpochStats, FinetuneRun
+from ...train.config import TrainConfig
+from .heads import get_submodule, replace_head, set_submodule, verify_width
+from .zoo import LoadedModel, Preprocess
 
 if TYPE_CHECKING:
     import torch
@@ -31,42 +32,6 @@ __tracebackhide__ = user_error_frames
 
 
 log = logging.getLogger("pytest_modelgate")
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything besides model and data that decides a run's outcome."""
-
-    epochs: int = 3
-    freeze: str | int = "backbone"
-    lr: float = 1e-3
-    backbone_lr: float | None = None  # learning rate of trained backbone layers; None: lr
-    batch_size: int = 32
-    seed: int = 0
-    device: str = "auto"
-    head: str | None = None
-    stop_at_accuracy: float | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ModelGateError(f"epochs must be a positive integer, got {self.epochs!r}")
-        n_blocks = isinstance(self.freeze, int) and not isinstance(self.freeze, bool)
-        if self.freeze not in ("backbone", "none") and not (n_blocks and int(self.freeze) >= 1):
-            raise ModelGateError(
-                f"freeze must be 'backbone' (train the head only), 'none' (train all) or a "
-                f"positive int N (train the head and the last N blocks), got {self.freeze!r}"
-            )
-        if not self.lr > 0:
-            raise ModelGateError(f"lr must be positive, got {self.lr!r}")
-        if self.backbone_lr is not None and not self.backbone_lr > 0:
-            raise ModelGateError(f"backbone_lr must be positive, got {self.backbone_lr!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ModelGateError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-
 
 def backbone_blocks(model: nn.Module, head_path: str) -> list[tuple[str, nn.Module]]:
     """The backbone as an ordered list of blocks, for ``freeze=N``: the model's top-level

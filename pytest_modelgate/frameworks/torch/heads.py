@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import HeadNotFoundError, user_error_frames
+from ...errors import HeadNotFoundError, user_error_frames
 
 if TYPE_CHECKING:
     from torch import nn

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AdapterUnavailableError, ModelGateError, user_error_frames
+from ...errors import AdapterUnavailableError, ModelGateError, user_error_frames
 
 if TYPE_CHECKING:
     from torch import nn

@@ -1,0 +1,46 @@
+"""The training configuration: everything besides model and data that decides a run's
+outcome, the same for every framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ModelGateError, user_error_frames
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything besides model and data that decides a run's outcome."""
+
+    epochs: int = 3
+    freeze: str | int = "backbone"
+    lr: float = 1e-3
+    backbone_lr: float | None = None  # learning rate of trained backbone layers; None: lr
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    head: str | None = None
+    stop_at_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ModelGateError(f"epochs must be a positive integer, got {self.epochs!r}")
+        n_blocks = isinstance(self.freeze, int) and not isinstance(self.freeze, bool)
+        if self.freeze not in ("backbone", "none") and not (n_blocks and int(self.freeze) >= 1):
+            raise ModelGateError(
+                f"freeze must be 'backbone' (train the head only), 'none' (train all) or a "
+                f"positive int N (train the head and the last N blocks), got {self.freeze!r}"
+            )
+        if not self.lr > 0:
+            raise ModelGateError(f"lr must be positive, got {self.lr!r}")
+        if self.backbone_lr is not None and not self.backbone_lr > 0:
+            raise ModelGateError(f"backbone_lr must be positive, got {self.backbone_lr!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ModelGateError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")

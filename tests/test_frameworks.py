@@ -1,0 +1,25 @@
+"""The boundary between the framework-neutral orchestration and the framework adapters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pytest_modelgate.frameworks import Framework, framework_for
+
+
+def test_the_torch_adapter_fulfils_the_protocol():
+    adapter = framework_for("resnet18")
+    assert isinstance(adapter, Framework) and adapter.name == "torch"
+    # A named model's identity needs no torch: unchanged cached runs stay framework-free.
+    assert adapter.identity("efficientnet_lite0", "DEFAULT")["name"] == "efficientnet_lite0"
+    assert adapter.device_fingerprint("cpu") == {"requested": "cpu"}
+
+
+def test_the_orchestration_and_adapter_packages_import_no_framework():
+    code = ("import sys, pytest_modelgate.train, pytest_modelgate.frameworks.torch, "
+            "pytest_modelgate.train.config; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
