@@ -24,7 +24,7 @@ class Framework(Protocol):
     object (a model ready to fine-tune, with its preprocessing); the orchestration only
     passes it back."""
 
-    name: str
+    name: str  # also the framework's top-level module ("torch"), to tell whether it is loaded
 
     def identity(self, model: Any, weights: Any) -> dict[str, Any] | None:
         """A JSON-ready identity of a named model and its weights, without importing the

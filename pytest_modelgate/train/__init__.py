@@ -79,9 +79,10 @@ def run_finetune(
     hooked = None
     if loader is not None and isinstance(model, str):
         # A zoo hook builds its model now: seed first, so its random init is the seeded
-        # one. (Only when torch is already loaded, as it is for a conftest that builds
-        # torch models: an unchanged cached run of a built-in model stays torch-free.)
-        if "torch" in sys.modules:
+        # one. (Only when the framework is already loaded, as it is for a conftest that
+        # builds its models: an unchanged cached run of a built-in model stays
+        # framework-free.)
+        if framework.name in sys.modules:
             framework.seed(seed)
         hooked = loader(model, weights)
     identity = framework.identity(model, weights) if hooked is None else None
