@@ -209,10 +209,13 @@ def test_cached_folder_scans_read_no_unchanged_file(tmp_path, patches):
     Image.fromarray(patches[92]).save(tmp_path / "test" / "a" / "1.png")
     third = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
     assert (third.hashed, third.from_cache) == (1, 3)
-    # A damaged cache file is made again, not trusted.
-    (cache / "leakage-thumbnails-v1.npz").write_bytes(b"not a zip")
-    fourth = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
-    assert (fourth.hashed, fourth.pairs) == (4, third.pairs)
+    # A damaged cache file is made again, not trusted: garbage, or a zip cut short.
+    stored = cache / "leakage-thumbnails-v1.npz"
+    whole = stored.read_bytes()
+    for damage in (b"not a zip", whole[:len(whole) // 2]):
+        stored.write_bytes(damage)
+        fourth = scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache)
+        assert (fourth.hashed, fourth.pairs) == (4, third.pairs)
     assert scan_leaks(tmp_path / "train", tmp_path / "test", cache=cache).hashed == 0
     with pytest.raises(ModelGateError, match=r"cache=3: pass a folder path, None"):
         scan_leaks(tmp_path / "train", tmp_path / "test", cache=3)

@@ -91,19 +91,24 @@ class _ThumbnailStore:
 
     def _read(self) -> None:
         assert self.path is not None
+        from ..cache import UNREADABLE
+
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 ids, flipped = z["ids"].tolist(), z["flipped"].tolist()
                 tiny, thumbs = z["tiny"].tolist(), z["thumbs"]
                 files, file_rows = z["files"].tolist(), z["file_rows"].tolist()
-            if not len(ids) == len(flipped) == len(tiny) == len(thumbs):
-                raise ValueError("columns of different lengths")
-        except (OSError, ValueError, KeyError, EOFError):
+            if not (len(ids) == len(flipped) == len(tiny) == len(thumbs)
+                    and thumbs.shape[1:] == (THUMB, THUMB) and thumbs.dtype == np.uint8
+                    and all(0 <= r < len(ids) for r in file_rows)):
+                raise ValueError("columns of different lengths or shapes")
+            by_file = dict(zip(files, file_rows, strict=True))
+        except UNREADABLE:
             return  # absent or damaged: thumbnails are made again, and the file rewritten
         self.ids, self.flipped, self.tiny = ids, flipped, tiny
         self.thumbs = list(thumbs)
         self.rows = {cid: r for r, cid in enumerate(ids)}
-        self.files = dict(zip(files, file_rows, strict=True))
+        self.files = by_file
 
     def by_id(self, cid: str) -> tuple[str, np.ndarray, bool] | None:
         r = self.rows.get(cid)
