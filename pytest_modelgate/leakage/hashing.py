@@ -117,19 +117,36 @@ def _masks(radius: int) -> np.ndarray:
     return np.array(masks, dtype=np.int64)
 
 
-def hash_neighbours(queries: np.ndarray, base: np.ndarray, max_distance: int,
-                    block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (query, base) pair of 64-bit hashes within ``max_distance`` bits, by
-    multi-index hashing; returns query indices, base indices and distances."""
-    radius = max_distance // _CHUNKS
-    masks = _masks(radius)
-    found_q, found_b = [], []
+ChunkIndex = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def chunk_index(base: np.ndarray) -> ChunkIndex:
+    """Per 16-bit chunk of the base hashes: their order by chunk value, where each value's
+    run starts, and its length. Built once per base, searched by many query sets (the test
+    split and each of its variants)."""
+    index = []
     for c in range(_CHUNKS):
         shift = np.uint64(c * _CHUNK_BITS)
         base_chunk = ((base >> shift) & np.uint64(0xFFFF)).astype(np.int64)
         order = np.argsort(base_chunk, kind="stable")
         starts = np.searchsorted(base_chunk[order], np.arange((1 << _CHUNK_BITS) + 1))
-        counts = np.diff(starts)
+        index.append((order, starts, np.diff(starts)))
+    return index
+
+
+def hash_neighbours(queries: np.ndarray, base: np.ndarray, max_distance: int,
+                    block: int = 2048, index: ChunkIndex | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (query, base) pair of 64-bit hashes within ``max_distance`` bits, by
+    multi-index hashing; returns query indices, base indices and distances. ``index`` is
+    ``chunk_index(base)``, when the caller keeps one."""
+    radius = max_distance // _CHUNKS
+    masks = _masks(radius)
+    found_q, found_b = [], []
+    index = chunk_index(base) if index is None else index
+    for c in range(_CHUNKS):
+        shift = np.uint64(c * _CHUNK_BITS)
+        order, starts, counts = index[c]
         query_chunk = ((queries >> shift) & np.uint64(0xFFFF)).astype(np.int64)
         for s in range(0, len(queries), block):
             probes = query_chunk[s:s + block, None] ^ masks[None, :]  # (B, P)

@@ -12,7 +12,7 @@ import numpy as np
 from ..data import ImageSet
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
 from .embeddings import EMBEDDING_SIZE, MIN_ALIGNED, _embedder, _embedding_pairs
-from .hashing import _features, hash_neighbours
+from .hashing import ChunkIndex, _features, chunk_index, hash_neighbours
 from .pairs import PRESETS, LeakPair, LeakScan, Preset
 from .prepare import _open_store, _prepare, _Prepared
 from .variants import MIN_DETAIL, VARIANT_DISTANCES, _detail_agreement, _variants
@@ -24,16 +24,19 @@ __tracebackhide__ = user_error_frames
 
 def _confirmed(base: tuple[np.ndarray, ...], queries: tuple[np.ndarray, ...],
                preset: Preset, keep: Callable[[np.ndarray, np.ndarray], np.ndarray],
-               distances: tuple[int, int]) -> Iterator[tuple[int, int, bool, int, float, int]]:
+               distances: tuple[int, int], indexes: tuple[ChunkIndex, ChunkIndex]
+               ) -> Iterator[tuple[int, int, bool, int, float, int]]:
     """(base index, query index, mirrored, distance, similarity, threshold) of each pair
     that one of the two hashes proposes within its distance and the 16x16 correlation
     confirms; ``keep(base_indices, query_indices)`` drops pairs before the correlation."""
     med_a, _, proj_a, _, small_a, _ = base
     med_b, med_b_mirror, proj_b, proj_b_mirror, small_b, small_b_mirror = queries
-    for hashes, plain, mirror, distance, minimum in (
-            (med_a, med_b, med_b_mirror, distances[0], preset.min_similarity),
-            (proj_a, proj_b, proj_b_mirror, distances[1], preset.projection_similarity)):
-        qi, ai, dist = hash_neighbours(np.concatenate([plain, mirror]), hashes, distance)
+    for hashes, plain, mirror, distance, minimum, index in (
+            (med_a, med_b, med_b_mirror, distances[0], preset.min_similarity, indexes[0]),
+            (proj_a, proj_b, proj_b_mirror, distances[1], preset.projection_similarity,
+             indexes[1])):
+        qi, ai, dist = hash_neighbours(np.concatenate([plain, mirror]), hashes, distance,
+                                       index=index)
         mirrored = qi >= len(plain)
         bi = np.where(mirrored, qi - len(plain), qi)
         ok = keep(ai, bi)
@@ -71,9 +74,10 @@ def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
 
     best: dict[tuple[int, int], tuple[int, int, bool, int, float, int, str]] = {}
     base = a.features()
+    indexes = (chunk_index(base[0]), chunk_index(base[2]))
     for i, j, m, d, sim, threshold in _confirmed(base, b.features(), preset, keep,
                                                  (preset.max_distance,
-                                                  preset.projection_distance)):
+                                                  preset.projection_distance), indexes):
         if (i, j) not in best or sim > best[(i, j)][4]:
             best[(i, j)] = (i, j, m, d, sim, threshold, "")
     if same or not preset.geometric or b.tiny.all():
@@ -84,7 +88,7 @@ def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
                      else preset.max_distance,
                      min(VARIANT_DISTANCES[1], preset.projection_distance))
         for i, j, m, d, sim, threshold in _confirmed(base, _features(view), preset, keep,
-                                                     distances):
+                                                     distances, indexes):
             if (i, j) in found or ((i, j) in best and sim <= best[(i, j)][4]):
                 continue
             if _detail_agreement(a.grey[i], view[j][:, ::-1] if m else view[j]) >= MIN_DETAIL:
