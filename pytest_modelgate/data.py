@@ -505,8 +505,6 @@ class _ArrayCache:
         stacked or written again. None when the images differ in shape or mode (the
         caller's path then widens grayscale or names the odd size), or when the folder
         cannot be written."""
-        import contextlib
-        import json
         import shutil
         import tempfile
         from functools import partial
@@ -525,19 +523,10 @@ class _ArrayCache:
             if any(image is not None for image, *_ in results):
                 return None
             _TARGET.flush()
-            _TARGET = None
-            ids = [cid for _, cid, _, _ in results]
-            np.save(tmp / "stats.npy", np.array([r[2:] for r in results], dtype=np.int64))
-            np.save(tmp / "labels.npy", np.asarray(labels))
-            (tmp / "meta.json").write_text(json.dumps(
-                {"class_names": list(names), "sources": sources, "ids": ids}),
-                encoding="utf-8")
-            with contextlib.suppress(OSError):
-                if self.folder.exists():
-                    shutil.rmtree(self.folder)
-                tmp.rename(self.folder)  # whole or not at all: a killed writer leaves .tmp-*
+            self._commit(tmp, [r[2:] for r in results], labels, names, sources,
+                         [cid for _, cid, _, _ in results])
         except OSError:
-            return None
+            return None  # the folder cannot be written: the caller decodes as usual
         finally:
             _TARGET = None
             shutil.rmtree(tmp, ignore_errors=True)
@@ -545,7 +534,6 @@ class _ArrayCache:
 
     def store(self, data: ImageSet, stats: np.ndarray) -> None:
         import contextlib
-        import json
         import shutil
         import tempfile
 
@@ -554,16 +542,26 @@ class _ArrayCache:
             tmp = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=".tmp-"))
             try:
                 np.save(tmp / "images.npy", np.ascontiguousarray(data.images))
-                np.save(tmp / "stats.npy", stats)
-                np.save(tmp / "labels.npy", np.asarray(data.labels))
-                (tmp / "meta.json").write_text(json.dumps(
-                    {"class_names": list(data.class_names), "sources": list(data.sources or ()),
-                     "ids": list(data.ids)}), encoding="utf-8")
-                if self.folder.exists():
-                    shutil.rmtree(self.folder)
-                tmp.rename(self.folder)  # whole or not at all: a killed writer leaves .tmp-*
+                self._commit(tmp, stats, data.labels, data.class_names, data.sources or (),
+                             data.ids)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def _commit(self, tmp: Path, stats: Any, labels: Any, names: Sequence[str],
+                sources: Sequence[str], ids: Sequence[str]) -> None:
+        """Write the entry's small files beside ``tmp/images.npy`` and put ``tmp`` in the
+        old entry's place: whole or not at all (a killed writer leaves only ``.tmp-*``)."""
+        import json
+        import shutil
+
+        np.save(tmp / "stats.npy", np.asarray(stats, dtype=np.int64))
+        np.save(tmp / "labels.npy", np.asarray(labels))
+        (tmp / "meta.json").write_text(json.dumps(
+            {"class_names": list(names), "sources": list(sources), "ids": list(ids)}),
+            encoding="utf-8")
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        tmp.rename(self.folder)
 
 
 SPLIT_FOLDERS = ("train", "test", "val")

@@ -47,6 +47,11 @@ def _low_frequencies(grey: np.ndarray) -> np.ndarray:
     return grey.reshape(len(grey), -1) @ _DCT8x8_T
 
 
+def _mirrored(coefficients: np.ndarray) -> np.ndarray:
+    """The low frequencies of the mirrored thumbnails (the DC term keeps its sign)."""
+    return np.concatenate([coefficients[:, :1], coefficients[:, 1:] * _MIRROR_SIGN], axis=1)
+
+
 def _median_bits(coefficients: np.ndarray) -> np.ndarray:
     # The median of the 63 AC coefficients is the 32nd smallest.
     median = np.partition(coefficients[:, 1:], 31, axis=1)[:, 31:32]
@@ -57,8 +62,7 @@ def median_hashes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """imagededup's PHash of (n, 32, 32) thumbnails and of their mirrors: each of the 64
     low-frequency DCT coefficients above the median of the 63 AC ones is a 1 bit."""
     c = _low_frequencies(grey)
-    mirrored = np.concatenate([c[:, :1], c[:, 1:] * _MIRROR_SIGN], axis=1)
-    return _median_bits(c), _median_bits(mirrored)
+    return _median_bits(c), _median_bits(_mirrored(c))
 
 
 def _projection_bits(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +103,7 @@ def _features(grey: np.ndarray) -> tuple[np.ndarray, ...]:
     """Median hashes and their mirrors, projection hashes and their mirrors, 16x16 rows
     and mirrored rows of (n, 32, 32) thumbnails (the DCT computed once)."""
     c = _low_frequencies(grey)
-    mirrored = np.concatenate([c[:, :1], c[:, 1:] * _MIRROR_SIGN], axis=1)
-    return (_median_bits(c), _median_bits(mirrored), *_projection_bits(c), *_small(grey))
+    return (_median_bits(c), _median_bits(_mirrored(c)), *_projection_bits(c), *_small(grey))
 
 
 
