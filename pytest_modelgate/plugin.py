@@ -104,6 +104,14 @@ def is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before any conftest or test module imports TensorFlow (see the function).
+    from .frameworks import import_triton_before_tensorflow
+
+    import_triton_before_tensorflow()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "modelgate: a model gate, skipped without --modelgate")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason otherwise")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,22 @@ import pytest
 # from_folder keeps decoded splits in a cache (by default under ~/.cache): tests, and the
 # pytester runs they start, keep theirs in a temporary folder instead.
 os.environ.setdefault("MODELGATE_ARRAY_CACHE", tempfile.mkdtemp(prefix="modelgate-arrays-"))
+
+# Real Keras ImageNet weights no registry ships: ../shared/data/keras-weights (CI has it), or
+# the folder $MODELGATE_KERAS_WEIGHTS names. Keras reads its cache folder once, when it is
+# imported, so every test (and pytester run) gets a temporary Keras home now, seeded with
+# those files where they exist: the tests never read or fill the user's ~/.keras.
+KERAS_WEIGHTS = Path(os.environ.get("MODELGATE_KERAS_WEIGHTS") or
+                     Path(__file__).resolve().parents[2] / "shared" / "data" / "keras-weights")
+_home = Path(os.environ.get("MODELGATE_TEST_KERAS_HOME") or
+             tempfile.mkdtemp(prefix="modelgate-keras-"))  # inherited by workers and pytester
+(_home / "models").mkdir(parents=True, exist_ok=True)
+if KERAS_WEIGHTS.is_dir():
+    for _file in KERAS_WEIGHTS.iterdir():
+        if _file.suffix in (".h5", ".json") and not (_home / "models" / _file.name).exists():
+            shutil.copy(_file, _home / "models" / _file.name)
+os.environ["KERAS_HOME"] = os.environ["MODELGATE_TEST_KERAS_HOME"] = str(_home)
+KERAS_HOME = _home
 
 from pytest_modelgate.data import Splits, stratified_split
 

@@ -8,6 +8,14 @@ import sys
 from pytest_modelgate.frameworks import Framework, framework_for
 
 
+def test_the_keras_adapter_fulfils_the_protocol():
+    adapter = framework_for("keras:MobileNet(alpha=0.25)")
+    assert isinstance(adapter, Framework) and adapter.name == "keras"
+    assert adapter.identity("keras:MobileNet(alpha=0.25)", None) == {
+        "name": "keras:MobileNet", "kwargs": [("alpha", 0.25)], "init": "random"}
+    assert adapter.identity("keras:MobileNet", "DEFAULT") is None  # loaded and hashed
+
+
 def test_the_torch_adapter_fulfils_the_protocol():
     adapter = framework_for("resnet18")
     assert isinstance(adapter, Framework) and adapter.name == "torch"
@@ -18,7 +26,9 @@ def test_the_torch_adapter_fulfils_the_protocol():
 
 def test_the_orchestration_and_adapter_packages_import_no_framework():
     code = ("import sys, pytest_modelgate.train, pytest_modelgate.frameworks.torch, "
-            "pytest_modelgate.train.config; "
+            "pytest_modelgate.frameworks.keras, pytest_modelgate.train.config; "
+            "from pytest_modelgate.frameworks import framework_for; "
+            "framework_for('keras:MobileNet'); framework_for('resnet18'); "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -8,7 +8,6 @@ Importing this package is light; a framework is imported when a run starts.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +54,7 @@ def run_finetune(
     named model first (the ``pytest_modelgate_load_model`` hook), ``head_finder`` a head
     path (``pytest_modelgate_find_head``), and ``progress`` receives one line per epoch.
     """
-    from ..frameworks import framework_for
+    from ..frameworks import framework_for, loaded_frameworks
     from .config import TrainConfig
 
     if not isinstance(data, Splits):
@@ -72,19 +71,18 @@ def run_finetune(
         weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
                          batch_size=batch_size, seed=seed, device=device, head=head)
-    framework = framework_for(model)
     cache = cache or RunCache(None)
-    # A model known by name and file needs no torch to be identified: an unchanged cached
-    # run then costs no framework import at all.
+    # A model known by name and file needs no framework import to be identified: an
+    # unchanged cached run then costs no framework import at all.
     hooked = None
     if loader is not None and isinstance(model, str):
         # A zoo hook builds its model now: seed first, so its random init is the seeded
-        # one. (Only when the framework is already loaded, as it is for a conftest that
-        # builds its models: an unchanged cached run of a built-in model stays
-        # framework-free.)
-        if framework.name in sys.modules:
-            framework.seed(seed)
+        # one. (Only the frameworks already loaded, as they are for a conftest that builds
+        # its models: an unchanged cached run of a built-in model stays framework-free.)
+        for loaded in loaded_frameworks():
+            loaded.seed(seed)
         hooked = loader(model, weights)
+    framework = framework_for(model if hooked is None else hooked)
     identity = framework.identity(model, weights) if hooked is None else None
     common = {"data": data.fingerprint(), "versions": library_versions(),
               "device": framework.device_fingerprint(config.device),

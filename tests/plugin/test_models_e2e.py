@@ -231,3 +231,44 @@ def test_marker_settings_and_progress_lines(project):
     assert typo.ret == pytest.ExitCode.USAGE_ERROR
     assert ("test_marked.py::test_typo: @pytest.mark.modelgate takes only the keywords "
             "device, seed; got ['sed']") in typo.stderr.str()
+
+
+def test_a_keras_and_a_pytorch_model_are_gated_side_by_side(project):
+    """One session: a Keras model and a PyTorch model through finetune, the assertions, the
+    race, the report and the run cache."""
+    pytest.importorskip("keras", reason="needs pytest-modelgate[tensorflow]")
+    project.makepyfile(test_both="""
+        import keras
+        from pytest_modelgate import (assert_accuracy_above, assert_faster_than_scratch,
+                                      assert_recall_above)
+        from conftest import GRAY
+
+        def keras_net():
+            return keras.Sequential([
+                keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255),
+                keras.layers.Conv2D(8, 3, activation="relu"),
+                keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, name="fc"),
+                keras.layers.Softmax()], name="keras_net")
+
+        def test_keras(finetune, digits):
+            run = finetune(keras_net, digits, epochs=4, freeze="none", lr=3e-2)
+            assert run.config["head_path"] == "fc"
+            assert_accuracy_above(run, 0.6)
+            assert_recall_above(run, 0.3, label="one")
+            assert_faster_than_scratch(run, target_accuracy=0.2, min_speedup=0.01)
+
+        def test_torch(finetune, digits, tiny):
+            run = finetune(tiny, digits, epochs=3, freeze="none", lr=1e-2, **GRAY)
+            assert_accuracy_above(run, 0.6)
+    """)
+    args = (OPTION_ENABLE, "--modelgate-cache-dir=runs", "--modelgate-report-dir=out")
+    first = project.runpytest(*args)
+    first.assert_outcomes(passed=2)
+    first.stdout.fnmatch_lines(["run cache: 0 run(s) loaded, 3 trained (*runs)"])
+    data = json.loads((project.path / "out" / "modelgate.json").read_text())
+    runs = {r["id"]: r for t in data["tests"] for r in t["runs"]}
+    assert {"keras_net (pretrained, freeze=none)", "keras_net (scratch, freeze=none)"} <= set(runs)
+    assert "tiny_cnn (pretrained, freeze=none)" in runs
+    second = project.runpytest(*args)
+    second.assert_outcomes(passed=2)
+    second.stdout.fnmatch_lines(["run cache: 3 run(s) loaded, 0 trained (*runs)"])

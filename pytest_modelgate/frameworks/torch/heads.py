@@ -9,10 +9,10 @@ is replaced with a fresh ``nn.Linear`` of the right width and checked with one f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...errors import HeadNotFoundError, user_error_frames
+from .. import HeadInfo
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,15 +30,6 @@ KNOWN_HEADS: tuple[tuple[str, str], ...] = (
     ("heads.head", "vit"),
     ("head", "swin, maxvit"),
 )
-
-
-@dataclass(frozen=True)
-class HeadInfo:
-    """Where the head sits, its input width, and how it was found."""
-
-    path: str
-    in_features: int
-    found_by: str
 
 
 def get_submodule(model: nn.Module, path: str) -> nn.Module:

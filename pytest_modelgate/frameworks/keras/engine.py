@@ -1,0 +1,293 @@
+"""The Keras fine-tuning loop: ``model.fit`` on a seeded ``tf.data`` pipeline, warmed up
+before the clock starts, with the run record the PyTorch loop makes.
+
+Head-only runs (``freeze="backbone"``) compute the frozen backbone's pooled features once
+and fit the head on them, so ten epochs cost about one forward pass over the data.
+Warm-up: one fit of the run's own shapes (a full batch and the last, smaller one) and one
+evaluation trace the step functions; then the weights and the optimizer's state are put
+back, so the timed epochs measure training, not TensorFlow's start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from ...data import Splits
+from ...errors import ModelGateError, user_error_frames
+from ...run import EpochStats, FinetuneRun
+from ...train.config import TrainConfig
+from .heads import add_or_replace_head, verify_width
+from .zoo import LoadedModel, Preprocess, import_keras
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
+log = logging.getLogger("pytest_modelgate")
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: the first GPU TensorFlow sees, else the CPU. ``cuda``/``cuda:N`` name a
+    GPU, which must exist; ``mps`` is PyTorch's and refused."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "auto":
+        return "cuda:0" if gpus else "cpu"
+    if device == "mps":
+        raise ModelGateError("device='mps' is PyTorch's; a Keras model runs on 'cpu', 'cuda' "
+                             "or 'auto'")
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= len(gpus):
+            raise ModelGateError(f"device={device!r} but TensorFlow sees {len(gpus)} GPU(s); "
+                                 "use device='auto'")
+        return f"cuda:{index}"
+    return device
+
+
+def tf_device(device: str) -> str:
+    return "/CPU:0" if device == "cpu" else f"/GPU:{device.partition(':')[2] or 0}"
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and TensorFlow seeds (``keras.utils.set_random_seed``), and
+    TensorFlow's deterministic kernels where it has them."""
+    import contextlib
+
+    import tensorflow as tf
+
+    keras = import_keras()
+    keras.utils.set_random_seed(seed)
+    with contextlib.suppress(AttributeError, RuntimeError):
+        tf.config.experimental.enable_op_determinism()
+
+
+def blocks(model: Any, exclude: str) -> list[Any]:
+    """The backbone's layers that hold weights, in order, a nested model opened, without
+    the head: ``freeze=N`` trains the last N (Keras models carry no block structure that
+    every family shares, so the unit is a layer with weights)."""
+    import keras
+
+    out: list[Any] = []
+    for layer in model.layers:
+        if layer.name == exclude:
+            continue
+        if isinstance(layer, keras.Model):
+            out.extend(blocks(layer, exclude))
+        elif layer.weights:
+            out.append(layer)
+    return out
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, prep: Preprocess, batch: int,
+             seed: int | None) -> Any:
+    """Batches of preprocessed images: shuffled each epoch by ``seed``, or in order."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+    if seed is not None:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    apply = prep.batch_function()
+    return ds.batch(batch).map(lambda x, y: (apply(x), y),
+                               num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _features(model: Any, images: np.ndarray, prep: Preprocess, batch: int) -> np.ndarray:
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch).map(prep.batch_function())
+    return np.concatenate([np.asarray(model(x, training=False)) for x in ds])
+
+
+class _Record:
+    """A Keras callback: per-epoch training time (evaluation excluded), loss, accuracy,
+    test accuracy, the NaN check and the race's stop."""
+
+    def __init__(self, keras: Any, config: TrainConfig, name: str, base_seconds: float,
+                 progress: Callable[[str], None] | None) -> None:
+        record = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                record.started = time.perf_counter()
+                record.trained = None
+
+            def on_test_begin(self, logs=None):
+                if record.trained is None:
+                    record.trained = time.perf_counter() - record.started
+
+            def on_epoch_end(self, epoch, logs=None):
+                record.end_epoch(self.model, epoch + 1, logs or {})
+
+        self.callback = Callback()
+        self.config = config
+        self.name = name
+        self.seconds = base_seconds
+        self.progress = progress
+        self.history: list[EpochStats] = []
+        self.notes: list[str] = []
+        self.started = 0.0
+        self.trained: float | None = None
+
+    def end_epoch(self, model: Any, epoch: int, logs: dict) -> None:
+        config = self.config
+        loss = float(logs.get("loss", math.nan))
+        if not math.isfinite(loss):
+            raise ModelGateError(
+                f"training loss became {loss} in epoch {epoch}; lower the learning rate "
+                f"(lr={config.lr:g}) or check the data for broken images")
+        self.seconds += self.trained if self.trained is not None else \
+            time.perf_counter() - self.started
+        test_acc = float(logs.get("val_accuracy", math.nan))
+        stats = EpochStats(epoch, loss, float(logs.get("accuracy", math.nan)), test_acc,
+                           self.seconds)
+        self.history.append(stats)
+        line = (f"modelgate: {self.name} epoch {epoch}/{config.epochs}: loss {loss:.4f}, "
+                f"train acc {stats.train_accuracy:.3f}, test acc {test_acc:.3f}, "
+                f"{self.seconds:.1f}s")
+        log.info(line)
+        if self.progress is not None:
+            self.progress(line)
+        if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
+            self.notes.append(f"stopped after epoch {epoch}: reached "
+                              f"{config.stop_at_accuracy:.3f}")
+            model.stop_training = True
+
+
+def _warm_up(model: Any, train: tuple[Any, Any], test: tuple[Any, Any], batch: int,
+             make: Callable[..., Any]) -> float:
+    """Trace the training and evaluation steps on the run's own batch shapes, then put the
+    weights and optimizer state back. Returns the seconds it took."""
+    start = time.perf_counter()
+    x, y = train
+    n = len(x)
+    take = min(n, batch + n % batch) if n > batch else n
+    tx, ty = test
+    m = len(tx)
+    vtake = min(m, 2 * batch + m % (2 * batch)) if m > 2 * batch else m
+    weights = model.get_weights()
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    state = [v.numpy() for v in optimizer.variables]
+    model.fit(make(x[:take], y[:take], batch, None), epochs=1, verbose=0, shuffle=False,
+              validation_data=make(tx[:vtake], ty[:vtake], 2 * batch, None))
+    model.set_weights(weights)
+    for v, value in zip(optimizer.variables, state, strict=True):
+        v.assign(value)
+    return time.perf_counter() - start
+
+
+def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
+          head_state: dict[str, np.ndarray] | None = None,
+          progress: Callable[[str], None] | None = None,
+          head_finder: Callable[[Any], str | None] | None = None) -> FinetuneRun:
+    """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing."""
+    import tensorflow as tf
+
+    keras = import_keras()
+    if config.backbone_lr is not None and config.backbone_lr != config.lr:
+        raise ModelGateError(
+            f"backbone_lr={config.backbone_lr:g}: Keras' optimizers take one learning rate "
+            "for all layers; leave backbone_lr out (or equal to lr) for a Keras model")
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    prep = loaded.preprocess
+    num_classes = len(splits.class_names)
+    x_train, y_train = splits.train.images, np.asarray(splits.train.labels)
+    x_test, y_test = splits.test.images, np.asarray(splits.test.labels)
+    notes: list[str] = []
+    with tf.device(tf_device(device)):
+        model, info = add_or_replace_head(loaded.model, num_classes, config.head,
+                                          headless=loaded.headless, hook=head_finder)
+        verify_width(model, prep.apply(x_test[:2]), num_classes, info)
+        head = model.get_layer(info.path)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        setup_seconds = 0.0
+        if config.freeze == "backbone":
+            # The frozen backbone's output never changes: compute it once (after one batch
+            # that pays the first call's costs off the clock).
+            features = keras.Model(model.inputs, head.input)
+            features(prep.apply(x_train[:config.batch_size * 2]), training=False)
+            start = time.perf_counter()
+            f_train = _features(features, x_train, prep, config.batch_size * 2)
+            setup_seconds = time.perf_counter() - start
+            f_test = _features(features, x_test, prep, config.batch_size * 2)
+            inputs = keras.Input((f_train.shape[1],))
+            fitted = keras.Model(inputs, head(inputs))
+            notes.append("head-only: backbone features computed once; no augmentation")
+
+            def make(x, y, batch, seed):
+                ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
+                if seed is not None:
+                    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+                return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+            train_x, test_x = f_train, f_test
+        else:
+            for layer in model.layers:
+                layer.trainable = config.freeze == "none"
+            if isinstance(config.freeze, int):
+                chosen = blocks(model, info.path)
+                if config.freeze > len(chosen):
+                    raise ModelGateError(
+                        f"freeze={config.freeze} asks to train the last {config.freeze} "
+                        f"layers with weights, but {loaded.name} has {len(chosen)}")
+                for layer in model.layers:
+                    if isinstance(layer, keras.Model):
+                        layer.trainable = True  # its own layers decide below
+                        for inner in layer.layers:
+                            inner.trainable = False
+                for layer in chosen[-config.freeze:]:
+                    layer.trainable = True
+                notes.append(f"trains the head and the last {config.freeze} layers with "
+                             f"weights: {', '.join(la.name for la in chosen[-config.freeze:])}")
+            head.trainable = True
+            fitted = model
+
+            def make(x, y, batch, seed):
+                return _dataset(x, y, prep, batch, seed)
+
+            train_x, test_x = x_train, x_test
+        fitted.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss,
+                       metrics=["accuracy"])
+        warm = _warm_up(fitted, (train_x, y_train), (test_x, y_test), config.batch_size, make)
+        notes.append(f"warm-up (step functions traced, then reset): {warm:.1f}s, not timed")
+        record = _Record(keras, config, loaded.name, setup_seconds, progress)
+        fitted.fit(make(train_x, y_train, config.batch_size, config.seed),
+                   validation_data=make(test_x, y_test, config.batch_size * 2, None),
+                   epochs=config.epochs, verbose=0, shuffle=False,  # shuffled by tf.data
+                   callbacks=[record.callback])
+        logits = fitted.predict(make(test_x, y_test, config.batch_size * 2, None), verbose=0)
+        train_logits = fitted.predict(make(train_x, y_train, config.batch_size * 2, None),
+                                      verbose=0)
+    probabilities = np.asarray(tf.nn.softmax(logits.astype(np.float32)))
+    config_dict: dict[str, Any] = asdict(config)
+    config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
+                       head_found_by=info.found_by)
+    if head_state is not None:
+        head_state.update({w.path.rsplit("/", 1)[-1]: w.numpy().astype(np.float32)
+                           for w in head.weights})
+    return FinetuneRun(
+        model=loaded.name,
+        class_names=splits.class_names,
+        y_true=y_test.copy(),
+        y_pred=probabilities.argmax(1),
+        probabilities=probabilities,
+        history=tuple(record.history),
+        seconds=record.seconds,
+        setup_seconds=setup_seconds,
+        device=device,
+        freeze=config.freeze,
+        pretrained=loaded.pretrained,
+        config=config_dict,
+        notes=tuple(notes + record.notes),
+        train_y_true=y_train.copy(),
+        train_y_pred=np.asarray(train_logits).argmax(1),
+    )
