@@ -1,4 +1,5 @@
-"""The example gate suite: an ImageNet-pretrained EfficientNet-Lite0 learns handwritten digits.
+"""The example gate suite: an ImageNet-pretrained EfficientNet-Lite0 (PyTorch) and MobileNet
+(Keras) learn handwritten digits.
 
 Run it with ``pytest --modelgate examples/``; without the flag the gates are skipped.
 """
@@ -52,3 +53,16 @@ def test_pretraining_pays_off(finetune, digits):
     """Frozen pretrained features reach 90% several times sooner than training from scratch."""
     run = finetune(MODEL, digits, epochs=10, freeze="backbone", **RECIPE)
     assert_faster_than_scratch(run, target_accuracy=0.90, min_speedup=2.0)
+
+
+KERAS_MODEL = "keras:MobileNet(alpha=0.25)"  # ImageNet weights from the Keras cache
+
+
+def test_keras_head_only(finetune, digits, keras_imagenet):
+    """The same gates for a Keras model: a new head on frozen ImageNet MobileNet features."""
+    run = finetune(KERAS_MODEL, digits, epochs=10, freeze="backbone", image_size=64, lr=1e-2,
+                   batch_size=32, seed=0)
+    assert_accuracy_above(run, 0.85)
+    assert_f1_above(run, 0.75, per_class=True)
+    assert_beats_majority(run, margin=0.5)
+    assert_faster_than_scratch(run, target_accuracy=0.85, min_speedup=2.0)

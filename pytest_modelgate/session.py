@@ -150,8 +150,9 @@ def device_class(device: str) -> str:
 
 
 def environment_class(record: dict) -> dict[str, str]:
-    """The environment class of a gate test's runs: device class and framework major
-    version. Empty when the test trained nothing (plain arrays, leakage checks)."""
+    """The environment class of a gate test's runs: device class and the major version of
+    each framework they ran on (torch, keras). Empty when the test trained nothing (plain
+    arrays, leakage checks)."""
     runs = record.get("runs", {}).values()
     devices = sorted({device_class(r.get("device", "cpu")) for r in runs})
     if not devices:
@@ -159,16 +160,17 @@ def environment_class(record: dict) -> dict[str, str]:
     env = {"device": "+".join(devices)}
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        env["torch"] = version("torch").split(".")[0]
-    except PackageNotFoundError:
-        pass
+    for framework in sorted({(r.get("config") or {}).get("framework", "torch") for r in runs}):
+        try:
+            env[framework] = version(framework).split(".")[0]
+        except PackageNotFoundError:
+            pass
     return env
 
 
 def env_mismatch(baseline: dict[str, str], current: dict[str, str]) -> str | None:
     """How the baseline's environment class differs from this run's, or None."""
-    differ = [k for k in ("device", "torch") if k in baseline and k in current
+    differ = [k for k in ("device", "torch", "keras") if k in baseline and k in current
               and baseline[k] != current[k]]
     if not differ:
         return None

@@ -187,6 +187,17 @@ def test_unchanged_keras_runs_come_from_the_cache(digits_small, tmp_path):
     assert stored <= {".json", ".npz", ".lock"}
 
 
+def test_the_leakage_embedding_stage_refuses_a_keras_model(digits_small):
+    from pytest_modelgate.leakage import find_leaks
+
+    run = run_finetune(small_sequential(), digits_small, epochs=1)
+    for model in (run, MOBILENET, small_sequential()):
+        with pytest.raises(ModelGateError, match="the embedding stage runs PyTorch models, "
+                                                 "and this is a Keras model; pass "
+                                                 "embeddings='efficientnet_lite0'"):
+            find_leaks(digits_small.train, digits_small.test, embeddings=model)
+
+
 def test_a_missing_imagenet_file_names_the_file_and_the_folder(digits_small):
     with pytest.raises(ModelGateError) as info:
         run_finetune("keras:MobileNetV2(alpha=0.35)", digits_small, image_size=96)

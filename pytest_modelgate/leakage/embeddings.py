@@ -39,8 +39,17 @@ def _embedder(embeddings: Any, size: int) -> Callable[[list[np.ndarray]], np.nda
     model (a gate's run, a name ``finetune`` knows, or an ``nn.Module``) whose classifier
     head is cut off, leaving its pooled features. A run gives its model as pretrained,
     before fine-tuning (``FinetuneRun.backbone``)."""
+    from ..frameworks.keras.zoo import is_keras_name, is_keras_object
     from ..run import FinetuneRun
 
+    keras_run = isinstance(embeddings, FinetuneRun) and \
+        embeddings.config.get("framework") == "keras"
+    if keras_run or is_keras_name(embeddings) or (
+            not isinstance(embeddings, FinetuneRun) and is_keras_object(embeddings)):
+        raise ModelGateError(
+            "embeddings=: the embedding stage runs PyTorch models, and this is a Keras "
+            "model; pass embeddings='efficientnet_lite0' (ImageNet features, offline) or a "
+            "function from a list of uint8 images to an (n, d) feature array")
     if isinstance(embeddings, FinetuneRun):
         if embeddings.backbone is None:
             raise ModelGateError(f"embeddings=: this run of {embeddings.model} carries no "

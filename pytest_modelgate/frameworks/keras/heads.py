@@ -112,8 +112,11 @@ def add_or_replace_head(model: Any, num_classes: int, head: str | None, *,
 
 
 def verify_width(model: Any, sample: Any, num_classes: int, info: HeadInfo) -> None:
-    """One forward pass: the model must now output ``(batch, num_classes)``."""
-    shape = tuple(model(sample, training=False).shape)
+    """The model must now output ``(batch, num_classes)``: by its graph's static output
+    shape where it has one, else by one forward pass."""
+    static = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else None
+    shape = static if static and None not in static[1:] else tuple(
+        model(sample, training=False).shape)
     if len(shape) != 2 or shape[-1] != num_classes:
         raise HeadNotFoundError(
             f"replaced head {info.path!r} (found by {info.found_by}) but the model outputs "

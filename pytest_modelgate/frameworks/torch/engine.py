@@ -372,7 +372,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     train_pred = predict_train().argmax(1).cpu().numpy()
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
-                       head_found_by=info.found_by)
+                       head_found_by=info.found_by, framework="torch")
     if head_state is not None:
         head_state.update({k: v.detach().float().cpu().numpy()
                            for k, v in head.state_dict().items()})
