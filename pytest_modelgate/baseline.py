@@ -159,7 +159,7 @@ def environment() -> dict[str, str]:
            "machine": platform.machine()}
     from importlib.metadata import PackageNotFoundError, version
 
-    for dist in ("torch", "torchvision", "numpy"):
+    for dist in ("torch", "torchvision", "numpy", "keras", "tensorflow", "tensorflow-cpu"):
         with contextlib.suppress(PackageNotFoundError):
             env[dist] = version(dist)
     return env

@@ -88,10 +88,11 @@ def test_heads_that_cannot_be_found_say_how_to_name_them(digits_small):
                                  keras.layers.GlobalAveragePooling2D()], name="convs")
     with pytest.raises(HeadNotFoundError, match=r"could not find the classifier head of convs.*"
                                                 r"pass head='<name of the final Dense layer>' "
-                                                r"\(its Dense layers: none\)"):
+                                                r"\(its Dense layers and 1x1 classifier "
+                                                r"convolutions: none\)"):
         run_finetune(no_dense, digits_small, epochs=1)
     with pytest.raises(HeadNotFoundError, match=r"head='nope' \(head=\) is not a layer of "
-                                                r"digits_net.*its Dense layers: fc"):
+                                                r"digits_net.*convolutions: fc"):
         run_finetune(small_sequential(), digits_small, epochs=1, head="nope")
     model = small_sequential()
     conv_name = model.layers[1].name

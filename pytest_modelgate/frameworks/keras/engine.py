@@ -235,8 +235,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
             f_train = _features(features, x_train, prep, config.batch_size * 2)
             setup_seconds = time.perf_counter() - start
             f_test = _features(features, x_test, prep, config.batch_size * 2)
-            inputs = keras.Input((f_train.shape[1],))
-            fitted = keras.Model(inputs, head(inputs))
+            fitted = keras.Model(head.input, model.outputs[0])  # the head (flattened)
             notes.append("head-only: backbone features computed once; no augmentation")
 
             def make(x, y, batch, seed):

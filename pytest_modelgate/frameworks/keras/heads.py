@@ -2,9 +2,10 @@
 
 Resolution order: an explicit ``head=`` layer name, the ``pytest_modelgate_find_head``
 hook, then the graph: walking back from the model's output past layers without weights
-(a softmax ``Activation``, ``Dropout``), the first layer with weights must be a ``Dense``.
-The head is replaced by a fresh ``Dense`` of the data's width on the same input, and the
-output shape is checked with one forward pass. A ``keras.applications`` name is built
+(a softmax ``Activation``, ``Dropout``, ``Reshape``), the first layer with weights must be a
+``Dense``, or a 1x1 ``Conv2D`` on a 1x1 map (MobileNet's and MobileNetV3's logits). The head
+is replaced by a fresh layer of the same kind and the data's width on the same input (a
+convolution then flattened), and the output shape is checked. A ``keras.applications`` name is built
 without its top, so its head is added, not found.
 """
 
@@ -22,16 +23,30 @@ __tracebackhide__ = user_error_frames
 ADDED = "modelgate_head"
 
 
-def _dense_names(model: Any) -> list[str]:
+def _is_head(layer: Any) -> bool:
+    """A Dense layer, or a 1x1 convolution over a 1x1 map: a classifier."""
     import keras
 
-    return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    if isinstance(layer, keras.layers.Dense):
+        return True
+    if isinstance(layer, keras.layers.Conv2D) and not isinstance(
+            layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+        try:
+            spatial = tuple(layer.input.shape[1:3])
+        except (AttributeError, ValueError):
+            return False
+        return tuple(layer.kernel_size) == (1, 1) and spatial == (1, 1)
+    return False
+
+
+def _dense_names(model: Any) -> list[str]:
+    return [layer.name for layer in model.layers if _is_head(layer)]
 
 
 def _hint(model: Any) -> str:
     names = _dense_names(model)
-    return (f"pass head='<name of the final Dense layer>' (its Dense layers: "
-            f"{', '.join(names) if names else 'none'})")
+    return (f"pass head='<name of the final Dense layer>' (its Dense layers and 1x1 "
+            f"classifier convolutions: {', '.join(names) if names else 'none'})")
 
 
 def _by_name(model: Any, name: str, found_by: str) -> Any:
@@ -42,7 +57,7 @@ def _by_name(model: Any, name: str, found_by: str) -> Any:
     except ValueError:
         raise HeadNotFoundError(f"head={name!r} ({found_by}) is not a layer of "
                                 f"{model.name}; {_hint(model)}") from None
-    if not isinstance(layer, keras.layers.Dense):
+    if not _is_head(layer):
         raise HeadNotFoundError(f"head={name!r} ({found_by}) is a "
                                 f"{type(layer).__name__}, not a Dense layer; {_hint(model)}")
     return layer
@@ -58,7 +73,7 @@ def _from_output(model: Any) -> Any | None:
         node_layer = None
     layer = node_layer or (model.layers[-1] if model.layers else None)
     while layer is not None:
-        if isinstance(layer, keras.layers.Dense):
+        if _is_head(layer):
             return layer
         if layer.weights or isinstance(layer, keras.Model):
             return None  # the last layer with weights is not a Dense head
@@ -106,7 +121,11 @@ def add_or_replace_head(model: Any, num_classes: int, head: str | None, *,
     except (AttributeError, ValueError) as exc:
         raise HeadNotFoundError(f"head {layer.name!r} is used more than once or not in "
                                 f"{model.name}'s graph ({exc}); {_hint(model)}") from None
-    out = keras.layers.Dense(num_classes, name=layer.name)(features)
+    if isinstance(layer, keras.layers.Dense):
+        out = keras.layers.Dense(num_classes, name=layer.name)(features)
+    else:
+        out = keras.layers.Flatten(name=f"{layer.name}_flat")(
+            keras.layers.Conv2D(num_classes, 1, name=layer.name)(features))
     return (keras.Model(model.inputs, out, name=model.name),
             HeadInfo(layer.name, int(features.shape[-1]), found_by))
 
