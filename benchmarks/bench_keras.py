@@ -104,6 +104,12 @@ def main() -> None:
     for _ in range(rounds):
         for case, (n, freeze) in cases.items():
             for side, fn in (("gate", gate), ("model.fit", hand)):
+                import gc
+
+                import keras
+
+                keras.backend.clear_session()  # each side starts from an empty Keras state
+                gc.collect()
                 t0 = time.perf_counter()
                 accuracy[case, side] = fn(data, n, freeze)
                 times.setdefault((case, side), []).append(time.perf_counter() - t0)
