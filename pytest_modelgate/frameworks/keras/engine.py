@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -200,6 +200,79 @@ def _warm_up(model: Any, train: tuple[Any, Any], test: tuple[Any, Any] | None, b
     return time.perf_counter() - start
 
 
+@dataclass
+class _Plan:
+    """What ``fit`` trains and on what: the model (or the head alone), a function that makes
+    its batches, its inputs, how test accuracy is read (None: fit's validation pass), the
+    seconds spent before the first epoch, and notes for the run."""
+
+    fitted: Any
+    make: Callable[..., Any]
+    train_x: np.ndarray
+    test_x: np.ndarray
+    evaluate: Callable[[], float] | None
+    setup_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _head_only(keras: Any, model: Any, head: Any, splits: Splits, prep: Preprocess,
+               config: TrainConfig) -> _Plan:
+    """The frozen backbone's output never changes: compute it once (after one batch that
+    pays the first call's costs off the clock) and fit the head alone on it."""
+    import tensorflow as tf
+
+    features = _forward(keras.Model(model.inputs, head.input))
+    features(prep.apply(splits.train.images[:2]))  # traced off the clock
+    start = time.perf_counter()
+    f_train = _features(features, splits.train.images, prep, config.batch_size * 2)
+    setup_seconds = time.perf_counter() - start
+    f_test = _features(features, splits.test.images, prep, config.batch_size * 2)
+    fitted = keras.Model(head.input, model.outputs[0])  # the head (flattened)
+    y_test = np.asarray(splits.test.labels)
+
+    def make(x, y, batch, seed):
+        ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
+        if seed is not None:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    def evaluate() -> float:  # the head on the test features: one matrix product
+        return float(np.mean(fitted(f_test, training=False).numpy().argmax(1) == y_test))
+
+    return _Plan(fitted, make, f_train, f_test, evaluate, setup_seconds,
+                 ["head-only: backbone features computed once; no augmentation"])
+
+
+def _every_step(keras: Any, model: Any, head: Any, head_name: str, splits: Splits,
+                prep: Preprocess, config: TrainConfig, name: str) -> _Plan:
+    """Every layer (``freeze="none"``) or the head and the last N layers with weights
+    trained on preprocessed batches; test accuracy from fit's validation pass."""
+    notes = []
+    for layer in model.layers:
+        layer.trainable = config.freeze == "none"
+    if isinstance(config.freeze, int):
+        chosen = blocks(model, head_name)
+        if config.freeze > len(chosen):
+            raise ModelGateError(
+                f"freeze={config.freeze} asks to train the last {config.freeze} layers with "
+                f"weights, but {name} has {len(chosen)}")
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                layer.trainable = True  # its own layers decide below
+                for inner in layer.layers:
+                    inner.trainable = False
+        for layer in chosen[-config.freeze:]:
+            layer.trainable = True
+        notes.append(f"trains the head and the last {config.freeze} layers with weights: "
+                     f"{', '.join(la.name for la in chosen[-config.freeze:])}")
+    head.trainable = True
+
+    def make(x, y, batch, seed):
+        return _dataset(x, y, prep, batch, seed)
+
+    return _Plan(model, make, splits.train.images, splits.test.images, None, notes=notes)
+
+
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
           head_state: dict[str, np.ndarray] | None = None,
           progress: Callable[[str], None] | None = None,
@@ -225,51 +298,14 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         verify_width(model, prep.apply(x_test[:2]), num_classes, info)
         head = model.get_layer(info.path)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        setup_seconds = 0.0
         if config.freeze == "backbone":
-            # The frozen backbone's output never changes: compute it once (after one batch
-            # that pays the first call's costs off the clock).
-            features = _forward(keras.Model(model.inputs, head.input))
-            features(prep.apply(x_train[:2]))  # traced off the clock
-            start = time.perf_counter()
-            f_train = _features(features, x_train, prep, config.batch_size * 2)
-            setup_seconds = time.perf_counter() - start
-            f_test = _features(features, x_test, prep, config.batch_size * 2)
-            fitted = keras.Model(head.input, model.outputs[0])  # the head (flattened)
-            notes.append("head-only: backbone features computed once; no augmentation")
-
-            def make(x, y, batch, seed):
-                ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
-                if seed is not None:
-                    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-                return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
-
-            train_x, test_x = f_train, f_test
+            plan = _head_only(keras, model, head, splits, prep, config)
         else:
-            for layer in model.layers:
-                layer.trainable = config.freeze == "none"
-            if isinstance(config.freeze, int):
-                chosen = blocks(model, info.path)
-                if config.freeze > len(chosen):
-                    raise ModelGateError(
-                        f"freeze={config.freeze} asks to train the last {config.freeze} "
-                        f"layers with weights, but {loaded.name} has {len(chosen)}")
-                for layer in model.layers:
-                    if isinstance(layer, keras.Model):
-                        layer.trainable = True  # its own layers decide below
-                        for inner in layer.layers:
-                            inner.trainable = False
-                for layer in chosen[-config.freeze:]:
-                    layer.trainable = True
-                notes.append(f"trains the head and the last {config.freeze} layers with "
-                             f"weights: {', '.join(la.name for la in chosen[-config.freeze:])}")
-            head.trainable = True
-            fitted = model
-
-            def make(x, y, batch, seed):
-                return _dataset(x, y, prep, batch, seed)
-
-            train_x, test_x = x_train, x_test
+            plan = _every_step(keras, model, head, info.path, splits, prep, config,
+                               loaded.name)
+        fitted, make, evaluate = plan.fitted, plan.make, plan.evaluate
+        train_x, test_x = plan.train_x, plan.test_x
+        notes += plan.notes
         # A head on features takes microseconds a step: run a whole epoch per graph call
         # rather than pay Python's overhead for each of its steps (the updates are the
         # same), and skip XLA, whose compile cost more than the head's whole training
@@ -278,16 +314,10 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         fitted.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss,
                        metrics=["accuracy"], steps_per_execution=per_call,
                        jit_compile="auto" if fitted is model else False)
-        if fitted is model:
-            evaluate = None  # fit's validation pass over the test split
-        else:  # the head on the test features: one matrix product
-
-            def evaluate() -> float:
-                return float(np.mean(fitted(f_test, training=False).numpy().argmax(1) == y_test))
         warm = _warm_up(fitted, (train_x, y_train),
                         (test_x, y_test) if evaluate is None else None, config.batch_size, make)
         notes.append(f"warm-up (step functions traced, then reset): {warm:.1f}s, not timed")
-        record = _Record(keras, config, loaded.name, setup_seconds, progress, evaluate)
+        record = _Record(keras, config, loaded.name, plan.setup_seconds, progress, evaluate)
         fitted.fit(make(train_x, y_train, config.batch_size, config.seed),
                    validation_data=None if evaluate is not None else make(
                        test_x, y_test, config.batch_size * 2, None),
@@ -298,8 +328,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
             logits = _features(forward, x_test, prep, config.batch_size * 2)
             train_logits = _features(forward, x_train, prep, config.batch_size * 2)
         else:  # the head on the features: one matrix product each
-            logits = fitted(f_test, training=False).numpy()
-            train_logits = fitted(f_train, training=False).numpy()
+            logits = fitted(test_x, training=False).numpy()
+            train_logits = fitted(train_x, training=False).numpy()
     probabilities = np.asarray(tf.nn.softmax(logits.astype(np.float32)))
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
@@ -315,7 +345,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         probabilities=probabilities,
         history=tuple(record.history),
         seconds=record.seconds,
-        setup_seconds=setup_seconds,
+        setup_seconds=plan.setup_seconds,
         device=device,
         freeze=config.freeze,
         pretrained=loaded.pretrained,

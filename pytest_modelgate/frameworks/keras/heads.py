@@ -50,7 +50,6 @@ def _hint(model: Any) -> str:
 
 
 def _by_name(model: Any, name: str, found_by: str) -> Any:
-    import keras
 
     try:
         layer = model.get_layer(name)
