@@ -33,3 +33,10 @@ def test_the_orchestration_and_adapter_packages_import_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_adapters_are_found_as_subpackages_the_default_last():
+    from pytest_modelgate.frameworks import adapters
+
+    assert [a.name for a in adapters()] == ["keras", "torch"]
+    assert all(isinstance(a, Framework) for a in adapters())

@@ -3,16 +3,15 @@ cache, seeding, the scratch race, the run record) and one adapter per framework.
 
 An adapter is a subpackage here (``frameworks/torch``, ``frameworks/keras``) exposing
 ``FRAMEWORK``, an object with the methods of ``Framework``. The orchestration calls
-nothing else of it, so another framework is one new folder and a line in
-``framework_for``. Importing this package, or an adapter's ``__init__``, imports no
-framework: that happens when a model is loaded.
+nothing else of it, and ``framework_for`` asks each adapter whether a model is its
+own, so another framework is one new folder. Importing this package, or an adapter's
+``__init__``, imports no framework: that happens when a model is loaded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -38,6 +37,10 @@ class Framework(Protocol):
     passes it back."""
 
     name: str  # also the framework's top-level module ("torch"), to tell whether it is loaded
+
+    def claims(self, model: Any) -> bool:
+        """Whether ``model`` (a name, path, instance or class) is this framework's, judged
+        without importing the framework."""
 
     def identity(self, model: Any, weights: Any) -> dict[str, Any] | None:
         """A JSON-ready identity of a named model and its weights, without importing the
@@ -67,35 +70,45 @@ class Framework(Protocol):
         """Replace the head for ``data``'s classes, fine-tune, predict the test split."""
 
 
+# The adapter for anything no other adapter claims: names of the built-in zoo, modules.
+DEFAULT = "torch"
+
+
+def adapters() -> list[Framework]:
+    """Every adapter, found as the subpackages of this package (so a new framework is one
+    new folder), the default last. Importing them imports no framework."""
+    import importlib
+    import pkgutil
+
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)
+    names.sort(key=lambda n: n == DEFAULT)
+    return [importlib.import_module(f"{__name__}.{n}").FRAMEWORK for n in names]
+
+
 def framework_for(model: Any) -> Framework:
-    """The adapter that handles ``model``: a ``keras:`` name, a saved ``.keras``/``.h5``
-    file or a Keras model goes to Keras, any other name or model to PyTorch. A factory
-    function is called once to see what it builds (it is called again, seeded, to load)."""
-    from .keras import FRAMEWORK as KERAS
-    from .keras.zoo import is_keras_name, is_keras_object
-    from .torch import FRAMEWORK as TORCH
-
-    if isinstance(model, (str, Path)):
-        return KERAS if is_keras_name(model) else TORCH
-    if is_keras_object(model):
-        return KERAS
-    if callable(model) and not isinstance(model, type) and not _is_torch_object(model):
-        return KERAS if is_keras_object(model()) else TORCH
-    return TORCH
-
-
-def _is_torch_object(model: Any) -> bool:
-    return any(c.__module__.split(".")[0] == "torch" for c in type(model).__mro__)
+    """The adapter that handles ``model``: the first that claims it (a ``keras:`` name, a
+    saved ``.keras``/``.h5`` file or a Keras object goes to Keras), else PyTorch. A
+    factory function no adapter claims by its type is called once to see what it builds
+    (it is called again, seeded, to load)."""
+    found = adapters()
+    for adapter in found:
+        if adapter.claims(model):
+            return adapter
+    probe = callable(model) and not isinstance(model, type) and not any(
+        c.__module__.split(".")[0] in {a.name for a in found} for c in type(model).__mro__)
+    if probe:
+        built = model()
+        for adapter in found:
+            if adapter.claims(built):
+                return adapter
+    return found[-1]
 
 
 def loaded_frameworks() -> list[Framework]:
     """The adapters whose framework this process has imported already."""
     import sys
 
-    from .keras import FRAMEWORK as KERAS
-    from .torch import FRAMEWORK as TORCH
-
-    return [f for f in (TORCH, KERAS) if f.name in sys.modules]
+    return [f for f in adapters() if f.name in sys.modules]
 
 
 def import_triton_before_tensorflow() -> None:

@@ -19,6 +19,11 @@ class KerasFramework:
 
     name = "keras"
 
+    def claims(self, model: Any) -> bool:
+        from .zoo import is_keras_name, is_keras_object
+
+        return is_keras_name(model) or is_keras_object(model)
+
     def identity(self, model: Any, weights: Any) -> dict[str, Any] | None:
         from .zoo import named_identity
 

@@ -34,6 +34,12 @@ class TorchFramework:
 
     name = "torch"
 
+    def claims(self, model: Any) -> bool:
+        """Any name (the built-in zoo), and modules; other adapters are asked first."""
+        kind = model if isinstance(model, type) else type(model)
+        return isinstance(model, str) or any(
+            c.__module__.split(".")[0] == "torch" for c in kind.__mro__)
+
     def identity(self, model: Any, weights: Any) -> dict[str, Any] | None:
         from .zoo import named_identity
 
