@@ -18,7 +18,7 @@ import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,8 +99,10 @@ class RunCache:
         with FileLock(str(locks / f"{key}.lock")):
             yield
 
-    def load(self, key: str) -> FinetuneRun | None:
-        """The cached run for ``key``, or None (missing or unreadable: then it is retrained)."""
+    def load(self, key: str, accept: Callable[[FinetuneRun], bool] | None = None
+             ) -> FinetuneRun | None:
+        """The cached run for ``key``, or None (missing, unreadable, or one ``accept``
+        turns down: then it is retrained, and not counted as loaded)."""
         if self.directory is None:
             return None
         folder = self.directory / key
@@ -132,6 +134,8 @@ class RunCache:
         except UNREADABLE as exc:
             warnings.warn(f"ignoring unreadable cached run {folder} ({type(exc).__name__}: "
                           f"{exc}); retraining it", ModelGateWarning, stacklevel=2)
+            return None
+        if accept is not None and not accept(run):
             return None
         self.hits += 1
         return run

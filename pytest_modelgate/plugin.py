@@ -98,6 +98,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
     parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
     parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
+    parser.addini("modelgate_full_race", "assert_faster_than_scratch trains scratch to its "
+                  "target or epoch budget, not only until the verdict is decided",
+                  type="bool", default=False)
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -155,21 +158,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible"))
 
 
-MARKER_ARGS = frozenset({"device", "seed"})
+MARKER_ARGS = frozenset({"device", "seed", "full_race"})
 
 
 def marker_overrides(item: pytest.Item) -> dict[str, object]:
-    """``@pytest.mark.modelgate(device=..., seed=...)``: settings for this test's runs."""
+    """``@pytest.mark.modelgate(device=..., seed=..., full_race=...)``: settings for this
+    test's runs, over the ini file's ``modelgate_full_race``."""
+    ini: dict[str, object] = {"full_race": item.config.stash[session_key].settings.full_race}
     marker = item.get_closest_marker("modelgate")
     if marker is None:
-        return {}
+        return ini
     unknown = sorted(set(marker.kwargs) - MARKER_ARGS)
     if unknown or marker.args:
         raise pytest.UsageError(
             f"{item.nodeid}: @pytest.mark.modelgate takes only the keywords "
             f"{', '.join(sorted(MARKER_ARGS))}; got {unknown or list(marker.args)}"
         )
-    return dict(marker.kwargs)
+    return {**ini, **marker.kwargs}
 
 
 @pytest.hookimpl(wrapper=True)

@@ -129,6 +129,7 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         cache_dir=cache_dir,
         seed=seed if seed is not None else 0,
         baseline_env=baseline_env,
+        full_race=bool(config.getini("modelgate_full_race")),
         **kwargs,
     )
 

@@ -22,3 +22,4 @@ class GateSettings:
     seed: int = 0
     significance: float | None = 0.05  # None: any drop beyond tolerance regresses
     baseline_env: str = "same"  # "any": compare with a baseline from another environment
+    full_race: bool = False  # races run scratch to its target or epochs, not to the verdict

@@ -111,9 +111,25 @@ def test_bad_arguments(call, message):
         call(make_run(Y_TRUE, Y_PRED))
 
 
-def _racer(accuracies, seconds_per_epoch):
-    def scratch(target_accuracy=None, epochs=None):
-        return make_run(Y_TRUE, Y_PRED, accuracies, seconds_per_epoch, pretrained=False)
+def _racer(accuracies, seconds_per_epoch, asked=None):
+    """A scratch runner as run_finetune's: it stops at the target, or after the first epoch
+    that ends past the race's budget (with the engines' note); ``asked`` records budgets."""
+    from pytest_modelgate.train.config import TrainConfig, out_of_budget
+
+    def scratch(target_accuracy=None, epochs=None, budget_seconds=None):
+        if asked is not None:
+            asked.append(budget_seconds)
+        config = TrainConfig(epochs=len(accuracies), stop_after_seconds=budget_seconds)
+        notes: list[str] = []
+        kept = []
+        for i, acc in enumerate(accuracies):
+            kept.append(acc)
+            if target_accuracy is not None and acc >= target_accuracy:
+                break
+            if out_of_budget(config, seconds_per_epoch * (i + 1), i + 1, notes):
+                break
+        run = make_run(Y_TRUE, Y_PRED, tuple(kept), seconds_per_epoch, pretrained=False)
+        return dataclasses.replace(run, notes=tuple(notes))
     return scratch
 
 
@@ -121,9 +137,10 @@ def test_faster_than_scratch_passes_and_records_the_race():
     # pretrained reaches 0.9 at epoch 2 (2 s); scratch at epoch 3 (15 s): 7.5x
     run = make_run(Y_TRUE, Y_PRED, scratch=_racer((0.3, 0.6, 0.92), 5.0))
     with recording() as record:
-        assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=2)
+        assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=2, full_race=True)
     (race,) = record["races"]
     assert race["speedup"] == pytest.approx(7.5) and not race["lower_bound"]
+    assert not race["stopped_early"]
     assert record["metrics"][0]["name"] == "speedup"
     assert set(record["runs"]) == {"toy (pretrained, freeze=backbone)",
                                    "toy (scratch, freeze=none)"}
@@ -410,3 +427,37 @@ def test_plain_tuples_work_like_runs():
 def test_bad_prediction_inputs(call, message):
     with pytest.raises(ModelGateError, match=message):
         call()
+
+
+def test_the_race_stops_scratch_once_the_verdict_is_decided():
+    # Pretrained: 2 s to 0.9. With min_speedup 2 the budget is 4 s: scratch's first epoch
+    # (5 s) passes it, so the race stops there with a lower bound, not at epoch 3 (15 s).
+    asked: list = []
+    run = make_run(Y_TRUE, Y_PRED, scratch=_racer((0.3, 0.6, 0.92), 5.0, asked))
+    with recording() as record:
+        assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=2)
+    (race,) = record["races"]
+    assert asked == [4.0]
+    assert race["lower_bound"] and race["stopped_early"]
+    assert race["speedup"] == pytest.approx(2.5) and race["scratch_seconds"] == 5.0
+
+
+def test_the_early_stop_never_changes_the_verdict():
+    """Random races: the verdict with the budget equals the full race's, every time."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 8))
+        accuracies = tuple(np.round(np.sort(rng.uniform(0, 1, n)), 2))
+        per_epoch = float(rng.uniform(0.2, 4))
+        min_speedup = float(rng.uniform(0.5, 5))
+        run = make_run(Y_TRUE, Y_PRED, accuracies=(0.5, 0.9),
+                       scratch=_racer(accuracies, per_epoch))
+        verdicts = []
+        for full in (True, False):
+            try:
+                assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=min_speedup,
+                                           full_race=full)
+                verdicts.append(True)
+            except AssertionError:
+                verdicts.append(False)
+        assert verdicts[0] == verdicts[1], (accuracies, per_epoch, min_speedup)

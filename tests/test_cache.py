@@ -57,6 +57,21 @@ def test_scratch_races_are_cached_too(digits_small, tmp_path):
     assert (cache.stored, cache.hits) == (2, 2)
 
 
+def test_a_race_cut_at_its_budget_serves_smaller_budgets_only(digits_small, tmp_path):
+    cache = RunCache(tmp_path)
+    run = run_finetune(tiny_cnn, digits_small, epochs=4, cache=cache, **GRAY)
+    cut = run.scratch_runner(target_accuracy=1.0, budget_seconds=1e-6)
+    assert len(cut.history) == 1 and cut.notes[-1].startswith(
+        "race stopped after epoch 1: ") and cut.notes[-1].endswith("decides the verdict")
+    # The budget follows the pretrained run's timing: it is not part of the key.
+    assert run.scratch_runner(target_accuracy=1.0, budget_seconds=cut.seconds / 2).cached
+    full = run.scratch_runner(target_accuracy=1.0)  # the full race: trained again
+    assert not full.cached and len(full.history) == 4 and not any(
+        n.startswith("race stopped") for n in full.notes)
+    assert run.scratch_runner(target_accuracy=1.0, budget_seconds=1e-6).cached  # and stored
+    assert (cache.stored, cache.hits) == (3, 2)
+
+
 def test_unreadable_entries_are_retrained_with_a_warning(digits_small, tmp_path):
     cache = RunCache(tmp_path)
     run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none", cache=cache, **GRAY)

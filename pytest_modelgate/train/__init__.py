@@ -112,11 +112,16 @@ def run_finetune(
             if cheap is None:
                 built = build()
                 cheap = framework.model_key(built)
-            key = run_key({**common, "model": cheap, "config": dataclasses.asdict(run_config)})
+            # A race's budget follows the pretrained run's timing, which differs from run
+            # to run: it stays out of the key, and a stored run serves if it decides the
+            # same verdict (see _serves).
+            keyed = dataclasses.replace(run_config, stop_after_seconds=None)
+            key = run_key({**common, "model": cheap, "config": dataclasses.asdict(keyed)})
         # Another process (a pytest-xdist worker) may be training this very run: wait for
         # it and load its entry rather than train it twice.
         with cache.lock(key):
-            hit = cache.load(key) if key is not None else None
+            hit = cache.load(key, lambda stored: _serves(stored, run_config.stop_after_seconds)) \
+                if key is not None else None
             if hit is not None:
                 return hit
             head_state: dict = {}
@@ -129,10 +134,14 @@ def run_finetune(
 
     run = cached_train(loaded_model, config, identity)
 
-    def scratch(target_accuracy: float | None = None, epochs: int | None = None) -> FinetuneRun:
+    def scratch(target_accuracy: float | None = None, epochs: int | None = None,
+                budget_seconds: float | None = None) -> FinetuneRun:
+        """The same architecture from random init, every layer trained, stopping at
+        ``target_accuracy``, after ``epochs``, or after the first epoch that ends past
+        ``budget_seconds`` of training (the race's verdict is then decided)."""
         scratch_config = dataclasses.replace(
             config, freeze="none", stop_at_accuracy=target_accuracy,
-            epochs=epochs or config.epochs,
+            epochs=epochs or config.epochs, stop_after_seconds=budget_seconds,
         )
         cheap = {**identity, "init": "random"} if identity is not None else None
         return dataclasses.replace(cached_train(build_scratch, scratch_config, cheap),
@@ -148,3 +157,19 @@ def run_finetune(
 
     return dataclasses.replace(run, scratch_runner=scratch, test_set=data.test,
                                backbone=backbone)
+
+
+def stopped_by_budget(run: FinetuneRun) -> bool:
+    """Whether a run ended at its race budget, not at its target or last epoch."""
+    from .config import BUDGET_NOTE
+
+    return any(note.startswith(BUDGET_NOTE) for note in run.notes)
+
+
+def _serves(stored: FinetuneRun, budget: float | None) -> bool:
+    """Whether a stored run answers a request with this budget (None: the full race): a
+    run that was not cut short always does; one cut at its budget does for a budget it
+    trained past."""
+    if not stopped_by_budget(stored):
+        return True
+    return budget is not None and stored.seconds >= budget

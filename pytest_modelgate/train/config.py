@@ -26,6 +26,9 @@ class TrainConfig:
     device: str = "auto"
     head: str | None = None
     stop_at_accuracy: float | None = None
+    # The race's budget: stop after the first epoch that ends past it (the verdict is
+    # decided). Not part of a run's cache key (see run_finetune).
+    stop_after_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -42,5 +45,21 @@ class TrainConfig:
             raise ModelGateError(f"backbone_lr must be positive, got {self.backbone_lr!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ModelGateError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.stop_after_seconds is not None and not self.stop_after_seconds > 0:
+            raise ModelGateError(f"stop_after_seconds must be positive, got "
+                                 f"{self.stop_after_seconds!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+BUDGET_NOTE = "race stopped"
+
+
+def out_of_budget(config: TrainConfig, seconds: float, epoch: int, notes: list[str]) -> bool:
+    """Whether a run with a race budget stops after this epoch; the note says so."""
+    if config.stop_after_seconds is None or seconds < config.stop_after_seconds or \
+            epoch >= config.epochs:
+        return False
+    notes.append(f"{BUDGET_NOTE} after epoch {epoch}: {seconds:.1f}s of training reached the "
+                 f"race's budget of {config.stop_after_seconds:.1f}s, which decides the verdict")
+    return True

@@ -230,7 +230,7 @@ def test_marker_settings_and_progress_lines(project):
     typo = project.runpytest("--modelgate", "-k", "typo")
     assert typo.ret == pytest.ExitCode.USAGE_ERROR
     assert ("test_marked.py::test_typo: @pytest.mark.modelgate takes only the keywords "
-            "device, seed; got ['sed']") in typo.stderr.str()
+            "device, full_race, seed; got ['sed']") in typo.stderr.str()
 
 
 def test_a_keras_and_a_pytorch_model_are_gated_side_by_side(project):
@@ -272,3 +272,45 @@ def test_a_keras_and_a_pytorch_model_are_gated_side_by_side(project):
     second = project.runpytest(*args)
     second.assert_outcomes(passed=2)
     second.stdout.fnmatch_lines(["run cache: 3 run(s) loaded, 0 trained (*runs)"])
+
+
+RACE_FILE = """
+    import pytest
+    from pytest_modelgate import assert_faster_than_scratch
+    from conftest import GRAY
+
+    @pytest.fixture
+    def run(finetune, digits, pretrained_tiny):
+        return finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **GRAY)
+
+    def test_race(run):
+        assert_faster_than_scratch(run, target_accuracy=0.99, min_speedup=0.5)
+
+    @pytest.mark.modelgate(full_race=True)
+    def test_full_race(run):
+        assert_faster_than_scratch(run, target_accuracy=0.99, min_speedup=0.5)
+"""
+
+
+def test_races_stop_at_the_verdict_unless_asked_to_run_in_full(project):
+    """A target scratch does not reach in 8 epochs: the race stops once scratch has trained
+    half the pretrained time; the marker, or the ini key for every test, runs it out."""
+    project.makepyfile(test_races=RACE_FILE)
+
+    def races():
+        data = json.loads((project.path / "reports" / "modelgate.json").read_text())
+        return {t["nodeid"].split("::")[1]: t["races"][0] for t in data["tests"]}
+
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(passed=2)
+    by_test = races()
+    short, full = by_test["test_race"], by_test["test_full_race"]
+    assert short["stopped_early"] and short["lower_bound"]
+    assert not full["stopped_early"]
+    assert full["scratch_seconds"] > short["scratch_seconds"]
+    html = (project.path / "reports" / "modelgate.html").read_text()
+    assert "the race stopped once scratch had trained 0.5x the pretrained time" in html
+    project.makeini("[pytest]\naddopts = -p no:cacheprovider\nmodelgate_full_race = true\n")
+    again = project.runpytest(OPTION_ENABLE)
+    again.assert_outcomes(passed=2)
+    assert not races()["test_race"]["stopped_early"]

@@ -22,7 +22,7 @@ import numpy as np
 from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...run import EpochStats, FinetuneRun
-from ...train.config import TrainConfig
+from ...train.config import TrainConfig, out_of_budget
 from .heads import add_or_replace_head, verify_width
 from .zoo import LoadedModel, Preprocess, import_keras
 
@@ -171,6 +171,8 @@ class _Record:
         if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
             self.notes.append(f"stopped after epoch {epoch}: reached "
                               f"{config.stop_at_accuracy:.3f}")
+            model.stop_training = True
+        elif out_of_budget(config, self.seconds, epoch, self.notes):
             model.stop_training = True
 
 

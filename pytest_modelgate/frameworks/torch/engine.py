@@ -18,7 +18,7 @@ import numpy as np
 from ...data import ImageSet, Splits
 from ...errors import ModelGateError, user_error_frames
 from ...run import EpochStats, FinetuneRun
-from ...train.config import TrainConfig
+from ...train.config import TrainConfig, out_of_budget
 from .heads import get_submodule, replace_head, set_submodule, verify_width
 from .zoo import LoadedModel, Preprocess
 
@@ -364,6 +364,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
             progress(line)
         if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
             notes.append(f"stopped after epoch {epoch}: reached {config.stop_at_accuracy:.3f}")
+            break
+        if out_of_budget(config, train_seconds, epoch, notes):
             break
 
     assert logits is not None
