@@ -266,7 +266,7 @@ def test_freeze_n_trains_the_last_n_blocks_and_the_head(digits_small):
     changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("stage") else "")
                for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"stage.1", "stage.2", "fc"}   # stem, its BatchNorm, stage.0 frozen
-    assert run.notes[-1] == "trains the head and the last 2 blocks: stage.1, stage.2"
+    assert "trains the head and the last 2 blocks: stage.1, stage.2" in run.notes
     with pytest.raises(ModelGateError, match=r"freeze=9 asks to train the last 9 blocks, but "
                                              r"Blocky has 5: stem, bn, stage.0"):
         run_finetune(Blocky, digits_small, epochs=1, freeze=9, **GRAY)
@@ -322,3 +322,31 @@ def test_xdist_workers_share_the_cores(monkeypatch):
         assert share_cores_with_xdist_workers() is None and torch.get_num_threads() == 8
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_warm_up_step_is_undone():
+    """One step on one batch before the clock, then weights, BatchNorm buffers, optimizer
+    state and gradients exactly as before: the timed run is the run it would have been."""
+    import torch
+    from torch import nn
+
+    from pytest_modelgate.frameworks.torch.engine import _warm_step
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    _warm_step(model, model, optimizer, nn.CrossEntropyLoss(), x, y, "cpu")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert optimizer.state_dict()["state"] == {}
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_runs_note_their_warm_up(digits_small):
+    for freeze in ("backbone", "none"):
+        run = run_finetune(tiny_cnn, digits_small, epochs=1, freeze=freeze, **GRAY)
+        assert any(n.startswith("warm-up (one step, then undone): ") and
+                   n.endswith("s, not timed") for n in run.notes)
