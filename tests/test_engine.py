@@ -326,7 +326,8 @@ def test_xdist_workers_share_the_cores(monkeypatch):
 
 def test_the_warm_up_step_is_undone():
     """One step on one batch before the clock, then weights, BatchNorm buffers, optimizer
-    state and gradients exactly as before: the timed run is the run it would have been."""
+    state, gradients and the random generator exactly as before: the timed run is the run
+    it would have been."""
     import torch
     from torch import nn
 
@@ -336,9 +337,12 @@ def test_the_warm_up_step_is_undone():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                           nn.Linear(4 * 6 * 6, 3))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model.insert(3, nn.Dropout(0.5))  # draws from the generator in training mode
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    rng = torch.get_rng_state()
     _warm_step(model, model, optimizer, nn.CrossEntropyLoss(), x, y, "cpu")
+    assert torch.equal(torch.get_rng_state(), rng)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert optimizer.state_dict()["state"] == {}

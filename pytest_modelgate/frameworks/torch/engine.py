@@ -208,11 +208,16 @@ def _first(data: ImageSet, n: int) -> ImageSet:
 def _warm_step(forward: nn.Module, owner: nn.Module, optimizer: Any, criterion: Any,
                inputs: torch.Tensor, targets: torch.Tensor, device: str) -> None:
     """Forward, backward and an optimizer step on one batch, then everything it changed
-    (``owner``'s weights and buffers, the optimizer's state, the gradients) put back."""
+    (``owner``'s weights and buffers, the optimizer's state, the gradients, and the random
+    generators its dropout drew from) put back: the run after it is the run without it."""
     import copy
+
+    import torch
 
     weights = {k: v.detach().clone() for k, v in owner.state_dict().items()}
     state = copy.deepcopy(optimizer.state_dict())
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if device.startswith("cuda") else None
     forward.train()
     with _autocast(device):
         loss = criterion(forward(inputs).float(), targets)
@@ -222,6 +227,9 @@ def _warm_step(forward: nn.Module, owner: nn.Module, optimizer: Any, criterion: 
     owner.load_state_dict(weights)
     optimizer.load_state_dict(state)
     optimizer.zero_grad(set_to_none=True)
+    torch.set_rng_state(rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
