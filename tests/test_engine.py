@@ -354,3 +354,32 @@ def test_runs_note_their_warm_up(digits_small):
         run = run_finetune(tiny_cnn, digits_small, epochs=1, freeze=freeze, **GRAY)
         assert any(n.startswith("warm-up (one step, then undone): ") and
                    n.endswith("s, not timed") for n in run.notes)
+
+
+def test_the_training_loop_reads_from_the_device_once_per_epoch_not_per_step(digits_small,
+                                                                           monkeypatch):
+    """The engine's own host reads of tensor values (item, float, int, bool) do not grow
+    with the number of steps: on a GPU each such read waits for every queued step. (Adam's
+    reads of its step count are of a CPU tensor, and not counted.)"""
+    import sys
+
+    import torch
+
+    reads = {"n": 0}
+    for name in ("item", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original):
+            if sys._getframe(1).f_code.co_filename.endswith(("torch/engine.py",
+                                                             "torch\\engine.py")):
+                reads["n"] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    counts = []
+    for batch_size in (64, 8):  # 6 and 48 steps per epoch
+        reads["n"] = 0
+        run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", batch_size=batch_size,
+                     **GRAY)
+        counts.append(reads["n"])
+    assert counts[0] == counts[1], counts

@@ -385,25 +385,30 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     for epoch in range(1, config.epochs + 1):
         t0 = clock.now()
         forward_train.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        # Loss and correct counts are summed on the device and read once per epoch: a read
+        # per step (loss.item()) makes the host wait for the GPU at every step.
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
         for idx in _batches(len(splits.train), config.batch_size, generator):
             inputs = step_inputs(idx)
             targets = y_train[torch.from_numpy(idx).to(device)]
             with _autocast(device):
                 out = forward_train(inputs)
                 loss = criterion(out.float(), targets)
-            _check_loss(loss.detach(), epoch, config.lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(idx)
-            correct += int((out.argmax(1) == targets).sum())
+            total_loss += loss.detach() * len(idx)
+            correct += (out.detach().argmax(1) == targets).sum()
             seen += len(idx)
         train_seconds += clock.now() - t0
+        _check_loss(total_loss, epoch, config.lr)  # a NaN step makes the epoch's sum NaN
         logits = predict_test()
         pred = logits.argmax(1).cpu().numpy()
         test_acc = float(np.mean(pred == y_test))
-        stats = EpochStats(epoch, total_loss / seen, correct / seen, test_acc, train_seconds)
+        stats = EpochStats(epoch, float(total_loss) / seen, int(correct) / seen, test_acc,
+                           train_seconds)
         history.append(stats)
         line = (f"modelgate: {loaded.name} epoch {epoch}/{config.epochs}: loss {stats.loss:.4f},"
                 f" train acc {stats.train_accuracy:.3f}, test acc {test_acc:.3f}, "
