@@ -32,7 +32,7 @@ class LinearHeadNet(nn.Module):
 def test_sequential_model_fine_tunes(digits_small, freeze):
     model = tiny_cnn()
     before = [p.detach().clone() for p in model.parameters()]
-    run = run_finetune(model, digits_small, epochs=4, freeze=freeze, lr=1e-2, **GRAY)
+    run = run_finetune(model, digits_small, epochs=4, freeze=freeze, lr=1e-2, device="cpu", **GRAY)
     assert run.class_names == ("zero", "one", "seven")
     assert run.y_pred.shape == run.y_true.shape == (len(digits_small.test),)
     assert run.probabilities.shape == (len(digits_small.test), 3)
@@ -380,6 +380,6 @@ def test_the_training_loop_reads_from_the_device_once_per_epoch_not_per_step(dig
     for batch_size in (64, 8):  # 6 and 48 steps per epoch
         reads["n"] = 0
         run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", batch_size=batch_size,
-                     **GRAY)
+                     device="cpu", **GRAY)
         counts.append(reads["n"])
     assert counts[0] == counts[1], counts

@@ -25,7 +25,9 @@ from .conftest import KERAS_HOME
 keras = pytest.importorskip("keras", reason="Keras tests need pytest-modelgate[tensorflow]")
 
 MOBILENET = "keras:MobileNet(alpha=0.25)"
-SMALL = dict(image_size=32, batch_size=64, seed=0)  # the smallest input MobileNet takes
+# 32 px: the smallest input MobileNet takes. The device is pinned: these tests check CPU
+# facts (the device, exact repeats), and the suite must pass on a GPU machine too.
+SMALL = dict(image_size=32, batch_size=64, seed=0, device="cpu")
 
 
 def small_sequential(classes: int = 5, activation: bool = True):
@@ -53,7 +55,7 @@ def test_a_keras_applications_name_trains_a_new_head_on_features_computed_once(d
 
 
 def test_seeded_keras_runs_repeat_exactly(digits_small):
-    kwargs = dict(epochs=2, freeze="none", weights=None, seed=3)
+    kwargs = dict(epochs=2, freeze="none", weights=None, seed=3, device="cpu")
     first = run_finetune(small_sequential, digits_small, lr=1e-2, **kwargs)
     second = run_finetune(small_sequential, digits_small, lr=1e-2, **kwargs)
     assert [h.loss for h in first.history] == [h.loss for h in second.history]

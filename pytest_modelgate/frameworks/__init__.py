@@ -10,6 +10,7 @@ own, so another framework is one new folder. Importing this package, or an adapt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -74,6 +75,7 @@ class Framework(Protocol):
 DEFAULT = "torch"
 
 
+@functools.cache  # the package's folders do not change while it runs
 def adapters() -> list[Framework]:
     """Every adapter, found as the subpackages of this package (so a new framework is one
     new folder), the default last. Importing them imports no framework."""
