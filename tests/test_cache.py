@@ -13,7 +13,8 @@ from pytest_modelgate.train import run_finetune  # noqa: E402
 
 from .conftest import tiny_cnn  # noqa: E402
 
-GRAY = {"image_size": 8, "mean": (0.5,), "std": (0.5,)}
+# Cache tests are of CPU runs (exact repeats): pinned, as "auto" is cuda on a GPU machine.
+GRAY = {"image_size": 8, "mean": (0.5,), "std": (0.5,), "device": "cpu"}
 
 
 def _entries(directory):
@@ -96,7 +97,7 @@ def test_disabled_cache_writes_nothing(digits_small, tmp_path):
 def test_damaged_entries_are_a_warning_and_a_retrain(digits_small, tmp_path, damage):
     cache = RunCache(tmp_path)
     # Pinned to the CPU: the retrain is compared prediction for prediction.
-    same = dict(epochs=1, freeze="none", cache=cache, device="cpu", **GRAY)
+    same = dict(epochs=1, freeze="none", cache=cache, **GRAY)
     first = run_finetune(tiny_cnn, digits_small, **same)
     (folder,) = _entries(tmp_path)
     arrays = folder / "arrays.npz"

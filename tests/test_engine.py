@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,8 @@ from pytest_modelgate.train.config import TrainConfig
 
 from .conftest import tiny_cnn
 
-GRAY = dict(image_size=8, mean=(0.5,), std=(0.5,))
+# Tests of what a run does on the CPU pin it: on a GPU machine "auto" means cuda.
+GRAY = dict(image_size=8, mean=(0.5,), std=(0.5,), device="cpu")
 
 
 class LinearHeadNet(nn.Module):
@@ -32,7 +35,7 @@ class LinearHeadNet(nn.Module):
 def test_sequential_model_fine_tunes(digits_small, freeze):
     model = tiny_cnn()
     before = [p.detach().clone() for p in model.parameters()]
-    run = run_finetune(model, digits_small, epochs=4, freeze=freeze, lr=1e-2, device="cpu", **GRAY)
+    run = run_finetune(model, digits_small, epochs=4, freeze=freeze, lr=1e-2, **GRAY)
     assert run.class_names == ("zero", "one", "seven")
     assert run.y_pred.shape == run.y_true.shape == (len(digits_small.test),)
     assert run.probabilities.shape == (len(digits_small.test), 3)
@@ -156,9 +159,40 @@ def test_real_pretrained_head_only_beats_chance_by_far(digits_small):
 
 @pytest.mark.gpu
 def test_cuda_run_uses_amp_and_channels_last(digits_small):
-    run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", device="cuda", **GRAY)
-    assert run.device == "cuda"
+    run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none",
+                       **{**GRAY, "device": "cuda"})
+    assert run.device.startswith("cuda")
     assert run.accuracy > 0.5
+    facts = {k: run.config[k] for k in ("device_name", "autocast_dtype", "channels_last")}
+    assert facts["autocast_dtype"] in ("bfloat16", "float16"), facts
+    assert facts["channels_last"] is True
+    assert facts["device_name"] == torch.cuda.get_device_name(run.device)
+    assert run.config["pixels"] == "resident"   # a few kB: on the GPU for the whole run
+
+
+@pytest.mark.gpu
+def test_the_cuda_clock_waits_for_queued_work():
+    from pytest_modelgate.frameworks.torch.engine import _Clock
+
+    clock = _Clock("cuda")
+    x = torch.randn(4096, 4096, device="cuda")
+    for _ in range(20):
+        x = x @ x / 64
+    clock.now()
+    assert torch.cuda.current_stream().query()   # nothing left in the queue
+
+
+@pytest.mark.gpu
+def test_xdist_workers_take_their_own_gpu(monkeypatch, digits_small):
+    from pytest_modelgate.frameworks.torch.engine import resolve_device
+
+    count = torch.cuda.device_count()
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    expected = "cuda:1" if count > 1 else "cuda"
+    assert resolve_device("auto") == resolve_device("cuda") == expected
+    run = run_finetune(tiny_cnn, digits_small, epochs=1, freeze="none",
+                       **{**GRAY, "device": "auto"})
+    assert run.device == expected
 
 
 def test_checkpoint_paths_load_plain_and_wrapped_state_dicts(tmp_path):
@@ -380,6 +414,117 @@ def test_the_training_loop_reads_from_the_device_once_per_epoch_not_per_step(dig
     for batch_size in (64, 8):  # 6 and 48 steps per epoch
         reads["n"] = 0
         run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", batch_size=batch_size,
-                     device="cpu", **GRAY)
+                     **GRAY)
         counts.append(reads["n"])
     assert counts[0] == counts[1], counts
+
+
+def test_xdist_workers_spread_over_several_gpus(monkeypatch):
+    """Under pytest-xdist, ``auto`` and ``cuda`` give worker gwK the GPU K modulo the count;
+    ``cuda:N`` pins one; with one GPU, or outside xdist, it is plain ``cuda``. (A faked GPU
+    count: the CPU machine has none.)"""
+    from pytest_modelgate.frameworks import xdist_gpu
+    from pytest_modelgate.frameworks.torch.engine import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    assert resolve_device("auto") == "cuda"
+    for worker, gpu in (("gw0", "cuda:0"), ("gw3", "cuda:3"), ("gw5", "cuda:1")):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        assert resolve_device("auto") == resolve_device("cuda") == gpu
+    assert resolve_device("cuda:2") == "cuda:2"   # the device given wins
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ModelGateError, match=r"device='cuda:7' but 4 CUDA GPU\(s\) are visible"):
+        resolve_device("cuda:7")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cuda"
+    assert xdist_gpu(1) is None and xdist_gpu(0) is None
+
+
+def test_pixels_go_to_the_gpu_once_when_they_fit_else_through_one_staging_buffer(
+        digits_small):
+    """``placement`` decides from the free GPU memory; the staged path (a reusable buffer,
+    pinned on CUDA) gives the same batches as the plain one. (On this CPU machine the
+    buffer is not pinned: pinning needs a GPU.)"""
+    from pytest_modelgate.frameworks.torch.engine import RESIDENT_SHARE, Pixels, _batches, placement
+
+    mb = 1 << 20
+    assert placement(10 * mb, "cuda:0", free_bytes=int(10 * mb / RESIDENT_SHARE)) == "resident"
+    assert placement(10 * mb, "cuda", free_bytes=int(10 * mb / RESIDENT_SHARE) - 1) == "staged"
+    assert placement(10 * mb, "cpu", free_bytes=None) == "host"
+    assert placement(10 * mb, "mps", free_bytes=None) == "host"
+
+    images = digits_small.train.images
+    host, staged = Pixels(images, "cpu", 16), Pixels(images, "cpu", 16, where="staged")
+    assert host.where == "host" and staged.where == "staged"
+    generator = torch.Generator().manual_seed(0)
+    buffers = set()
+    for rows in _batches(len(images), 16, "cpu", generator):
+        a, b = host.take(rows), staged.take(rows)
+        assert torch.equal(a, b) and torch.equal(a, torch.from_numpy(images[rows.host.numpy()]))
+        buffers.add(staged._buffer.data_ptr())
+    assert len(buffers) == 1   # one buffer, reused
+
+
+class _ColdStart(nn.Module):
+    """tiny_cnn whose first training step in the process costs a second, as a GPU's first
+    kernels do (kernel loading, cuDNN set-up): whichever run goes first pays it."""
+
+    paid = False
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_cnn()
+
+    def forward(self, x):
+        if self.training and torch.is_grad_enabled() and not _ColdStart.paid:
+            time.sleep(COLD_START)
+            _ColdStart.paid = True
+        return self.net(x)
+
+
+COLD_START = 2.0
+
+
+@pytest.mark.parametrize("first", ["pretrained", "scratch"])
+def test_the_race_is_timed_warm_whichever_run_goes_first(digits_small, tmp_path, first):
+    """The one-time cost lands in the warm-up of whichever run goes first, never on either
+    run's clock, so the race's figures, and its verdict, do not depend on the order."""
+    from pytest_modelgate.cache import RunCache
+
+    checkpoint = tmp_path / "pretrained.pt"
+    torch.manual_seed(1)
+    torch.save(_ColdStart().state_dict(), checkpoint)
+    _ColdStart.paid = first == "scratch"     # the pretrained run goes first: it pays
+    run = run_finetune(_ColdStart, digits_small, epochs=2, freeze="none", lr=1e-2,
+                       weights=checkpoint, cache=RunCache(None), **GRAY)
+    _ColdStart.paid = first == "pretrained"  # scratch goes first: it pays
+    scratch = run.scratch_runner(target_accuracy=None)
+    payer, other = (run, scratch) if first == "pretrained" else (scratch, run)
+    for r in (run, scratch):
+        assert r.seconds < COLD_START, (first, r.seconds, r.notes)
+    warm = [float(n.split(": ")[1].split("s,")[0]) for r in (payer, other) for n in r.notes
+            if n.startswith("warm-up")]
+    assert warm[0] >= COLD_START > warm[1], warm
+
+
+def test_compile_is_off_the_clock_and_named(digits_small):
+    run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", lr=1e-2,
+                       batch_size=50, compile=True, **GRAY)
+    # 289 train images in batches of 50: the full shape and the last one's 39 are both
+    # compiled in the warm-up.
+    assert any(n.startswith("torch.compile and warm-up (2 steps, then undone): ")
+               for n in run.notes), run.notes
+    assert run.config["compile"] is True and run.accuracy > 0.6  # chance is 1/3
+    with pytest.raises(ModelGateError, match="compile must be True or False, got 'yes'"):
+        run_finetune(tiny_cnn, digits_small, compile="yes", **GRAY)
+
+
+def test_runs_record_the_device_model_precision_and_layout(digits_small):
+    from pytest_modelgate.frameworks import cpu_name
+
+    run = run_finetune(tiny_cnn, digits_small, epochs=1, **GRAY)
+    assert run.config["device_name"] == cpu_name() and cpu_name()
+    assert run.config["autocast_dtype"] is None and run.config["channels_last"] is False
+    assert run.config["pixels"] == "host"

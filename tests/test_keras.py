@@ -69,6 +69,11 @@ def test_a_users_model_keeps_its_body_and_gets_a_new_head(digits_small):
     assert run.config["head_path"] == "fc"
     assert run.config["head_found_by"] == "the layer that makes the output"
     assert run.probabilities.shape[1] == 3
+    if run.device == "cpu":
+        from pytest_modelgate.frameworks import cpu_name
+
+        assert run.config["device_name"] == cpu_name()
+    assert run.config["autocast_dtype"] is None and run.config["channels_last"] is True
     # The user's model is copied, never changed.
     assert model.output_shape == (None, 5)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
@@ -141,6 +146,9 @@ def test_bad_keras_arguments(digits_small, tmp_path):
         run_finetune(small_sequential(), digits_small, freeze="none", backbone_lr=1e-4)
     with pytest.raises(ModelGateError, match=r"device='mps' is PyTorch's"):
         run_finetune(small_sequential(), digits_small, device="mps")
+    with pytest.raises(ModelGateError, match=r"compile=True is torch.compile, for PyTorch "
+                                             r"models; Keras compiles"):
+        run_finetune(small_sequential(), digits_small, compile=True, device="cpu")
     with pytest.raises(ModelGateError, match=r"weights=.*missing.weights.h5.*no such weights"):
         run_finetune(small_sequential(), digits_small, weights=tmp_path / "missing.weights.h5")
     with pytest.raises(ModelGateError, match=r"model=.*gone.keras.*no such file"):

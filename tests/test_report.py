@@ -83,3 +83,24 @@ def test_a_suite_of_20_regressed_gates_with_thumbnails_stays_under_2_mb():
     assert len(html.encode()) < 2_000_000
     assert html.count("<img ") == 20 * THUMBS_PER_SIDE
     assert "http://" not in html and "https://" not in html and "<script" not in html
+
+
+def test_the_report_names_the_device_model_precision_and_layout():
+    import dataclasses
+
+    run = make_run(Y_TRUE, Y_PRED)
+    gpu = dataclasses.replace(run, device="cuda:1", config={
+        "image_size": 8, "device_name": "NVIDIA H200", "autocast_dtype": "bfloat16",
+        "channels_last": True, "compile": True})
+    cpu = dataclasses.replace(run, config={"image_size": 8, "device_name": "AMD EPYC 9654",
+                                           "autocast_dtype": None, "channels_last": False})
+    for source, text in ((gpu, "Device cuda:1 (NVIDIA H200), autocast bfloat16, channels_last, "
+                               "torch.compile; seed"),
+                         (cpu, "Device cpu (AMD EPYC 9654), float32, channels first; seed")):
+        with recording() as record:
+            assert_accuracy_above(source, 0.5)
+        tests = [{"nodeid": "test_x.py::test_y", "outcome": "passed", "duration": 1.0,
+                  "record": record, "regressions": []}]
+        html = render_html(build_context(tests, baseline_path="b.json", baseline_found=False,
+                                         updated_baseline=False))
+        assert text in html

@@ -31,6 +31,33 @@ class HeadInfo:
     found_by: str
 
 
+def xdist_gpu(count: int) -> int | None:
+    """The GPU index of this pytest-xdist worker when there are several GPUs (the worker
+    index modulo the count), so the workers spread over them instead of sharing the
+    first; None outside xdist or with one GPU."""
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if count < 2 or not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    return int(worker[2:]) % count
+
+
+def cpu_name() -> str:
+    """The CPU's model as Linux names it ("AMD EPYC 9654 96-Core Processor"), else the
+    platform's word for it: the report says where a run ran."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 @runtime_checkable
 class Framework(Protocol):
     """What the orchestration needs of a framework. ``Loaded`` is the adapter's own model

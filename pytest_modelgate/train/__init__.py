@@ -44,6 +44,7 @@ def run_finetune(
     head_finder: Callable[[Any], str | None] | None = None,
     progress: Callable[[str], None] | None = None,
     transform: Callable[[Any], Any] | None = None,
+    compile: bool = False,
 ) -> FinetuneRun:
     """Load ``model``, replace its head for ``data``'s classes, fine-tune, predict the test split.
 
@@ -53,6 +54,8 @@ def run_finetune(
     before is loaded instead of trained, scratch races included. ``loader`` may supply a
     named model first (the ``pytest_modelgate_load_model`` hook), ``head_finder`` a head
     path (``pytest_modelgate_find_head``), and ``progress`` receives one line per epoch.
+    ``compile=True`` runs the training step through ``torch.compile``; compiling happens
+    in the warm-up, off the clock.
     """
     from ..frameworks import framework_for, loaded_frameworks
     from .config import TrainConfig
@@ -70,7 +73,8 @@ def run_finetune(
         )
         weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
-                         batch_size=batch_size, seed=seed, device=device, head=head)
+                         batch_size=batch_size, seed=seed, device=device, head=head,
+                         compile=compile)
     cache = cache or RunCache(None)
     # A model known by name and file needs no framework import to be identified: an
     # unchanged cached run then costs no framework import at all.

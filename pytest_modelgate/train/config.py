@@ -26,6 +26,7 @@ class TrainConfig:
     device: str = "auto"
     head: str | None = None
     stop_at_accuracy: float | None = None
+    compile: bool = False  # torch.compile the training step (PyTorch); compile time off the clock
     # The race's budget: stop after the first epoch that ends past it (the verdict is
     # decided). Not part of a run's cache key (see run_finetune).
     stop_after_seconds: float | None = None
@@ -45,6 +46,8 @@ class TrainConfig:
             raise ModelGateError(f"backbone_lr must be positive, got {self.backbone_lr!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ModelGateError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.compile, bool):
+            raise ModelGateError(f"compile must be True or False, got {self.compile!r}")
         if self.stop_after_seconds is not None and not self.stop_after_seconds > 0:
             raise ModelGateError(f"stop_after_seconds must be positive, got "
                                  f"{self.stop_after_seconds!r}")

@@ -111,9 +111,14 @@ def pretrained_tiny(tmp_path_factory):
 '''
 
 
+# The project's runs are pinned to the CPU: its tests check exact figures, cache hits and
+# report contents of CPU runs, and "auto" is cuda on a GPU machine.
+PROJECT_INI = "[pytest]\naddopts = -p no:cacheprovider\nmodelgate_device = cpu\n"
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester directory with the gate project's conftest and a fixed ini."""
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    pytester.makeini(PROJECT_INI)
     pytester.makeconftest(PROJECT_CONFTEST)
     return pytester

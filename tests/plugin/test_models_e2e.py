@@ -10,6 +10,8 @@ import pytest
 
 from pytest_modelgate.plugin import OPTION_ENABLE
 
+from .conftest import PROJECT_INI
+
 
 def test_heads_not_named_fc_fine_tune(project):
     project.makepyfile(test_heads="""
@@ -310,7 +312,7 @@ def test_races_stop_at_the_verdict_unless_asked_to_run_in_full(project):
     assert full["scratch_seconds"] > short["scratch_seconds"]
     html = (project.path / "reports" / "modelgate.html").read_text()
     assert "the race stopped once scratch had trained 0.5x the pretrained time" in html
-    project.makeini("[pytest]\naddopts = -p no:cacheprovider\nmodelgate_full_race = true\n")
+    project.makeini(PROJECT_INI + "modelgate_full_race = true\n")
     again = project.runpytest(OPTION_ENABLE)
     again.assert_outcomes(passed=2)
     assert not races()["test_race"]["stopped_early"]

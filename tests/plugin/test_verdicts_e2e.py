@@ -10,6 +10,8 @@ import numpy as np
 
 from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_UPDATE
 
+from .conftest import PROJECT_INI
+
 # Predictions from a file, so one gate test (one node id) sees a baseline model and then
 # a changed one: deterministic, and no training.
 ARRAY_GATE = """
@@ -85,7 +87,7 @@ def test_regressed_inconclusive_and_passed(project):
         "verdicts: 1 regressed (significance off: every drop beyond tolerance regresses)"])
 
     # The same from the ini file.
-    project.makeini("[pytest]\naddopts = -p no:cacheprovider\nmodelgate_significance = off\n")
+    project.makeini(PROJECT_INI + "modelgate_significance = off\n")
     project.runpytest(OPTION_ENABLE).assert_outcomes(failed=1)
 
     # Within tolerance: passed.

@@ -23,6 +23,7 @@ from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...run import EpochStats, FinetuneRun
 from ...train.config import TrainConfig, out_of_budget
+from .. import cpu_name, xdist_gpu
 from .heads import add_or_replace_head, verify_width
 from .zoo import LoadedModel, Preprocess, import_keras
 
@@ -38,8 +39,10 @@ def resolve_device(device: str) -> str:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
+    if device in ("auto", "cuda") and gpus:
+        return f"cuda:{xdist_gpu(len(gpus)) or 0}"  # xdist workers spread over the GPUs
     if device == "auto":
-        return "cuda:0" if gpus else "cpu"
+        return "cpu"
     if device == "mps":
         raise ModelGateError("device='mps' is PyTorch's; a Keras model runs on 'cpu', 'cuda' "
                              "or 'auto'")
@@ -50,6 +53,20 @@ def resolve_device(device: str) -> str:
                                  "use device='auto'")
         return f"cuda:{index}"
     return device
+
+
+def device_facts(device: str, keras: Any) -> dict[str, Any]:
+    """The device model, the mixed-precision dtype (None: float32) and the image layout, as
+    the PyTorch engine records them."""
+    import tensorflow as tf
+
+    name = cpu_name()
+    if device != "cpu":
+        gpu = tf.config.list_physical_devices("GPU")[int(device.partition(":")[2] or 0)]
+        name = tf.config.experimental.get_device_details(gpu).get("device_name", device)
+    policy = keras.config.dtype_policy().compute_dtype
+    return {"device_name": name, "autocast_dtype": None if policy == "float32" else policy,
+            "channels_last": keras.config.image_data_format() == "channels_last"}
 
 
 def tf_device(device: str) -> str:
@@ -287,6 +304,10 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         raise ModelGateError(
             f"backbone_lr={config.backbone_lr:g}: Keras' optimizers take one learning rate "
             "for all layers; leave backbone_lr out (or equal to lr) for a Keras model")
+    if config.compile:
+        raise ModelGateError(
+            "compile=True is torch.compile, for PyTorch models; Keras compiles a Keras "
+            "model's training step itself (jit_compile='auto'): leave compile out")
     device = resolve_device(config.device)
     seed_everything(config.seed)
     prep = loaded.preprocess
@@ -335,7 +356,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     probabilities = np.asarray(tf.nn.softmax(logits.astype(np.float32)))
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
-                       head_found_by=info.found_by, framework="keras")
+                       head_found_by=info.found_by, framework="keras",
+                       **device_facts(device, keras))
     if head_state is not None:
         head_state.update({w.path.rsplit("/", 1)[-1]: w.numpy().astype(np.float32)
                            for w in head.weights})

@@ -10,15 +10,16 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...data import ImageSet, Splits
+from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...run import EpochStats, FinetuneRun
 from ...train.config import TrainConfig, out_of_budget
+from .. import cpu_name, xdist_gpu
 from .heads import get_submodule, replace_head, set_submodule, verify_width
 from .zoo import LoadedModel, Preprocess
 
@@ -52,19 +53,48 @@ def backbone_blocks(model: nn.Module, head_path: str) -> list[tuple[str, nn.Modu
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist.
+
+    Under pytest-xdist with several GPUs, ``auto`` and ``cuda`` give each worker its own:
+    ``cuda:{worker index modulo GPU count}`` (``cuda:N`` pins one).
+    """
     import torch
 
     if device == "auto":
         if torch.cuda.is_available():
-            return "cuda"
+            return _spread(torch.cuda.device_count())
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return "mps"
         return "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelGateError(f"device={device!r} but no CUDA GPU is visible; use device='auto'")
+    if device == "cuda":
+        return _spread(torch.cuda.device_count())
+    if device.startswith("cuda:"):
+        index, count = device.partition(":")[2], torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise ModelGateError(f"device={device!r} but {count} CUDA GPU(s) are visible "
+                                 f"(cuda:0 to cuda:{count - 1}); use device='cuda' or 'auto'")
     return device
+
+
+def _spread(count: int) -> str:
+    index = xdist_gpu(count)
+    return "cuda" if index is None else f"cuda:{index}"
+
+
+def device_facts(device: str) -> dict[str, Any]:
+    """What the report and run record say of where a run ran: the device model, the dtype
+    autocast used (None: full float32) and whether channels_last was on."""
+    import torch
+
+    if device.startswith("cuda"):
+        return {"device_name": torch.cuda.get_device_name(device),
+                "autocast_dtype": str(_autocast_dtype(device)).replace("torch.", ""),
+                "channels_last": True}
+    return {"device_name": cpu_name() if device == "cpu" else device,
+            "autocast_dtype": None, "channels_last": False}
 
 
 def device_fingerprint(device: str) -> dict[str, str | bool]:
@@ -119,7 +149,8 @@ class _Clock:
         import torch
 
         self._sync: Callable[[], None] = (
-            torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+            (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda")
+            else (lambda: None)
         )
 
     def now(self) -> float:
@@ -130,16 +161,22 @@ class _Clock:
 def to_input(images: np.ndarray, prep: Preprocess, device: str) -> torch.Tensor:
     """uint8 (N, H, W[, C]) pixels to a normalised float NCHW batch on ``device``."""
     import torch
+
+    # A copy: dataset arrays are read-only and torch wants writable memory.
+    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    return normalise(x.to(device), prep, device)
+
+
+def normalise(x: torch.Tensor, prep: Preprocess, device: str) -> torch.Tensor:
+    """uint8 (N, H, W[, C]) pixels already on ``device`` to the model's float NCHW input:
+    channels matched, resized and normalised (or the user's transform), channels_last on
+    CUDA."""
+    import torch
     import torch.nn.functional as F
 
-    # A copy: dataset arrays are read-only and torch wants writable memory. Pinned on CUDA,
-    # so the copy to the GPU runs asynchronously.
-    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
-    if device.startswith("cuda"):
-        x = x.pin_memory()
     if x.ndim == 3:
         x = x.unsqueeze(-1)
-    x = x.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    x = x.permute(0, 3, 1, 2).float().div_(255)
     if x.shape[1] == 1 and prep.channels == 3:
         x = x.expand(-1, 3, -1, -1)
     elif x.shape[1] == 3 and prep.channels == 1:
@@ -159,26 +196,107 @@ def to_input(images: np.ndarray, prep: Preprocess, device: str) -> torch.Tensor:
     return x
 
 
+# The share of the GPU's free memory one split's uint8 pixels may take to live there for
+# the whole run. Above it, batches pass through one pinned staging buffer instead.
+RESIDENT_SHARE = 0.25
+
+
+def placement(nbytes: int, device: str, free_bytes: int | None) -> str:
+    """Where a split's pixels live during a run: ``"resident"`` (copied to the GPU once),
+    ``"staged"`` (a batch at a time through one reusable pinned buffer) or ``"host"`` (CPU
+    and MPS: a batch at a time from host memory)."""
+    if not device.startswith("cuda") or free_bytes is None:
+        return "host"
+    return "resident" if nbytes <= RESIDENT_SHARE * free_bytes else "staged"
+
+
+class Pixels:
+    """One split's uint8 pixels, served to the device a batch at a time by index.
+
+    On CUDA the split goes to the GPU once when it fits (see ``placement``): a batch is then
+    an index on the GPU, with no copy from the host and no wait. Otherwise the rows are
+    gathered into one pinned buffer, reused for every batch (pinning is slow: never a fresh
+    ``pin_memory()`` per batch), and copied asynchronously; the next batch waits only for
+    that copy, not for the GPU's queue.
+    """
+
+    def __init__(self, images: np.ndarray, device: str, batch_size: int,
+                 where: str | None = None) -> None:
+        import torch
+
+        self.images = images
+        self.device = device
+        if where is None:
+            free = torch.cuda.mem_get_info(device)[0] if device.startswith("cuda") else None
+            where = placement(images.nbytes, device, free)
+        self.where = where
+        self._resident = None
+        self._buffer = None
+        self._copied: Any = None
+        if where == "resident":
+            self._resident = torch.from_numpy(np.array(images, copy=True)).to(device)
+        elif where == "staged":
+            buffer = torch.empty((batch_size, *images.shape[1:]), dtype=torch.uint8)
+            self._buffer = buffer.pin_memory() if device.startswith("cuda") else buffer
+
+    def take(self, rows: Order) -> torch.Tensor:
+        """The uint8 pixels of ``rows`` on the device."""
+        import torch
+
+        if self._resident is not None:
+            return self._resident[rows.device]
+        if self._buffer is None:
+            return torch.from_numpy(np.take(self.images, rows.host.numpy(), axis=0)) \
+                .to(self.device)
+        if self._copied is not None:
+            self._copied.synchronize()   # the last batch has left the buffer
+        staged = self._buffer[:len(rows.host)]
+        np.take(self.images, rows.host.numpy(), axis=0, out=staged.numpy())
+        batch = staged.to(self.device, non_blocking=self.device.startswith("cuda"))
+        if self.device.startswith("cuda"):
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        return batch
+
+
+@dataclass(frozen=True)
+class Order:
+    """The indices of one batch, on the host (to gather host pixels) and on the device (to
+    index resident pixels, features and labels without a copy per step)."""
+
+    host: torch.Tensor
+    device: torch.Tensor
+
+
+def _autocast_dtype(device: str) -> Any:
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def _autocast(device: str):
     import contextlib
 
     import torch
 
     if device.startswith("cuda"):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cuda", dtype=_autocast_dtype(device))
     return contextlib.nullcontext()
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None = None):
+def _batches(n: int, batch_size: int, device: str, generator: torch.Generator | None = None):
+    """The batches of an epoch as ``Order``s: shuffled by ``generator`` (drawn on the host,
+    so the order is the same on every device) or in order; the indices go to the device
+    once per epoch."""
     import torch
 
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    on_device = order.to(device)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size].numpy()
+        yield Order(order[start:start + batch_size], on_device[start:start + batch_size])
 
 
-def _forward_all(model: nn.Module, data: ImageSet, prep: Preprocess, device: str,
+def _forward_all(model: nn.Module, pixels: Pixels, prep: Preprocess, device: str,
                  batch_size: int) -> torch.Tensor:
     """Model outputs for a whole split, in order, without gradients, in eval mode."""
     import torch
@@ -186,8 +304,8 @@ def _forward_all(model: nn.Module, data: ImageSet, prep: Preprocess, device: str
     model.eval()
     outs = []
     with torch.no_grad(), _autocast(device):
-        for idx in _batches(len(data), batch_size * 2):
-            outs.append(model(to_input(data.images[idx], prep, device)).float())
+        for rows in _batches(len(pixels.images), batch_size * 2, device):
+            outs.append(model(normalise(pixels.take(rows), prep, device)).float())
     return torch.cat(outs)
 
 
@@ -199,10 +317,6 @@ def _check_loss(loss: torch.Tensor, epoch: int, lr: float) -> None:
             f"training loss became {loss.item()} in epoch {epoch}; lower the learning rate "
             f"(lr={lr:g}) or check the data for broken images"
         )
-
-
-def _first(data: ImageSet, n: int) -> ImageSet:
-    return ImageSet(data.images[:n], data.labels[:n], data.class_names, name=data.name)
 
 
 def _warm_step(forward: nn.Module, owner: nn.Module, optimizer: Any, criterion: Any,
@@ -262,6 +376,9 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     criterion = nn.CrossEntropyLoss()
     y_train = torch.as_tensor(np.array(splits.train.labels), device=device)
     y_test = splits.test.labels
+    # The test split first: it is smaller, and it is read every epoch.
+    test_pixels = Pixels(splits.test.images, device, config.batch_size * 2)
+    train_pixels = Pixels(splits.train.images, device, config.batch_size * 2)
     history: list[EpochStats] = []
     notes: list[str] = []
 
@@ -271,8 +388,9 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         # The first forward pass pays one-time costs (kernel selection, allocator, on CUDA
         # the context): pay them on one real batch before the clock starts.
         t0 = clock.now()
-        _forward_all(model, _first(splits.train, config.batch_size * 2), prep, device,
-                     config.batch_size)
+        first = Pixels(splits.train.images[:config.batch_size * 2], device,
+                       config.batch_size * 2, where=train_pixels.where)
+        _forward_all(model, first, prep, device, config.batch_size)
         warm = clock.now() - t0
     start = clock.now()
     if head_only:
@@ -282,10 +400,10 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         for p in model.parameters():
             p.requires_grad_(False)
         set_submodule(model, info.path, nn.Identity())
-        train_features = _forward_all(model, splits.train, prep, device, config.batch_size)
+        train_features = _forward_all(model, train_pixels, prep, device, config.batch_size)
         setup_seconds = clock.now() - start
         eval_start = clock.now()
-        test_features = _forward_all(model, splits.test, prep, device, config.batch_size)
+        test_features = _forward_all(model, test_pixels, prep, device, config.batch_size)
         eval_seconds = clock.now() - eval_start
         set_submodule(model, info.path, head)
         for p in head.parameters():
@@ -293,8 +411,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         param_groups = [{"params": list(head.parameters()), "lr": config.lr}]
         notes.append("head-only: backbone features computed once; no augmentation")
 
-        def step_inputs(idx):
-            return train_features[idx]
+        def step_inputs(rows: Order) -> torch.Tensor:
+            return train_features[rows.device]
 
         forward_train: nn.Module = head
 
@@ -339,8 +457,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         if body_params:
             param_groups.append({"params": body_params, "lr": config.backbone_lr or config.lr})
 
-        def step_inputs(idx):
-            return to_input(splits.train.images[idx], prep, device)
+        def step_inputs(rows: Order) -> torch.Tensor:
+            return normalise(train_pixels.take(rows), prep, device)
 
         class _PartlyFrozen(nn.Module):
             """Train mode for the model, eval mode (fixed BatchNorm statistics) for modules
@@ -365,22 +483,32 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         forward_train = _PartlyFrozen()
 
         def predict_test() -> torch.Tensor:
-            return _forward_all(model, splits.test, prep, device, config.batch_size)
+            return _forward_all(model, test_pixels, prep, device, config.batch_size)
 
         def predict_train() -> torch.Tensor:
-            return _forward_all(model, splits.train, prep, device, config.batch_size)
+            return _forward_all(model, train_pixels, prep, device, config.batch_size)
 
     optimizer = torch.optim.Adam(param_groups, lr=config.lr)
     train_seconds = clock.now() - start - eval_seconds
+    if config.compile:
+        forward_train = torch.compile(forward_train)  # type: ignore[assignment]
     # One training step on one real batch, off the clock, then undone (weights, buffers
     # and optimizer state as they were): both sides of a race are timed warm, whichever
-    # runs first in the process.
+    # runs first in the process. Compiled, a step of each batch shape the epochs will use
+    # (full, and the last one's remainder), so no compilation happens on the clock.
     t0 = clock.now()
-    first = np.arange(min(config.batch_size, len(splits.train)))
-    _warm_step(forward_train, model if not head_only else head, optimizer, criterion,
-               step_inputs(first), y_train[torch.from_numpy(first).to(device)], device)
+    n_train = len(splits.train)
+    shapes = {min(config.batch_size, n_train)}
+    if config.compile and n_train % config.batch_size:
+        shapes.add(n_train % config.batch_size)
+    for size in sorted(shapes, reverse=True):
+        rows = next(_batches(size, size, device))
+        _warm_step(forward_train, model if not head_only else head, optimizer, criterion,
+                   step_inputs(rows), y_train[rows.device], device)
     warm += clock.now() - t0
-    notes.append(f"warm-up (one step, then undone): {warm:.1f}s, not timed")
+    steps = "one step" if len(shapes) == 1 else f"{len(shapes)} steps"
+    notes.append(f"{'torch.compile and ' if config.compile else ''}warm-up ({steps}, then "
+                 f"undone): {warm:.1f}s, not timed")
     logits = None
     for epoch in range(1, config.epochs + 1):
         t0 = clock.now()
@@ -390,18 +518,18 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
-        for idx in _batches(len(splits.train), config.batch_size, generator):
-            inputs = step_inputs(idx)
-            targets = y_train[torch.from_numpy(idx).to(device)]
+        for rows in _batches(n_train, config.batch_size, device, generator):
+            inputs = step_inputs(rows)
+            targets = y_train[rows.device]
             with _autocast(device):
                 out = forward_train(inputs)
                 loss = criterion(out.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.detach() * len(idx)
+            total_loss += loss.detach() * len(targets)
             correct += (out.detach().argmax(1) == targets).sum()
-            seen += len(idx)
+            seen += len(targets)
         train_seconds += clock.now() - t0
         _check_loss(total_loss, epoch, config.lr)  # a NaN step makes the epoch's sum NaN
         logits = predict_test()
@@ -428,7 +556,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     train_pred = predict_train().argmax(1).cpu().numpy()
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
-                       head_found_by=info.found_by, framework="torch")
+                       head_found_by=info.found_by, framework="torch",
+                       pixels=train_pixels.where, **device_facts(device))
     if head_state is not None:
         head_state.update({k: v.detach().float().cpu().numpy()
                            for k, v in head.state_dict().items()})
