@@ -487,8 +487,10 @@ class _ColdStart(nn.Module):
 COLD_START = 2.0
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("first", ["pretrained", "scratch"])
-def test_the_race_is_timed_warm_whichever_run_goes_first(digits_small, tmp_path, first):
+def test_the_race_is_timed_warm_whichever_run_goes_first(digits_small, tmp_path, first,
+                                                         device):
     """The one-time cost lands in the warm-up of whichever run goes first, never on either
     run's clock, so the race's figures, and its verdict, do not depend on the order."""
     from pytest_modelgate.cache import RunCache
@@ -498,7 +500,7 @@ def test_the_race_is_timed_warm_whichever_run_goes_first(digits_small, tmp_path,
     torch.save(_ColdStart().state_dict(), checkpoint)
     _ColdStart.paid = first == "scratch"     # the pretrained run goes first: it pays
     run = run_finetune(_ColdStart, digits_small, epochs=2, freeze="none", lr=1e-2,
-                       weights=checkpoint, cache=RunCache(None), **GRAY)
+                       weights=checkpoint, cache=RunCache(None), **{**GRAY, "device": device})
     _ColdStart.paid = first == "pretrained"  # scratch goes first: it pays
     scratch = run.scratch_runner(target_accuracy=None)
     payer, other = (run, scratch) if first == "pretrained" else (scratch, run)

@@ -255,7 +255,7 @@ class Pixels:
         batch = staged.to(self.device, non_blocking=self.device.startswith("cuda"))
         if self.device.startswith("cuda"):
             self._copied = torch.cuda.Event()
-            self._copied.record()
+            self._copied.record(torch.cuda.current_stream(self.device))
         return batch
 
 
@@ -364,6 +364,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     model = loaded.module
     prep = loaded.preprocess
     num_classes = len(splits.class_names)
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(device)   # an xdist worker's own GPU, for every library's default
     model.to(device)
     if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
