@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "assertions": ("assert_accuracy_above", "assert_balanced_accuracy_above",
                    "assert_beats_majority", "assert_f1_above", "assert_faster_than_scratch",
+                   "assert_fbeta_above",
                    "assert_no_leakage", "assert_no_overfitting", "assert_precision_above",
                    "assert_precision_at_recall", "assert_recall_above",
                    "assert_recall_at_precision"),
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         assert_beats_majority,
         assert_f1_above,
         assert_faster_than_scratch,
+        assert_fbeta_above,
         assert_no_leakage,
         assert_no_overfitting,
         assert_precision_above,
@@ -90,6 +92,7 @@ __all__ = [
     "assert_balanced_accuracy_above",
     "assert_beats_majority",
     "assert_f1_above",
+    "assert_fbeta_above",
     "assert_faster_than_scratch",
     "assert_no_leakage",
     "assert_no_overfitting",

@@ -30,6 +30,7 @@ from .metrics import (
     wilson_interval,
 )
 from .run import FinetuneRun, Predictions
+from .specs import fbeta_name
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -276,7 +277,7 @@ _FIX = {
 
 
 def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_class,
-                confidence, min_support, insufficient) -> None:
+                confidence, min_support, insufficient, beta: float | None = None) -> None:
     __tracebackhide__ = True
     p = _as_predictions(run)
     threshold = _check_fraction(threshold, "threshold")
@@ -287,6 +288,9 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
         raise ModelGateError("pass label= or per_class=True, not both")
     check = _Check(p, run, threshold, confidence)
     rows = check.summary["per_class"]
+    if beta is not None:   # F-beta per class, next to F1 in the rows the message shows
+        for i, row in enumerate(rows):
+            row[kind] = float(_per_class_fbeta(check.cm, i, beta))
     present = [i for i, r in enumerate(rows) if r["support"] or r["predicted"]]
     indices = ([_class_index(p, label)] if label is not None else present)
     _support_check(p, check.summary, indices, min_support, insufficient)
@@ -294,10 +298,10 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
     if label is not None or per_class:
         for i in indices:
             row = rows[i]
-            if kind == "f1":
+            if kind == "f1" or beta is not None:
                 n = row["support"]
                 interval = check.bootstrap(
-                    lambda c, i=i: _per_class_f1(c, i))
+                    lambda c, i=i: _per_class_fbeta(c, i, beta or 1.0))
             else:
                 n = row["support"] if kind == "recall" else row["predicted"]
                 interval = wilson_interval(row["tp"], n, check.level)
@@ -308,19 +312,30 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
     else:
         mask = np.zeros(len(rows), dtype=bool)
         mask[present] = True
-        value = float(average_from_cm(check.cm, kind, average, mask))
-        interval = check.bootstrap(lambda c: average_from_cm(c, kind, average, mask))
+        how = "fbeta" if beta is not None else kind
+        value = float(average_from_cm(check.cm, how, average, mask, beta or 1.0))
+        interval = check.bootstrap(
+            lambda c: average_from_cm(c, how, average, mask, beta or 1.0))
         line = check.judge(f"{kind}[{average}]", f"{kind} ({average} over classes)", value,
                            int(check.cm.sum()), interval)
         if line:
             lines.append(line)
-    check.fail(lines, kind, _FIX[kind])
+    check.fail(lines, kind, _FIX.get(kind) or _fbeta_fix(beta or 1.0))
 
 
-def _per_class_f1(cms: np.ndarray, i: int) -> np.ndarray:
+def _fbeta_fix(beta: float) -> str:
+    weighs, other = ("recall", "precision") if beta > 1 else ("precision", "recall")
+    return (f"F{beta:g} counts {weighs} {max(beta, 1 / beta):g}x as much as {other}: raise "
+            f"the {weighs} of the weak classes first (see the table above)")
+
+
+def _per_class_fbeta(cms: np.ndarray, i: int, beta: float = 1.0) -> np.ndarray:
+    """F-beta of class ``i`` in one confusion matrix or a stack (..., K, K); 0 when
+    undefined."""
+    b2 = float(beta) ** 2
     tp = cms[..., i, i].astype(np.float64)
-    den = cms[..., i, :].sum(axis=-1) + cms[..., :, i].sum(axis=-1)
-    return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0)
+    den = b2 * cms[..., i, :].sum(axis=-1) + cms[..., :, i].sum(axis=-1)
+    return np.where(den > 0, (1 + b2) * tp / np.where(den > 0, den, 1), 0.0)
 
 
 def assert_recall_above(run: Any, threshold: float, *, label: str | int | None = None,
@@ -378,6 +393,27 @@ def assert_f1_above(run: Any, threshold: float, *, label: str | int | None = Non
     __tracebackhide__ = True
     _class_gate(run, threshold, "f1", label=label, average=average, per_class=per_class,
                 confidence=confidence, min_support=min_support, insufficient=insufficient)
+
+
+def assert_fbeta_above(run: Any, threshold: float, *, beta: float,
+                       label: str | int | None = None, average: str = "macro",
+                       per_class: bool = False, confidence: float | None = None,
+                       min_support: int | None = None, insufficient: str = "fail") -> None:
+    """F-beta must be at least ``threshold`` (options as ``assert_recall_above``; intervals
+    by bootstrap). ``beta=2`` weighs recall four times as much as precision: the figure to
+    gate when a missed defect costs more than a false alarm; ``beta=0.5`` the reverse.
+    Recorded (and compared with the baseline) as ``f2[defect]``, ``f0.5[macro]``.
+
+    Example:
+        >>> assert_fbeta_above(run, 0.85, beta=2, label="defect")  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1e6:
+        raise ModelGateError(f"beta must be a positive number (2 weighs recall higher, 0.5 "
+                             f"precision), got {beta!r}")
+    _class_gate(run, threshold, fbeta_name(beta), label=label, average=average,
+                per_class=per_class, confidence=confidence, min_support=min_support,
+                insufficient=insufficient, beta=float(beta))
 
 
 def assert_accuracy_above(run: Any, threshold: float, *,

@@ -1,16 +1,20 @@
 """Classification metrics on plain numpy arrays, with Wilson intervals.
 
 Pure and light: numpy and the standard library only, so the assertions and the report can use
-it without importing a framework. Semantics follow scikit-learn (``zero_division=0``: a class
-never predicted has precision 0, a class absent from ``y_true`` has recall 0), and the tests
-check every function against it.
+it without importing a framework. The functions named as scikit-learn's take its arguments
+with its semantics and warnings, on labels as users have them (strings, bools, any
+integers), and scikit-learn's own tests run against them; the ``*_from_cm`` helpers work on
+confusion matrices (and stacks of bootstrap resamples) with ``zero_division=0``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +41,68 @@ def as_label_array(y: Sequence[int] | np.ndarray, argname: str) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ModelGateError(f"{argname} must be 1-d class indices, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise ModelGateError(f"{argname} must hold integer class indices, got {arr.dtype}")
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind not in "bf" or not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ModelGateError(
+                f"{argname} must hold integer class indices, got {arr.dtype}; labels such as "
+                "strings go through Predictions.from_arrays(..., class_names=...) or a "
+                "(y_true, y_pred) tuple, which map them to classes"
+            )
     return arr.astype(np.int64, copy=False)
+
+
+def _indices(v: np.ndarray, k: int | None) -> bool:
+    """Whether labels are class indices: integers (or whole floats) from 0, below ``k``."""
+    return v.dtype.kind in "iuf" and (not v.size or (v.min() >= 0 and (k is None or
+                                                                        v.max() < k)))
+
+
+def encode_labels(arrays: dict[str, Any], class_names: Sequence[Any] | None = None
+                  ) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
+    """Labels as users have them, as class indices, and the class names.
+
+    Integers from 0 are indices already (into ``class_names``, or classes "0", "1", ...:
+    the names returned are then None). Other labels (strings, bools, negative integers)
+    are classes by their text: matched to ``class_names`` when given, else the classes are
+    the sorted union of the labels of all ``arrays``, as scikit-learn orders them.
+    """
+    values = {name: _check_label_values(_labels_1d(y, name), name)
+              for name, y in arrays.items()}
+    if class_names is None:
+        text = {name: _is_text(v) for name, v in values.items() if v.size}
+        if len(set(text.values())) > 1:
+            shown = ", ".join(f"{n} {values[n][:3].tolist()}" for n in text)
+            raise ModelGateError(f"Mix of label input types (string and number): {shown}; use "
+                                 "one type of label throughout, or name the classes with "
+                                 "class_names= (integers then index into it)")
+        if all(_indices(v, None) for v in values.values()):
+            return {n: v.astype(np.int64) for n, v in values.items()}, None
+        classes = np.unique(np.concatenate(list(values.values())))
+        names = tuple(str(c) for c in classes.tolist())
+        return {n: np.searchsorted(classes, v) for n, v in values.items()}, names
+    names = tuple(str(c) for c in class_names)
+    position = {name: i for i, name in enumerate(names)}
+    out = {}
+    for n, v in values.items():
+        if _indices(v, len(names)):
+            out[n] = v.astype(np.int64)
+            continue
+        distinct, inverse = np.unique(v, return_inverse=True)
+        texts = [str(d) for d in distinct.tolist()]
+        unknown = [t for t in texts if t not in position]
+        if unknown and v.dtype.kind in "iuf":
+            raise ModelGateError(
+                f"{n} holds labels outside the class list (0..{len(names) - 1} for "
+                f"{list(names)}): {unknown[:5]}; labels are indices into class_names, or "
+                "class names"
+            )
+        if unknown:
+            raise ModelGateError(
+                f"{n} holds labels {unknown[:5]} that are not in class_names {list(names)}; "
+                "labels are class names, or indices 0..{} into class_names".format(len(names) - 1)
+            )
+        out[n] = np.array([position[t] for t in texts], dtype=np.int64)[inverse.ravel()]
+    return out, names
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -133,23 +195,6 @@ def classification_summary(
     }
 
 
-# --- scikit-learn compatible functional API --------------------------------------------
-
-AVERAGES = (None, "micro", "macro", "weighted", "binary")
-
-
-def _zero_division_value(zero_division: float | str) -> float:
-    if zero_division == "warn":
-        return 0.0
-    if isinstance(zero_division, (int, float)) and (
-        zero_division in (0, 1) or math.isnan(zero_division)
-    ):
-        return float(zero_division)
-    raise ModelGateError(
-        f"zero_division must be 0, 1, nan or 'warn' (as in scikit-learn), got {zero_division!r}"
-    )
-
-
 def _same_length(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     t = as_label_array(y_true, "y_true")
     p = as_label_array(y_pred, "y_pred")
@@ -159,110 +204,6 @@ def _same_length(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
             "pass one prediction per test sample"
         )
     return t, p
-
-
-def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
-    t, p = _same_length(y_true, y_pred)
-    if t.size == 0:
-        raise ModelGateError("y_true and y_pred are empty: a metric needs at least one sample")
-    if min(t.min(), p.min()) < 0:
-        raise ModelGateError("labels must be non-negative class indices")
-    return t, p
-
-
-def _sufficient_stats(y_true, y_pred, labels) -> tuple[np.ndarray, ...]:
-    """tp, predicted and true counts per label (scikit-learn's multilabel confusion view)."""
-    t, p = _pair(y_true, y_pred)
-    if labels is None:
-        labels = np.union1d(t, p)
-    else:
-        labels = as_label_array(labels, "labels")
-        if labels.size == 0 or labels.min() < 0 or len(np.unique(labels)) != len(labels):
-            raise ModelGateError("labels must be distinct non-negative class indices")
-    k = int(max(t.max(), p.max(), labels.max())) + 1
-    cm = confusion_matrix(t, p, k)
-    tp = np.diag(cm)[labels]
-    return tp, cm.sum(axis=0)[labels], cm.sum(axis=1)[labels], labels
-
-
-def _divide(num: np.ndarray, den: np.ndarray, zero_value: float) -> np.ndarray:
-    out = np.full(num.shape, zero_value, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _nanaverage(values: np.ndarray, weights: np.ndarray | None) -> float:
-    mask = np.isnan(values)
-    if values.size == 0 or mask.all():
-        return float("nan")
-    if weights is None:
-        return float(np.mean(values[~mask]))
-    w = weights[~mask].astype(np.float64)
-    if w.sum() == 0:
-        return float(np.mean(values[~mask]))
-    return float(np.average(values[~mask], weights=w))
-
-
-def precision_recall_fscore_support(
-    y_true, y_pred, *, labels=None, average: str | None = None, pos_label: int = 1,
-    zero_division: float | str = 0.0,
-):
-    """Precision, recall, F1 and support, as ``sklearn.metrics.precision_recall_fscore_support``.
-
-    ``average=None`` gives arrays per label (``labels`` or the labels present); ``"micro"``,
-    ``"macro"``, ``"weighted"`` and ``"binary"`` give floats and no support.
-    """
-    if average not in AVERAGES:
-        raise ModelGateError(f"average must be one of {AVERAGES}, got {average!r}")
-    zero = _zero_division_value(zero_division)
-    if average == "binary":
-        present = np.union1d(*_pair(y_true, y_pred))
-        if len(present) > 2:
-            raise ModelGateError(
-                f"average='binary' needs two classes, found {len(present)}; choose 'macro', "
-                "'micro' or 'weighted'"
-            )
-        labels = [pos_label]
-    tp, pred_sum, true_sum, _ = _sufficient_stats(y_true, y_pred, labels)
-    if average == "micro":
-        tp, pred_sum, true_sum = (np.array([a.sum()]) for a in (tp, pred_sum, true_sum))
-    precision = _divide(tp, pred_sum, zero)
-    recall = _divide(tp, true_sum, zero)
-    f1 = _divide(2.0 * tp, (true_sum + pred_sum).astype(np.float64), zero)
-    if average is None:
-        return precision, recall, f1, true_sum
-    weights = true_sum if average == "weighted" else None
-    return (_nanaverage(precision, weights), _nanaverage(recall, weights),
-            _nanaverage(f1, weights), None)
-
-
-def precision_score(y_true, y_pred, **kwargs):
-    """Precision; keywords as ``precision_recall_fscore_support`` (``average`` default binary)."""
-    kwargs.setdefault("average", "binary")
-    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[0]
-
-
-def recall_score(y_true, y_pred, **kwargs):
-    """Recall; keywords as ``precision_recall_fscore_support`` (``average`` default binary)."""
-    kwargs.setdefault("average", "binary")
-    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[1]
-
-
-def f1_score(y_true, y_pred, **kwargs):
-    """F1; keywords as ``precision_recall_fscore_support`` (``average`` default binary)."""
-    kwargs.setdefault("average", "binary")
-    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[2]
-
-
-def accuracy_score(y_true, y_pred) -> float:
-    """Share of exact matches."""
-    t, p = _pair(y_true, y_pred)
-    return float(np.mean(t == p))
-
-
-def _cm_of(y_true, y_pred) -> np.ndarray:
-    t, p = _pair(y_true, y_pred)
-    return confusion_matrix(t, p, int(max(t.max(), p.max())) + 1)
 
 
 def balanced_accuracy_from_cm(cm: np.ndarray) -> np.ndarray:
@@ -301,8 +242,9 @@ def macro_f1_from_cm(cm: np.ndarray, present: np.ndarray | None = None) -> np.nd
 
 
 def average_from_cm(cm: np.ndarray, kind: str, average: str,
-                    present: np.ndarray | None = None) -> np.ndarray:
-    """Averaged precision, recall or F1 from one matrix or a stack (..., K, K), zero_division 0.
+                    present: np.ndarray | None = None, beta: float = 1.0) -> np.ndarray:
+    """Averaged precision, recall, F1 or (``kind="fbeta"``) F-beta from one matrix or a stack
+    (..., K, K), zero_division 0.
 
     ``present`` marks the classes a macro or weighted average runs over (default: those in
     the truth or the predictions of each matrix), as scikit-learn with ``labels=None``.
@@ -315,8 +257,11 @@ def average_from_cm(cm: np.ndarray, kind: str, average: str,
         present = (pred + true) > 0
     if average == "micro":
         tp, pred, true = ((a * present).sum(axis=-1) for a in (tp, pred, true))
-    den = {"precision": pred, "recall": true, "f1": pred + true}[kind]
-    num = 2 * tp if kind == "f1" else tp
+    if kind in ("f1", "fbeta"):
+        b2 = 1.0 if kind == "f1" else float(beta) ** 2
+        num, den = (1 + b2) * tp, b2 * true + pred
+    else:
+        num, den = tp, {"precision": pred, "recall": true}[kind]
     values = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
     if average == "micro":
         return values
@@ -327,14 +272,413 @@ def average_from_cm(cm: np.ndarray, kind: str, average: str,
                     plain)
 
 
-def balanced_accuracy_score(y_true, y_pred) -> float:
-    """Mean per-class recall over classes present in ``y_true`` (scikit-learn's definition)."""
-    return float(balanced_accuracy_from_cm(_cm_of(y_true, y_pred)))
+# --- scikit-learn compatible functional API --------------------------------------------
+#
+# Single-label classification with scikit-learn's semantics in full (labels, pos_label,
+# average, zero_division, beta, warn_for, sample_weight, its warnings), on labels as users
+# have them: integers (negative too), strings, bools. scikit-learn's own tests of these
+# functions run against them (tests/test_sklearn_suite.py). Multilabel indicator input is
+# refused with a ModelGateError. Written here rather than imported: scikit-learn is not a
+# run-time dependency, and the plugin stays light.
+
+AVERAGES = (None, "micro", "macro", "weighted", "samples")
+
+MULTILABEL = (
+    "multilabel indicator input (one 0/1 column per label) is not supported: pytest-modelgate "
+    "gates single-label classification. Pass one label per sample (1-d y_true and y_pred), "
+    "or gate each label as its own binary task (y_true[:, j], y_pred[:, j])"
+)
 
 
-def matthews_corrcoef(y_true, y_pred) -> float:
+class UndefinedMetricWarning(UserWarning):
+    """A metric is ill-defined (a class never predicted, never present) and was set to
+    ``zero_division``. scikit-learn users filter it as they filter scikit-learn's: when
+    scikit-learn is loaded, the warning raised is also an instance of
+    ``sklearn.exceptions.UndefinedMetricWarning``."""
+
+
+_BOTH: dict[type, type] = {}
+
+
+def _undefined_metric_warning() -> type[Warning]:
+    """This module's warning class, joined with scikit-learn's when scikit-learn is already
+    imported (it is never imported here): a filter or ``pytest.warns`` on either catches it."""
+    import sys
+
+    theirs = getattr(sys.modules.get("sklearn.exceptions"), "UndefinedMetricWarning", None)
+    if not isinstance(theirs, type) or not issubclass(theirs, Warning):
+        return UndefinedMetricWarning
+    if theirs not in _BOTH:
+        _BOTH[theirs] = type("UndefinedMetricWarning", (UndefinedMetricWarning, theirs),
+                             {"__module__": __name__, "__doc__": UndefinedMetricWarning.__doc__})
+    return _BOTH[theirs]
+
+
+def _zero_division_value(zero_division: float | str) -> float:
+    if isinstance(zero_division, str):
+        if zero_division == "warn":
+            return 0.0
+    elif isinstance(zero_division, (int, float, np.floating)) and not isinstance(
+            zero_division, bool):
+        if zero_division in (0, 1) or math.isnan(zero_division):
+            return float(zero_division)
+    raise ModelGateError(
+        f"zero_division must be 0, 1, nan or 'warn' (as in scikit-learn), got {zero_division!r}"
+    )
+
+
+def _labels_1d(y: Any, argname: str) -> np.ndarray:
+    """One label per sample as a 1-d array; a column vector is flattened. Multilabel
+    indicators and other 2-d targets are refused by name."""
+    if hasattr(y, "tocsr") or hasattr(y, "toarray"):  # a scipy sparse matrix
+        raise ModelGateError(f"{argname}: {MULTILABEL}")
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        flat = arr.ravel()
+        indicator = arr.shape[1] > 1 and flat.dtype.kind in "biuf" and \
+            bool(np.isin(flat, (0, 1)).all())
+        if indicator:
+            raise ModelGateError(f"{argname}: {MULTILABEL}")
+        raise ModelGateError(
+            f"{argname} has shape {arr.shape}: multiclass-multioutput is not supported; "
+            "pass one label per sample"
+        )
+    if arr.ndim != 1:
+        raise ModelGateError(f"{argname} must be 1-d, one label per sample, got shape "
+                             f"{arr.shape}")
+    return arr
+
+
+def _is_text(arr: np.ndarray) -> bool:
+    if arr.dtype.kind in "US":
+        return True
+    return arr.dtype == object and arr.size > 0 and all(isinstance(v, str) for v in arr)
+
+
+def _check_label_values(arr: np.ndarray, argname: str) -> np.ndarray:
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ModelGateError(f"{argname} holds NaN or infinite values: pass class labels")
+        if np.any(arr != np.round(arr)):
+            raise ModelGateError(
+                f"{argname} holds continuous values such as {arr[arr != np.round(arr)][0]!r}: "
+                "classification metrics need class labels (continuous is not supported); "
+                "threshold or arg-max your scores first"
+            )
+    elif arr.dtype == object:
+        kinds = {isinstance(v, str) for v in arr}
+        if len(kinds) > 1:
+            raise ModelGateError(f"{argname}: Mix of label input types (string and number); "
+                                 "use one type of label")
+        if not kinds or kinds == {False}:
+            try:
+                arr = arr.astype(np.float64) if any(isinstance(v, float) for v in arr) \
+                    else arr.astype(np.int64)
+            except (TypeError, ValueError, OverflowError):
+                raise ModelGateError(f"{argname} holds values that are not class labels "
+                                     f"(strings, integers or bools)") from None
+            return _check_label_values(arr, argname)
+        arr = arr.astype(str)
+    elif arr.dtype.kind not in "biuUS":
+        raise ModelGateError(f"{argname} has dtype {arr.dtype}: pass class labels (strings, "
+                             "integers or bools)")
+    return arr
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """Labels encoded as indices into ``classes`` (sorted: the labels present, then any
+    extra ``labels=``), with the weights and the task type scikit-learn would see."""
+
+    t: np.ndarray
+    p: np.ndarray
+    classes: np.ndarray
+    n_present: int
+    kind: str              # "binary" (at most two labels present) or "multiclass"
+    weight: np.ndarray | None
+
+    def index_of(self, labels: Any) -> np.ndarray:
+        """Indices of ``labels`` (all in ``classes``: ``_targets`` put them there)."""
+        return np.searchsorted(self.classes, np.asarray(labels))
+
+    def counts(self, which: np.ndarray | None) -> np.ndarray:
+        """Weighted counts per class of ``which`` (a boolean mask), or of all samples."""
+        k = len(self.classes)
+        if which is None:
+            return np.bincount(self.t, weights=self.weight, minlength=k)
+        w = None if self.weight is None else self.weight[which]
+        return np.bincount(self.t[which], weights=w, minlength=k)
+
+    def confusion(self) -> np.ndarray:
+        k = len(self.classes)
+        return np.bincount(self.t * k + self.p, weights=self.weight,
+                           minlength=k * k).reshape(k, k)
+
+
+def _targets(y_true: Any, y_pred: Any, sample_weight: Any = None,
+             labels: Any = None) -> _Targets:
+    """Validate and encode a pair of label arrays as scikit-learn's ``_check_targets`` and
+    ``LabelEncoder`` would, with a ModelGateError (a ValueError) for what it refuses."""
+    t = _labels_1d(y_true, "y_true")
+    p = _labels_1d(y_pred, "y_pred")
+    if len(t) != len(p):
+        raise ModelGateError(
+            f"y_true and y_pred differ in length ({len(t)} vs {len(p)}): Found input "
+            f"variables with inconsistent numbers of samples: [{len(t)}, {len(p)}]; pass one "
+            "prediction per test sample"
+        )
+    if len(t) == 0:
+        raise ModelGateError("y_true and y_pred are empty (Found empty input array): a metric "
+                             "needs at least one sample")
+    t = _check_label_values(t, "y_true")
+    p = _check_label_values(p, "y_pred")
+    if _is_text(t) != _is_text(p):
+        raise ModelGateError(
+            f"Mix of label input types (string and number): y_true holds {t[:3].tolist()}, "
+            f"y_pred {p[:3].tolist()}; labels in y_true and y_pred should be of the same type"
+        )
+    weight = None
+    if sample_weight is not None:
+        weight = np.asarray(sample_weight, dtype=np.float64)
+        if weight.shape != t.shape:
+            raise ModelGateError(f"sample_weight has shape {weight.shape}; pass one weight "
+                                 f"per sample, shape ({len(t)},)")
+        if not np.any(weight):
+            raise ModelGateError("Sample weights must contain at least one non-zero number: "
+                                 "sample_weight is all zeros")
+    if t.dtype.kind in "iu" and p.dtype.kind in "iu" and min(t.min(), p.min()) >= 0 and \
+            max(t.max(), p.max()) < 4 * len(t) + 1024:
+        # Non-negative integers: the labels present by counting, not sorting.
+        seen = np.bincount(t, minlength=int(max(t.max(), p.max())) + 1) > 0
+        seen |= np.bincount(p, minlength=len(seen)) > 0
+        present = np.flatnonzero(seen)
+    else:
+        present = np.unique(np.concatenate([t, p]))
+    classes = present
+    if labels is not None:
+        extra = np.asarray(labels)
+        if extra.ndim != 1:
+            raise ModelGateError("labels must be a 1-d list of labels")
+        if extra.size and _is_text(extra) != _is_text(present):
+            raise ModelGateError(f"labels holds {extra[:5].tolist()}, of another type than the "
+                                 f"labels in y_true and y_pred ({present[:5].tolist()})")
+        if extra.size:
+            classes = np.unique(np.concatenate([present, extra]))
+    if classes is present and present.dtype.kind in "iu" and present[0] == 0 and \
+            present[-1] == len(present) - 1:
+        ti, pi = t.astype(np.int64), p.astype(np.int64)   # already indices
+    else:
+        ti, pi = np.searchsorted(classes, t), np.searchsorted(classes, p)
+    kind = "binary" if len(present) <= 2 else "multiclass"
+    return _Targets(ti, pi, classes, len(present), kind, weight)
+
+
+def _warn_prf(average: str | None, modifier: str, start: str, size: int) -> None:
+    where = "due to" if size == 1 else "in labels with"
+    warnings.warn(f"{start} ill-defined and being set to 0.0 {where} no {modifier} samples. "
+                  "Use `zero_division` parameter to control this behavior.",
+                  _undefined_metric_warning(), stacklevel=4)
+
+
+def _prf_divide(num: np.ndarray, den: np.ndarray, metric: str, modifier: str,
+                average: str | None, warn_for: Any, zero_division: float | str) -> np.ndarray:
+    mask = den == 0
+    result = np.asarray(num, dtype=np.float64) / np.where(mask, 1, den)
+    if not mask.any():
+        return result
+    result[mask] = _zero_division_value(zero_division)
+    if zero_division == "warn" and metric in warn_for:
+        _warn_prf(average, modifier, f"{metric.capitalize()} is", len(result))
+    return result
+
+
+def _nanaverage(values: np.ndarray, weights: np.ndarray | None) -> float:
+    mask = np.isnan(values)
+    if values.size == 0 or mask.all():
+        return float("nan")
+    if weights is None:
+        return float(np.mean(values[~mask]))
+    w = np.asarray(weights, dtype=np.float64)[~mask]
+    if w.sum() == 0:
+        return float(np.mean(values[~mask]))
+    return float(np.average(values[~mask], weights=w))
+
+
+def _label_repr(classes: np.ndarray) -> str:
+    return str(classes.tolist())
+
+
+def precision_recall_fscore_support(
+    y_true, y_pred, *, beta: float = 1.0, labels=None, pos_label: Any = 1,
+    average: str | None = None, warn_for=("precision", "recall", "f-score"),
+    sample_weight=None, zero_division: float | str = "warn",
+):
+    """Precision, recall, F-beta and support, as
+    ``sklearn.metrics.precision_recall_fscore_support``.
+
+    ``average=None`` gives arrays per label (``labels``, else the labels present, sorted);
+    ``"binary"`` the figures of ``pos_label``; ``"micro"``, ``"macro"`` and ``"weighted"``
+    averages over labels, and no support. Undefined ratios (a label never predicted, or
+    never present) are ``zero_division``; ``"warn"`` (the default) means 0 and an
+    ``UndefinedMetricWarning`` for the metrics in ``warn_for``.
+
+    Example:
+        >>> p, r, f, _ = precision_recall_fscore_support(["ok", "defect", "ok"],
+        ...                                              ["ok", "ok", "ok"], average=None)
+        >>> r.tolist()
+        [0.0, 1.0]
+    """
+    _zero_division_value(zero_division)
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or \
+            not beta >= 0:
+        raise ModelGateError(f"beta must be a number >= 0 (2 weighs recall higher, 0.5 "
+                             f"precision), got {beta!r}")
+    if average not in AVERAGES and average != "binary":
+        raise ModelGateError(f"average has to be one of {AVERAGES} or 'binary', got "
+                             f"{average!r}")
+    if average == "samples":
+        raise ModelGateError("average='samples': Samplewise metrics are not available "
+                             f"outside of multilabel classification, and {MULTILABEL}")
+    enc = _targets(y_true, y_pred, sample_weight, labels)
+    if average == "binary":
+        if enc.kind != "binary":
+            raise ModelGateError(
+                f"Target is {enc.kind} but average='binary'. Please choose another average "
+                f"setting, one of {[a for a in AVERAGES if a != 'samples']}."
+            )
+        present_labels = _present(enc)
+        if pos_label not in present_labels.tolist():
+            if len(present_labels) >= 2:
+                raise ModelGateError(f"pos_label={pos_label!r} is not a valid label. It "
+                                     f"should be one of {_label_repr(present_labels)}")
+            # One label present, and it is not pos_label: no sample is or is predicted
+            # positive.
+            zero = np.zeros(1, dtype=np.int64 if enc.weight is None else np.float64)
+            return _prf_from_counts(zero, zero, zero, beta, average, warn_for, zero_division)
+        labels = [pos_label]
+    elif pos_label not in (None, 1):
+        warnings.warn(f"Note that pos_label (set to {pos_label!r}) is ignored when average != "
+                      f"'binary' (got {average!r}). You may use labels=[pos_label] to specify "
+                      "a single positive class.", UserWarning, stacklevel=2)
+    k = len(enc.classes)
+    tp = enc.counts(enc.t == enc.p)
+    pred = np.bincount(enc.p, weights=enc.weight, minlength=k)
+    true = enc.counts(None)
+    chosen = _present_index(enc) if labels is None else enc.index_of(labels)
+    return _prf_from_counts(tp[chosen], pred[chosen], true[chosen], beta, average, warn_for,
+                            zero_division)
+
+
+def _prf_from_counts(tp: np.ndarray, pred: np.ndarray, true: np.ndarray, beta: float,
+                     average: str | None, warn_for: Any, zero_division: float | str):
+    """Precision, recall, F-beta and support from per-label counts (scikit-learn's
+    sufficient statistics), averaged as ``average`` asks."""
+    if average == "micro":
+        tp, pred, true = (np.array([a.sum()]) for a in (tp, pred, true))
+    precision = _prf_divide(tp, pred, "precision", "predicted", average, warn_for,
+                            zero_division)
+    recall = _prf_divide(tp, true, "recall", "true", average, warn_for, zero_division)
+    if np.isposinf(beta):
+        f_score = recall
+    elif beta == 0:
+        f_score = precision
+    else:
+        beta2 = float(beta) ** 2
+        f_score = _prf_divide((1 + beta2) * tp.astype(np.float64),
+                              beta2 * true.astype(np.float64) + pred, "f-score",
+                              "true nor predicted", average, warn_for, zero_division)
+    if average is None:
+        return precision, recall, f_score, true
+    weights = true if average == "weighted" else None
+    return (_nanaverage(precision, weights), _nanaverage(recall, weights),
+            _nanaverage(f_score, weights), None)
+
+
+def _present(enc: _Targets) -> np.ndarray:
+    return enc.classes[_present_index(enc)]
+
+
+def _present_index(enc: _Targets) -> np.ndarray:
+    """Indices of the labels that occur in y_true or y_pred (not those only in labels=)."""
+    k = len(enc.classes)
+    if enc.n_present == k:
+        return np.arange(k)
+    seen = (np.bincount(enc.t, minlength=k) + np.bincount(enc.p, minlength=k)) > 0
+    return np.flatnonzero(seen)
+
+
+def _score(which: int, default_warn: tuple[str, ...], y_true, y_pred, kwargs: dict) -> Any:
+    kwargs.setdefault("average", "binary")
+    kwargs.setdefault("warn_for", default_warn)
+    return precision_recall_fscore_support(y_true, y_pred, **kwargs)[which]
+
+
+def precision_score(y_true, y_pred, **kwargs):
+    """Precision, as ``sklearn.metrics.precision_score`` (keywords as
+    ``precision_recall_fscore_support``; ``average`` defaults to ``"binary"``)."""
+    return _score(0, ("precision",), y_true, y_pred, kwargs)
+
+
+def recall_score(y_true, y_pred, **kwargs):
+    """Recall, as ``sklearn.metrics.recall_score`` (``average`` defaults to ``"binary"``)."""
+    return _score(1, ("recall",), y_true, y_pred, kwargs)
+
+
+def fbeta_score(y_true, y_pred, *, beta: float, **kwargs):
+    """F-beta, as ``sklearn.metrics.fbeta_score``: ``beta=2`` weighs recall twice as much as
+    precision (a missed defect costs more than a false alarm), ``beta=0.5`` the reverse."""
+    return _score(2, ("f-score",), y_true, y_pred, {**kwargs, "beta": beta})
+
+
+def f1_score(y_true, y_pred, **kwargs):
+    """F1, as ``sklearn.metrics.f1_score`` (``average`` defaults to ``"binary"``)."""
+    return fbeta_score(y_true, y_pred, beta=1.0, **kwargs)
+
+
+def accuracy_score(y_true, y_pred, *, normalize: bool = True, sample_weight=None) -> float:
+    """Share (or, ``normalize=False``, weighted count) of exact matches."""
+    enc = _targets(y_true, y_pred, sample_weight)
+    correct = (enc.t == enc.p).astype(np.float64)
+    if not normalize:
+        return float(correct.sum() if enc.weight is None else correct @ enc.weight)
+    return float(np.average(correct, weights=enc.weight))
+
+
+def balanced_accuracy_score(y_true, y_pred, *, sample_weight=None,
+                            adjusted: bool = False) -> float:
+    """Mean recall over the classes present in ``y_true``, as scikit-learn's; a class that
+    occurs only in ``y_pred`` is left out with a warning; ``adjusted`` rescales chance to 0."""
+    enc = _targets(y_true, y_pred, sample_weight)
+    cm = _confusion_of_present(enc)
+    support = cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_class = np.diag(cm) / support
+    if np.isnan(per_class).any():
+        warnings.warn("y_pred contains classes not in y_true", UserWarning, stacklevel=2)
+        per_class = per_class[~np.isnan(per_class)]
+    score = np.mean(per_class)
+    if adjusted:   # one class: chance is 1, and the score nan (numpy warns), as scikit-learn
+        chance = 1 / len(per_class)
+        score = (score - chance) / (1 - chance)
+    return float(score)
+
+
+def matthews_corrcoef(y_true, y_pred, *, sample_weight=None) -> float:
     """Matthews correlation coefficient, multi-class; 0 when undefined (as scikit-learn)."""
-    return float(mcc_from_cm(_cm_of(y_true, y_pred)))
+    return float(mcc_from_cm(_confusion_of_present(_targets(y_true, y_pred, sample_weight))))
+
+
+def _confusion_of_present(enc: _Targets) -> np.ndarray:
+    """The confusion matrix over the labels present, with scikit-learn's warning when there
+    is only one."""
+    if enc.n_present == 1:
+        warnings.warn("A single label was found in 'y_true' and 'y_pred'. For the confusion "
+                      "matrix to have the correct shape, use the 'labels' parameter to pass "
+                      "all known labels.", UserWarning, stacklevel=3)
+    present = _present_index(enc)
+    return enc.confusion()[np.ix_(present, present)]
 
 
 # --- intervals ---------------------------------------------------------------------------
@@ -417,7 +761,9 @@ def classification_report(y_true, y_pred, class_names: Sequence[str], *,
         0.75
     """
     k = len(class_names)
-    cm = confusion_matrix(y_true, y_pred, k)
+    # Labels as users have them: indices into class_names, or the names themselves.
+    indices, _ = encode_labels({"y_true": y_true, "y_pred": y_pred}, class_names)
+    cm = confusion_matrix(indices["y_true"], indices["y_pred"], k)
     pc = per_class(cm)
     r_lo, r_hi = wilson_intervals(pc["tp"], pc["support"], confidence)
     p_lo, p_hi = wilson_intervals(pc["tp"], pc["predicted"], confidence)

@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelGateError, user_error_frames
-from .metrics import as_label_array, classification_summary, precision_recall_curve
+from .metrics import (
+    as_label_array,
+    classification_summary,
+    encode_labels,
+    precision_recall_curve,
+)
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -85,8 +90,13 @@ class Predictions:
 
     def __post_init__(self) -> None:
         k = len(self.class_names)
-        y_true = as_label_array(self.y_true, "y_true")
-        y_pred = as_label_array(self.y_pred, "y_pred")
+        arrays = {"y_true": self.y_true, "y_pred": self.y_pred}
+        if self.train_y_true is not None and self.train_y_pred is not None:
+            arrays.update(train_y_true=self.train_y_true, train_y_pred=self.train_y_pred)
+        # Labels as the user has them (strings, bools, ...) become indices into class_names.
+        indices, _ = encode_labels(arrays, self.class_names)
+        y_true = as_label_array(indices["y_true"], "y_true")
+        y_pred = as_label_array(indices["y_pred"], "y_pred")
         if y_true.size == 0:
             raise ModelGateError("y_true is empty: a gate needs at least one test sample")
         if y_true.shape != y_pred.shape:
@@ -105,8 +115,8 @@ class Predictions:
         if (self.train_y_true is None) != (self.train_y_pred is None):
             raise ModelGateError("pass both train_y_true and train_y_pred, or neither")
         if self.train_y_true is not None and self.train_y_pred is not None:
-            tt = as_label_array(self.train_y_true, "train_y_true")
-            tp = as_label_array(self.train_y_pred, "train_y_pred")
+            tt = as_label_array(indices["train_y_true"], "train_y_true")
+            tp = as_label_array(indices["train_y_pred"], "train_y_pred")
             if tt.shape != tp.shape or tt.size == 0:
                 raise ModelGateError("train_y_true and train_y_pred must be non-empty and of "
                                      "the same length")
@@ -114,27 +124,45 @@ class Predictions:
             object.__setattr__(self, "train_y_pred", tp)
 
     @classmethod
-    def from_arrays(cls, y_true: Sequence[int], y_pred: Any = None,
-                    scores: Any = None, *, class_names: Sequence[str] | None = None,
-                    train: tuple[Sequence[int], Sequence[int]] | None = None) -> Predictions:
+    def from_arrays(cls, y_true: Sequence[Any], y_pred: Any = None,
+                    scores: Any = None, *, class_names: Sequence[Any] | None = None,
+                    train: tuple[Sequence[Any], Sequence[Any]] | None = None) -> Predictions:
         """Predictions from plain arrays, for models trained elsewhere.
 
-        ``y_pred`` defaults to the arg-max of ``scores``; ``class_names`` to ``"0"``, ``"1"``
-        ...; ``train=(y_true, y_pred)`` on the train split enables ``assert_no_overfitting``.
+        Labels as you have them: class indices (integers from 0), or strings, bools,
+        negative integers, which are classes by their text. ``class_names`` orders and names
+        the classes (labels are then names in it, or indices into it); without it the
+        classes are ``"0"``, ``"1"``, ... for indices, else the sorted labels present.
+        ``y_pred`` defaults to the arg-max of ``scores`` (columns in class order);
+        ``train=(y_true, y_pred)`` on the train split enables ``assert_no_overfitting``.
+
+        Example:
+            >>> p = Predictions.from_arrays(["ok", "defect", "ok"], ["ok", "ok", "ok"])
+            >>> p.class_names, p.y_true.tolist()
+            (('defect', 'ok'), [1, 0, 1])
         """
+        derived = y_pred is None
         if y_pred is None:
             if scores is None:
                 raise ModelGateError("pass y_pred, scores, or both")
             s = np.asarray(scores, dtype=np.float64)
             y_pred = (s >= 0.5).astype(np.int64) if s.ndim == 1 else s.argmax(axis=1)
-        if class_names is None:
-            arrays = [np.asarray(y_true), np.asarray(y_pred)]
-            top = max(int(a.max()) for a in arrays if a.size) if any(a.size for a in arrays) \
-                else 0
-            width = np.asarray(scores).shape[1] if scores is not None and \
-                np.asarray(scores).ndim == 2 else 0
-            class_names = [str(i) for i in range(max(top + 1, width, 2))]
         train_true, train_pred = train if train is not None else (None, None)
+        if derived and class_names is None and np.asarray(y_true).dtype.kind in "USOb":
+            raise ModelGateError(
+                "y_true holds labels such as strings and y_pred comes from the columns of "
+                "scores: pass class_names= naming the score columns in order"
+            )
+        if class_names is None:
+            arrays = {"y_true": y_true, "y_pred": y_pred}
+            if train_true is not None and train_pred is not None:
+                arrays.update(train_y_true=train_true, train_y_pred=train_pred)
+            indices, class_names = encode_labels(arrays)
+            if class_names is None:   # class indices: classes "0", "1", ... up to the largest
+                top = max((int(a.max()) for a in indices.values() if a.size), default=0)
+                width = np.asarray(scores).shape[1] if scores is not None and \
+                    np.asarray(scores).ndim == 2 else 0
+                class_names = [str(i) for i in range(max(top + 1, width, 2))]
         return cls(np.asarray(y_true), np.asarray(y_pred), tuple(str(c) for c in class_names),
                    scores, None if train_true is None else np.asarray(train_true),
                    None if train_pred is None else np.asarray(train_pred))

@@ -5,6 +5,7 @@ Standard library only: the baseline and the plugin read it at load time without 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .errors import ModelGateError, user_error_frames
@@ -62,6 +63,8 @@ def metric_spec(name: str) -> MetricSpec:
         True
     """
     base = name.split("[", 1)[0]
+    if _is_fbeta(base):   # "f2", "f0.5": assert_fbeta_above's F-beta, compared like F1
+        return dataclasses.replace(METRICS["f1"], name=base)
     try:
         return METRICS[base]
     except KeyError:
@@ -71,3 +74,14 @@ def metric_spec(name: str) -> MetricSpec:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         known = ", ".join(sorted(METRICS))
         raise ModelGateError(f"unknown metric {base!r}{hint} Known metrics: {known}") from None
+
+
+def fbeta_name(beta: float) -> str:
+    """The metric name of F-beta: ``f1``, ``f2``, ``f0.5``."""
+    return f"f{beta:g}"
+
+
+def _is_fbeta(base: str) -> bool:
+    number = base[1:]
+    return base.startswith("f") and number.replace(".", "", 1).isdigit() and \
+        number.count(".") <= 1

@@ -118,6 +118,108 @@ def test_prf_matches_scikit_learn(data, average, zero_division, use_labels):
         np.testing.assert_array_equal(ours[3], ref[3])
 
 
+# Labels as users have them: negative integers, strings, bools.
+UNIVERSES = {"ints": [-3, -1, 0, 2, 7, 9], "strings": ["bee", "ant", "wasp", "ok", "defect", "b"],
+             "bools": [False, True]}
+
+
+@st.composite
+def any_labels(draw):
+    kind = draw(st.sampled_from(sorted(UNIVERSES)))
+    universe = UNIVERSES[kind]
+    k = draw(st.integers(1, len(universe)))
+    chosen = universe[:k]
+    n = draw(st.integers(1, 30))
+    y_true = draw(st.lists(st.sampled_from(chosen), min_size=n, max_size=n))
+    y_pred = draw(st.lists(st.sampled_from(chosen), min_size=n, max_size=n))
+    weights = draw(st.none() | st.lists(st.integers(0, 3), min_size=n, max_size=n)
+                   .filter(any))
+    return np.array(y_true), np.array(y_pred), universe, weights
+
+
+def _outcome(fn, *args, **kwargs):
+    """The value, or the error, and the warnings (category names and messages) of a call."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = fn(*args, **kwargs)
+        except ValueError as exc:   # a ModelGateError is one
+            value = ("raised", type(exc).__name__)
+    return value, sorted((type(w.message).__name__, str(w.message)) for w in caught)
+
+
+def _raised(value) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _same(ours, ref):
+    if _raised(ref) or _raised(ours):
+        assert _raised(ours) and _raised(ref), (ours, ref)
+        return
+    if isinstance(ref, tuple):
+        for a, b in zip(ours, ref, strict=True):
+            _same(a, b)
+        return
+    if ref is None:
+        assert ours is None
+        return
+    np.testing.assert_allclose(np.asarray(ours, dtype=float), np.asarray(ref, dtype=float),
+                               equal_nan=True)
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=any_labels(), average=st.sampled_from([None, "binary", "micro", "macro",
+                                                     "weighted"]),
+       zero_division=st.sampled_from(["warn", 0.0, 1.0, np.nan]),
+       beta=st.sampled_from([1.0, 2.0, 0.5, 0.0, np.inf]), use_labels=st.booleans(),
+       pos_index=st.integers(0, 5), default_pos=st.booleans())
+def test_any_labels_match_scikit_learn_values_errors_and_warnings(
+        data, average, zero_division, beta, use_labels, pos_index, default_pos):
+    """Every single-label case scikit-learn accepts gives its numbers and its warnings (the
+    same category name and message; UndefinedMetricWarning is scikit-learn's own class when
+    it is loaded), and what it refuses is a ValueError here too (a ModelGateError)."""
+    y_true, y_pred, universe, weights = data
+    labels = universe if use_labels else None
+    pos_label = 1 if default_pos else universe[pos_index % len(universe)]
+    kwargs = dict(labels=labels, average=average, zero_division=zero_division,
+                  pos_label=pos_label, sample_weight=weights)
+    for name in ("precision_recall_fscore_support", "fbeta_score"):
+        extra = {"beta": beta}
+        ours = _outcome(getattr(mg, name), y_true, y_pred, **extra, **kwargs)
+        ref = _outcome(getattr(skm, name), y_true, y_pred, **extra, **kwargs)
+        if _raised(ref[0]):
+            assert _raised(ours[0]), (name, ours, ref)
+            continue
+        _same(ours[0], ref[0])
+        assert ours[1] == ref[1], name
+    for name in ("precision_score", "recall_score", "f1_score"):
+        ours, ref = (_outcome(getattr(m, name), y_true, y_pred, **kwargs) for m in (mg, skm))
+        if _raised(ref[0]):
+            assert _raised(ours[0]), (name, ours, ref)
+            continue
+        _same(ours[0], ref[0])
+        assert ours[1] == ref[1], name
+    for name, extra in (("accuracy_score", {"normalize": bool(pos_index % 2)}),
+                        ("balanced_accuracy_score", {"adjusted": bool(pos_index % 2)}),
+                        ("matthews_corrcoef", {})):
+        ours, ref = (_outcome(getattr(m, name), y_true, y_pred, sample_weight=weights, **extra)
+                     for m in (mg, skm))
+        _same(ours[0], ref[0])
+        assert ours[1] == ref[1], name
+
+
+def test_undefined_metric_warnings_are_scikit_learns_category_when_it_is_loaded():
+    import sklearn.exceptions
+
+    with pytest.warns(sklearn.exceptions.UndefinedMetricWarning) as caught:
+        mg.precision_score([0, 1, 1], [0, 0, 0])
+    assert isinstance(caught[0].message, mg.UndefinedMetricWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=sklearn.exceptions.UndefinedMetricWarning)
+        assert mg.precision_score([0, 1, 1], [0, 0, 0]) == 0.0
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=label_pairs(max_classes=2))
 def test_binary_average_matches_scikit_learn(data):
@@ -168,14 +270,27 @@ def test_precision_recall_curve_matches_scikit_learn(n, seed):
     ("call", "message"),
     [
         (lambda: mg.precision_recall_fscore_support([0, 1], [0, 1], average="mean"),
-         "average must be one of"),
+         "average has to be one of"),
         (lambda: mg.precision_recall_fscore_support([0, 1], [0, 1], zero_division=2),
          "zero_division must be 0, 1, nan or 'warn'"),
-        (lambda: mg.precision_score([0, 1, 2], [0, 1, 2]), "average='binary' needs two classes"),
+        (lambda: mg.fbeta_score([0, 1], [0, 1], beta=-1), "beta must be a number >= 0"),
+        (lambda: mg.precision_score([0, 1, 2], [0, 1, 2]),
+         r"Target is multiclass but average='binary'. Please choose another average"),
+        (lambda: mg.recall_score(["a", "b"], ["a", "b"]),
+         r"pos_label=1 is not a valid label. It should be one of \['a', 'b'\]"),
         (lambda: mg.accuracy_score([], []), "empty"),
         (lambda: mg.accuracy_score([0, 1], [0]), "differ in length"),
-        (lambda: mg.recall_score([0, -1], [0, 1], average="macro"), "non-negative"),
-        (lambda: mg.recall_score([0, 1], [0, 1], labels=[1, 1], average="macro"), "distinct"),
+        (lambda: mg.accuracy_score(["a", "b"], [0, 1]),
+         r"Mix of label input types \(string and number\)"),
+        (lambda: mg.accuracy_score([0.5, 1], [0, 1]), "continuous is not supported"),
+        (lambda: mg.accuracy_score([0, 1], [0, 1], sample_weight=[1]),
+         r"sample_weight has shape \(1,\); pass one weight per sample"),
+        (lambda: mg.f1_score(np.eye(3, dtype=int), np.eye(3, dtype=int), average="macro"),
+         "y_true: multilabel indicator input .* is not supported: pytest-modelgate gates "
+         "single-label classification. Pass one label per sample"),
+        (lambda: mg.f1_score([0, 1], [0, 1], average="samples"),
+         "Samplewise metrics are not available outside of multilabel classification"),
+        (lambda: mg.accuracy_score(np.zeros((3, 2, 2)), np.zeros((3, 2, 2))), "must be 1-d"),
         (lambda: mg.bootstrap_confusion(np.zeros((2, 2), int)), "empty confusion matrix"),
         (lambda: mg.precision_recall_curve([0, 0], [0.1, 0.2]), "no positive samples"),
     ],

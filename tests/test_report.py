@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from pytest_modelgate import assert_accuracy_above
 from pytest_modelgate.assertions import recording
@@ -104,3 +105,19 @@ def test_the_report_names_the_device_model_precision_and_layout():
         html = render_html(build_context(tests, baseline_path="b.json", baseline_found=False,
                                          updated_baseline=False))
         assert text in html
+
+
+def test_an_fbeta_gate_is_reported_and_compared_like_f1():
+    from pytest_modelgate import assert_fbeta_above
+    from pytest_modelgate.specs import metric_spec
+
+    with recording() as record:
+        assert_fbeta_above(make_run(Y_TRUE, Y_PRED), 0.5, beta=2, label="cat")
+    (metric,) = record["metrics"]
+    assert metric["name"] == "f2[cat]" and metric["value"] == pytest.approx(5 * 8 / (4 * 10 + 8))
+    assert metric_spec("f2[cat]").higher_is_better and metric_spec("f0.5[macro]").name == "f0.5"
+    tests = [{"nodeid": "test_x.py::test_y", "outcome": "passed", "duration": 1.0,
+              "record": record, "regressions": []}]
+    html = render_html(build_context(tests, baseline_path="b.json", baseline_found=False,
+                                     updated_baseline=False))
+    assert "f2[cat]" in html
