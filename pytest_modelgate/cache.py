@@ -128,7 +128,9 @@ class RunCache:
                 device=meta["device"], freeze=meta["freeze"], pretrained=meta["pretrained"],
                 config=meta["config"],
                 notes=(*meta["notes"], f"cached: trained {meta['written']}, not retrained"),
-                train_y_true=data["train_y_true"], train_y_pred=data["train_y_pred"],
+                # Empty: a race run cut at its budget, which has no train predictions.
+                train_y_true=data["train_y_true"] if data["train_y_true"].size else None,
+                train_y_pred=data["train_y_pred"] if data["train_y_pred"].size else None,
                 cached=True,
             )
         except UNREADABLE as exc:
@@ -162,8 +164,9 @@ class RunCache:
             (tmp / "run.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
             arrays: dict[str, Any] = {
                 "y_true": run.y_true, "y_pred": run.y_pred,
-                "probabilities": run.probabilities, "train_y_true": run.train_y_true,
-                "train_y_pred": run.train_y_pred,
+                "probabilities": run.probabilities,
+                **{k: np.zeros(0, np.int64) if v is None else v for k, v in (
+                    ("train_y_true", run.train_y_true), ("train_y_pred", run.train_y_pred))},
                 **{f"head.{k}": v for k, v in head_state.items()},
             }
             np.savez(tmp / "arrays.npz", **arrays)

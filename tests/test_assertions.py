@@ -111,25 +111,40 @@ def test_bad_arguments(call, message):
         call(make_run(Y_TRUE, Y_PRED))
 
 
-def _racer(accuracies, seconds_per_epoch, asked=None):
+def _racer(accuracies, seconds_per_epoch, asked=None, mid_epoch=False):
     """A scratch runner as run_finetune's: it stops at the target, or after the first epoch
-    that ends past the race's budget (with the engines' note); ``asked`` records budgets."""
-    from pytest_modelgate.train.config import TrainConfig, out_of_budget
+    that ends past the race's budget (Keras), or (``mid_epoch``, PyTorch) at the step that
+    passes it, with whatever accuracy the model has there, reached or not (the engines'
+    note either way); ``asked`` records budgets."""
+    from pytest_modelgate.run import EpochStats
+    from pytest_modelgate.train.config import (
+        TrainConfig,
+        budget_note,
+        out_of_budget,
+        over_budget,
+    )
 
     def scratch(target_accuracy=None, epochs=None, budget_seconds=None):
         if asked is not None:
             asked.append(budget_seconds)
         config = TrainConfig(epochs=len(accuracies), stop_after_seconds=budget_seconds)
         notes: list[str] = []
-        kept = []
+        history = []
         for i, acc in enumerate(accuracies):
-            kept.append(acc)
+            end = seconds_per_epoch * (i + 1)
+            if mid_epoch and over_budget(config, end) and end > budget_seconds:
+                cut = max(budget_seconds, seconds_per_epoch * i)
+                history.append(EpochStats(i + 1, 1.0, acc, acc, cut))
+                notes.append(budget_note(config, cut, f"in epoch {i + 1}"))
+                break
+            history.append(EpochStats(i + 1, 1.0, acc, acc, end))
             if target_accuracy is not None and acc >= target_accuracy:
                 break
-            if out_of_budget(config, seconds_per_epoch * (i + 1), i + 1, notes):
+            if out_of_budget(config, end, i + 1, notes):
                 break
-        run = make_run(Y_TRUE, Y_PRED, tuple(kept), seconds_per_epoch, pretrained=False)
-        return dataclasses.replace(run, notes=tuple(notes))
+        run = make_run(Y_TRUE, Y_PRED, pretrained=False)
+        return dataclasses.replace(run, notes=tuple(notes), history=tuple(history),
+                                   seconds=history[-1].seconds)
     return scratch
 
 
@@ -450,14 +465,14 @@ def test_the_early_stop_never_changes_the_verdict():
         accuracies = tuple(np.round(np.sort(rng.uniform(0, 1, n)), 2))
         per_epoch = float(rng.uniform(0.2, 4))
         min_speedup = float(rng.uniform(0.5, 5))
-        run = make_run(Y_TRUE, Y_PRED, accuracies=(0.5, 0.9),
-                       scratch=_racer(accuracies, per_epoch))
         verdicts = []
-        for full in (True, False):
+        for full, mid_epoch in ((True, False), (False, False), (False, True)):
+            run = make_run(Y_TRUE, Y_PRED, accuracies=(0.5, 0.9),
+                           scratch=_racer(accuracies, per_epoch, mid_epoch=mid_epoch))
             try:
                 assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=min_speedup,
                                            full_race=full)
                 verdicts.append(True)
             except AssertionError:
                 verdicts.append(False)
-        assert verdicts[0] == verdicts[1], (accuracies, per_epoch, min_speedup)
+        assert verdicts[0] == verdicts[1] == verdicts[2], (accuracies, per_epoch, min_speedup)

@@ -128,6 +128,10 @@ def test_overfitting_and_operating_point_gates_take_labels_as_written(kind):
     (lambda: assert_recall_above((np.eye(3, dtype=int), np.eye(3, dtype=int)), 0.5),
      r"multilabel indicator input .* is not supported"),
     (lambda: assert_accuracy_above(([0.5, 1.0], [0, 1]), 0.5), r"continuous is not supported"),
+    (lambda: assert_fbeta_above((["a", "b"], ["a", "b"]), 0.5, beta=0),
+     r"beta must be a positive number \(2 weighs recall higher, 0.5 precision\), got 0"),
+    (lambda: assert_fbeta_above((["a", "b"], ["a", "b"]), 0.5, beta="2"),
+     r"beta must be a positive number"),
 ])
 def test_bad_labels_get_a_clear_error(call, message):
     with pytest.raises(ModelGateError, match=message):

@@ -141,8 +141,9 @@ def run_finetune(
     def scratch(target_accuracy: float | None = None, epochs: int | None = None,
                 budget_seconds: float | None = None) -> FinetuneRun:
         """The same architecture from random init, every layer trained, stopping at
-        ``target_accuracy``, after ``epochs``, or after the first epoch that ends past
-        ``budget_seconds`` of training (the race's verdict is then decided)."""
+        ``target_accuracy``, after ``epochs``, or once training passes ``budget_seconds``
+        (the race's verdict is then decided; PyTorch stops at that step, Keras after that
+        epoch)."""
         scratch_config = dataclasses.replace(
             config, freeze="none", stop_at_accuracy=target_accuracy,
             epochs=epochs or config.epochs, stop_after_seconds=budget_seconds,

@@ -27,8 +27,8 @@ class TrainConfig:
     head: str | None = None
     stop_at_accuracy: float | None = None
     compile: bool = False  # torch.compile the training step (PyTorch); compile time off the clock
-    # The race's budget: stop after the first epoch that ends past it (the verdict is
-    # decided). Not part of a run's cache key (see run_finetune).
+    # The race's budget: stop once training passes it (the verdict is decided): PyTorch at
+    # that step, Keras after that epoch. Not part of a run's cache key (see run_finetune).
     stop_after_seconds: float | None = None
 
     def __post_init__(self) -> None:
@@ -60,9 +60,18 @@ BUDGET_NOTE = "race stopped"
 
 def out_of_budget(config: TrainConfig, seconds: float, epoch: int, notes: list[str]) -> bool:
     """Whether a run with a race budget stops after this epoch; the note says so."""
-    if config.stop_after_seconds is None or seconds < config.stop_after_seconds or \
-            epoch >= config.epochs:
+    if not over_budget(config, seconds) or epoch >= config.epochs:
         return False
-    notes.append(f"{BUDGET_NOTE} after epoch {epoch}: {seconds:.1f}s of training reached the "
-                 f"race's budget of {config.stop_after_seconds:.1f}s, which decides the verdict")
+    notes.append(budget_note(config, seconds, f"after epoch {epoch}"))
     return True
+
+
+def over_budget(config: TrainConfig, seconds: float) -> bool:
+    """Whether ``seconds`` of training reach the race's budget (never without one)."""
+    return config.stop_after_seconds is not None and seconds >= config.stop_after_seconds
+
+
+def budget_note(config: TrainConfig, seconds: float, where: str) -> str:
+    """The note of a run cut at its race budget (``stopped_by_budget`` looks for it)."""
+    return (f"{BUDGET_NOTE} {where}: {seconds:.1f}s of training reached the race's budget of "
+            f"{config.stop_after_seconds:.1f}s, which decides the verdict")

@@ -18,7 +18,7 @@ import numpy as np
 from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...run import EpochStats, FinetuneRun
-from ...train.config import TrainConfig, out_of_budget
+from ...train.config import BUDGET_NOTE, TrainConfig, budget_note, out_of_budget, over_budget
 from .. import cpu_name, xdist_gpu
 from .heads import get_submodule, replace_head, set_submodule, verify_width
 from .zoo import LoadedModel, Preprocess
@@ -520,6 +520,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
+        cut = False
         for rows in _batches(n_train, config.batch_size, device, generator):
             inputs = step_inputs(rows)
             targets = y_train[rows.device]
@@ -532,6 +533,12 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
             total_loss += loss.detach() * len(targets)
             correct += (out.detach().argmax(1) == targets).sum()
             seen += len(targets)
+            # A race's scratch run stops as soon as its training time passes the budget,
+            # mid-epoch too: the verdict is decided then (the host's clock, read without
+            # waiting for the GPU, runs behind it, so the cut is never early).
+            if seen < n_train and over_budget(config, train_seconds + time.perf_counter() - t0):
+                cut = True
+                break
         train_seconds += clock.now() - t0
         _check_loss(total_loss, epoch, config.lr)  # a NaN step makes the epoch's sum NaN
         logits = predict_test()
@@ -549,13 +556,19 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
             notes.append(f"stopped after epoch {epoch}: reached {config.stop_at_accuracy:.3f}")
             break
+        if cut:
+            notes.append(budget_note(config, train_seconds,
+                                     f"in epoch {epoch}, after {seen} of {n_train} images"))
+            break
         if out_of_budget(config, train_seconds, epoch, notes):
             break
 
     assert logits is not None
     probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    # One evaluation pass over the train split (no augmentation) for overfitting checks.
-    train_pred = predict_train().argmax(1).cpu().numpy()
+    # One evaluation pass over the train split (no augmentation) for overfitting checks;
+    # a race run cut at its budget serves only the race and skips it.
+    raced = any(n.startswith(BUDGET_NOTE) for n in notes)
+    train_pred = None if raced else predict_train().argmax(1).cpu().numpy()
     config_dict: dict[str, Any] = asdict(config)
     config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
                        head_found_by=info.found_by, framework="torch",
@@ -579,6 +592,6 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         pretrained=loaded.pretrained,
         config=config_dict,
         notes=tuple(notes),
-        train_y_true=np.array(splits.train.labels),
+        train_y_true=None if train_pred is None else np.array(splits.train.labels),
         train_y_pred=train_pred,
     )
