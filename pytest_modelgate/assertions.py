@@ -177,6 +177,8 @@ def _class_index(p: Predictions, label: str | int) -> int:
     names = p.class_names
     if str(label) in names:
         return names.index(str(label))
+    if isinstance(label, (bool, np.bool_)) and str(int(label)) in names:
+        return names.index(str(int(label)))   # bools mixed with 0/1 labels: classes "0", "1"
     raise ModelGateError(f"label={label!r} is not a class of this run; classes are {list(names)}")
 
 

@@ -90,6 +90,9 @@ def encode_labels(arrays: dict[str, Any], class_names: Sequence[Any] | None = No
         distinct, inverse = np.unique(v, return_inverse=True)
         texts = [str(d) for d in distinct.tolist()]
         unknown = [t for t in texts if t not in position]
+        if unknown and v.dtype.kind == "b" and len(names) >= 2:
+            out[n] = v.astype(np.int64)   # bools beside 0/1 labels: False is 0, True is 1
+            continue
         if unknown and v.dtype.kind in "iuf":
             raise ModelGateError(
                 f"{n} holds labels outside the class list (0..{len(names) - 1} for "

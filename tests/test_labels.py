@@ -136,3 +136,11 @@ def test_overfitting_and_operating_point_gates_take_labels_as_written(kind):
 def test_bad_labels_get_a_clear_error(call, message):
     with pytest.raises(ModelGateError, match=message):
         call()
+
+
+def test_bools_mixed_with_integers_take_label_true():
+    """scikit-learn takes bool y_true with 0/1 y_pred; the classes are then "0" and "1",
+    and label=True names "1"."""
+    y_true, y_pred = [True, True, False, False], [1, 0, 0, 0]
+    with pytest.raises(AssertionError, match=r"recall\(1\) = 0.500 < 0.900"):
+        assert_recall_above((y_true, y_pred), 0.9, label=True)
