@@ -371,6 +371,9 @@ def _check_label_values(arr: np.ndarray, argname: str) -> np.ndarray:
                 "threshold or arg-max your scores first"
             )
     elif arr.dtype == object:
+        if any(v is None for v in arr):
+            raise ModelGateError(f"{argname} holds None: every sample needs a label (drop the "
+                                 "samples without one)")
         kinds = {isinstance(v, str) for v in arr}
         if len(kinds) > 1:
             raise ModelGateError(f"{argname}: Mix of label input types (string and number); "
