@@ -11,7 +11,7 @@ from pytest_modelgate import (
     assert_precision_above, assert_recall_above,
 )
 from pytest_modelgate.data import Splits
-from conftest import GRAY
+from conftest import GRAY, RACE
 
 @pytest.fixture(scope="module")
 def run(finetune, digits, tiny):
@@ -53,11 +53,11 @@ def test_leakage_fail(digits):
                                       train.class_names, name="test"))
 
 def test_faster_pass(finetune, digits, pretrained_tiny):
-    run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **GRAY)
+    run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **RACE)
     assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=1.0)
 
 def test_faster_fail(finetune, digits, pretrained_tiny):
-    run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **GRAY)
+    run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **RACE)
     assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=1000)
 """
 

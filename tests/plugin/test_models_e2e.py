@@ -279,11 +279,11 @@ def test_a_keras_and_a_pytorch_model_are_gated_side_by_side(project):
 RACE_FILE = """
     import pytest
     from pytest_modelgate import assert_faster_than_scratch
-    from conftest import GRAY
+    from conftest import RACE
 
     @pytest.fixture
     def run(finetune, digits, pretrained_tiny):
-        return finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **GRAY)
+        return finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **RACE)
 
     def test_race(run):
         assert_faster_than_scratch(run, target_accuracy=0.99, min_speedup=0.5)

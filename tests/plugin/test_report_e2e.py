@@ -10,10 +10,10 @@ from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_REPORT_DIR
 
 REPORT_FILE = """
 from pytest_modelgate import assert_accuracy_above, assert_faster_than_scratch
-from conftest import GRAY
+from conftest import RACE
 
 def test_race(finetune, digits, pretrained_tiny):
-    run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **GRAY)
+    run = finetune(pretrained_tiny, digits, epochs=8, freeze="backbone", lr=1e-2, **RACE)
     assert_accuracy_above(run, 0.5)
     assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=1.0)
 """
