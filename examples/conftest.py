@@ -28,3 +28,30 @@ def keras_imagenet():
     if not (home / "models" / KERAS_WEIGHTS).is_file():
         pytest.skip(f"the Keras gate needs {KERAS_WEIGHTS} in {home / 'models'} (Keras' "
                     "MobileNet alpha 0.25 ImageNet weights; no network here to fetch them)")
+
+
+PHOTO_TILE = 64  # pixels a side: 60 tiles from each photo
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory):
+    """A folder of real photos: scikit-learn's two sample photos (a temple in China, a
+    flower) cut into 120 tiles of 64x64, written as PNG files in a seeded split,
+    ``train/<photo>/r<row>c<col>.png`` (90) and ``test/<photo>/...`` (30)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    root = tmp_path_factory.mktemp("photos")
+    sample = load_sample_images()
+    rng = np.random.default_rng(0)
+    for path, image in zip(sample.filenames, sample.images, strict=True):
+        rows, cols = image.shape[0] // PHOTO_TILE, image.shape[1] // PHOTO_TILE
+        for k, tile in enumerate(rng.permutation(rows * cols)):
+            r, c = divmod(int(tile), cols)
+            folder = root / ("test" if k % 4 == 0 else "train") / Path(path).stem
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[r * PHOTO_TILE:(r + 1) * PHOTO_TILE,
+                                  c * PHOTO_TILE:(c + 1) * PHOTO_TILE]).save(
+                folder / f"r{r}c{c}.png")
+    return root

@@ -44,8 +44,8 @@ def test_full_finetune(finetune, digits):
 
 @pytest.mark.modelgate
 def test_split_is_clean(digits):
-    """No test digit may also sit in train: pixel for pixel, mirrored or as a near-duplicate
-    (the scans are 8x8 pixels, too few for the near-duplicate stage: pixels only)."""
+    """No test digit may also sit in train, pixel for pixel or mirrored. The scans are 8x8
+    pixels, too few for the near-duplicate stages: test_photo_leakage.py shows those."""
     assert_no_leakage(digits.train, digits.test)
 
 
