@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +383,62 @@ def test_forked_workers_decode_straight_into_the_array_cache(tmp_path, monkeypat
     assert forked.train.ids == plain.train.ids and forked.test.ids == plain.test.ids
     assert forked.train.sources == plain.train.sources
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp")]
+
+
+def _files_for_shared_decode(tmp_path, n=2200):
+    x = _images(n, seed=4)
+    paths = []
+    for i, a in enumerate(x):
+        paths.append(str(tmp_path / f"{i:04d}.png"))
+        _write(Path(paths[-1]), a)
+    return x, paths
+
+
+def test_shared_decode_matches_one_process_and_names_the_first_bad_file(tmp_path,
+                                                                          monkeypatch):
+    import mmap
+
+    from pytest_modelgate.data import _decode_shared, content_id
+
+    x, paths = _files_for_shared_decode(tmp_path)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    # Shared memory, as the array cache's memory-mapped file is: the child's rows show here.
+    target = np.frombuffer(mmap.mmap(-1, len(paths) * 64), np.uint8).reshape(-1, 8, 8)
+    ids, stats, odd = _decode_shared(paths, None, target, run=100)
+    assert odd is None
+    np.testing.assert_array_equal(target, x)  # rows written by this process and the child
+    assert ids == [content_id(a) for a in x]
+    assert stats[:, 0].tolist() == [os.stat(p).st_size for p in paths]
+    # Another shape: its index comes back (the caller widens or names the size).
+    _write(Path(paths[1800]), np.zeros((9, 9), dtype=np.uint8))
+    assert _decode_shared(paths, None, target, run=100)[2] == 1800
+    # Unreadable files: the first in order is named, whichever process met it.
+    Path(paths[2100]).write_bytes(b"not an image")
+    Path(paths[1500]).write_bytes(b"not an image")
+    with pytest.raises(ModelGateError, match=r"cannot read image .*1500\.png"):
+        _decode_shared(paths, None, target, run=100)
+
+
+def test_shared_decode_redoes_the_rows_of_a_worker_that_died(tmp_path, monkeypatch):
+    # A "child" that exits at once, as a killed one would: its rows are decoded here.
+    import subprocess
+
+    from pytest_modelgate import data
+
+    x, paths = _files_for_shared_decode(tmp_path, n=400)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    started = []
+
+    def dead_child():
+        started.append(subprocess.Popen(["true"]))
+        return started[-1].pid
+
+    monkeypatch.setattr(data.os, "fork", dead_child)
+    target = np.zeros((len(paths), 8, 8), dtype=np.uint8)
+    ids, _, odd = data._decode_shared(paths, None, target, run=50)
+    assert len(started) == 1 and odd is None
+    np.testing.assert_array_equal(target, x)
+    assert ids == [data.content_id(a) for a in x]
 
 
 def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
