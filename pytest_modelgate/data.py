@@ -474,11 +474,13 @@ def _decode_shared(paths: list[str], size: tuple[int, int] | None, target: np.nd
             os.waitpid(pid, 0)
     # A child that died (killed, out of memory) left rows undone: decode them here.
     decode(np.flatnonzero(status == _NOT_DONE))
-    for i in np.flatnonzero(status != _DONE):
-        if status[i] == _UNREADABLE:
-            _read_image(paths[i], size)  # raises the file's error, the first in order
-        return [], stats, int(i)
-    return ids.astype("U16").tolist(), stats, None
+    bad = np.flatnonzero(status != _DONE)
+    if len(bad) == 0:
+        return ids.astype("U16").tolist(), stats, None
+    first = int(bad[0])
+    if status[first] == _UNREADABLE:
+        _read_image(paths[first], size)  # raises the file's error, the first in order
+    return [], stats, first
 
 
 def _file_stats(entries: Sequence[os.DirEntry]) -> np.ndarray:
