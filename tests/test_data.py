@@ -441,6 +441,92 @@ def test_shared_decode_redoes_the_rows_of_a_worker_that_died(tmp_path, monkeypat
     assert ids == [data.content_id(a) for a in x]
 
 
+def _evict(paths):
+    """Drop the files' pages from the OS page cache, as after a reboot (no root needed for
+    clean pages of one's own files)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+linux_page_cache = pytest.mark.skipif(
+    not (hasattr(os, "RWF_NOWAIT") and hasattr(os, "posix_fadvise")),
+    reason="asks the Linux page cache (RWF_NOWAIT, posix_fadvise)")
+
+
+@linux_page_cache
+def test_read_ahead_asks_only_for_files_not_in_memory(tmp_path):
+    from pytest_modelgate.data import _in_page_cache, _no_read_ahead, _read_ahead
+
+    _, paths = _files_for_shared_decode(tmp_path, n=20)
+    assert _in_page_cache(paths)  # just written
+    assert _read_ahead(paths, [0], lead=10) is _no_read_ahead  # nothing to read
+    _evict(paths)
+    if _in_page_cache(paths):
+        pytest.skip("this file system keeps evicted pages (or refuses RWF_NOWAIT)")
+    stop = _read_ahead(paths, [len(paths)], lead=10)
+    assert stop is not _no_read_ahead
+    stop()
+
+
+@linux_page_cache
+def test_read_ahead_stays_within_its_lead_and_stops(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from pytest_modelgate import data
+
+    _, paths = _files_for_shared_decode(tmp_path, n=40)
+    paths.insert(5, str(tmp_path / "gone.png"))  # a missing file: the decoder names it
+    advised = []
+    monkeypatch.setattr(data, "_in_page_cache", lambda _: False)
+    monkeypatch.setattr(data.os, "posix_fadvise", lambda fd, *_: advised.append(fd))
+    where = [0]
+    stop = data._read_ahead(paths, where, lead=9)
+    deadline = time.monotonic() + 10
+    while len(advised) < 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(advised) == 9  # rows 0..9 but the missing one, and no further
+    where[0] = len(paths)
+    while len(advised) < len(paths) - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(advised) == len(paths) - 1
+    stop()
+    assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
+
+
+@linux_page_cache
+def test_load_of_files_not_in_memory_matches_and_leaves_no_thread(tmp_path, monkeypatch):
+    import threading
+
+    from pytest_modelgate import data
+
+    x = _images(1200, seed=7)
+    for i, a in enumerate(x):
+        _write(tmp_path / ("train" if i < 1000 else "test") / "ab"[i % 2] / f"{i:04d}.png", a)
+    files = sorted(str(p) for p in tmp_path.rglob("*.png"))
+    _evict(files)
+    if data._in_page_cache(files):
+        pytest.skip("this file system keeps evicted pages (or refuses RWF_NOWAIT)")
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    started = []
+    real = data._read_ahead
+    monkeypatch.setattr(data, "_read_ahead",
+                        lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+    splits = from_folder(tmp_path, cache=tmp_path / ".cache")
+    assert started[0] is not data._no_read_ahead  # the files were not in memory
+    expected = from_folder(tmp_path, cache=False)
+    np.testing.assert_array_equal(splits.train.images, expected.train.images)
+    np.testing.assert_array_equal(splits.test.images, expected.test.images)
+    assert splits.train.ids == expected.train.ids
+    assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
+
+
 def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
     # The first file decides the shape of the cache's array; a file of another mode sends
     # the load down the widening path instead.
