@@ -23,6 +23,7 @@ _EXPORTS = {
              "stratified_split"),
     "errors": ("AdapterUnavailableError", "BaselineError", "HeadNotFoundError",
                "ModelGateError", "ModelGateWarning"),
+    "leakage": ("find_leaks", "scan_leaks"),
     "run": ("EpochStats", "FinetuneRun", "Predictions"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
         ModelGateError,
         ModelGateWarning,
     )
+    from .leakage import find_leaks, scan_leaks
     from .run import EpochStats, FinetuneRun, Predictions
 
 __all__ = [
@@ -100,9 +102,11 @@ __all__ = [
     "assert_precision_at_recall",
     "assert_recall_above",
     "assert_recall_at_precision",
+    "find_leaks",
     "from_arrays",
     "from_folder",
     "from_torch",
     "load_digits",
+    "scan_leaks",
     "stratified_split",
 ]

@@ -136,6 +136,33 @@ def test_allow_accepts_known_pairs_and_warns_about_unused_entries(patches):
     scan = scan_leaks(train, test, allow=[(80, 0)])
     assert [(p.train_index, p.test_index) for p in scan.allowed] == [(80, 0)]
     assert [(p.train_index, p.test_index) for p in scan.pairs] == [(81, 1)]
+    # The package exports both, and a scan prints without every label of both splits.
+    import pytest_modelgate
+
+    assert (pytest_modelgate.find_leaks, pytest_modelgate.scan_leaks) == (find_leaks, scan_leaks)
+    assert "labels" not in repr(scan) and "describe" not in repr(scan)
+    # numpy indices, as np.flatnonzero gives them, name images too.
+    assert scan_leaks(train, test, allow=[np.int64(0), (np.int64(81), 1)]).pairs == []
+
+
+@pytest.mark.parametrize(("allow", "message"), [
+    # A string where the list belongs: its "0" would have allowed test image 0.
+    ("test[0]", r"allow='test\[0\]' is one reference, not a list: pass allow=\['test\[0\]'\]"),
+    # One pair without its list: "train[80]" alone would name a test image.
+    (("train[80]", "test[0]"), r"allow= entry 'train\[80\]' names a train image alone.*"
+                               r"allow=\[\('train\[80\]', 'test\[index\]'\)\]"),
+    ([3.5], r"allow= entry 3.5: an entry is a reference"),
+    ([True], r"allow= entry True: an entry is a reference"),
+    ([(80, 0, 1)], r"allow= entry \(80, 0, 1\): an entry is a reference .* or a \(train_ref, "
+                   r"test_ref\) pair"),
+    (5, r"allow=5: pass a list of references"),
+])
+def test_allow_of_the_wrong_shape_is_an_error_before_any_image_is_read(patches, allow, message):
+    train = _set(np.concatenate([patches[:80], patches[80][None]]), "train")
+    with pytest.raises(ModelGateError, match=message):
+        assert_no_leakage(train, _set(patches[80:], "test"), allow=allow)
+    with pytest.raises(ModelGateError, match=message):
+        scan_leaks("no/such/folder", "nor/this", allow=allow)  # fails on allow= first
 
 
 def test_label_conflicts_and_duplicates_inside_test(patches):

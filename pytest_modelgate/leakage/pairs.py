@@ -70,9 +70,10 @@ class LeakScan:
     hashed: int = 0  # images decoded and thumbnailed by this scan
     from_cache: int = 0  # images whose thumbnail came from the cache
     pixels_only: int = 0  # images under MIN_NEAR_SIDE px: the hash stage skips them
-    # How to name a sample, and its label, per split ("train", "test").
-    describe: dict[str, Callable[[int], str]] = field(default_factory=dict)
-    labels: dict[str, list[str]] = field(default_factory=dict)
+    # How to name a sample, and its label, per split ("train", "test"); not in the repr,
+    # which would print every label of both splits.
+    describe: dict[str, Callable[[int], str]] = field(default_factory=dict, repr=False)
+    labels: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def leaked_test_images(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -126,12 +127,45 @@ def _pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
     return sorted(pairs, key=lambda p: (p.test_index, p.train_index))
 
 
+_REF = (str, Path, numbers.Integral)  # numpy integers too
+
+
+def _allow_entries(allow: Any) -> list[Any]:
+    """``allow`` as a list, each entry a reference or a (train, test) pair of them; a
+    string where the list belongs (each character would be a reference: "test[0]" would
+    allow test image 0 by its "0") and entries of other kinds are errors."""
+    if isinstance(allow, (str, bytes, Path)):
+        raise ModelGateError(
+            f"allow={allow!r} is one reference, not a list: pass allow=[{allow!r}] (or "
+            "allow=[(train_ref, test_ref)] for a pair)")
+    try:
+        entries = list(allow)
+    except TypeError:
+        raise ModelGateError(
+            f"allow={allow!r}: pass a list of references (a content id, a source path, an "
+            "index or 'test[index]') or of (train_ref, test_ref) pairs") from None
+    for entry in entries:
+        pair = isinstance(entry, (tuple, list))
+        refs = entry if pair else (entry,)
+        if (pair and len(entry) != 2) or not all(
+                isinstance(r, _REF) and not isinstance(r, bool) for r in refs):
+            raise ModelGateError(
+                f"allow= entry {entry!r}: an entry is a reference (a content id, a source "
+                "path, an index or 'test[index]') or a (train_ref, test_ref) pair")
+        if not pair and str(entry).startswith("train["):
+            raise ModelGateError(
+                f"allow= entry {entry!r} names a train image alone, while one reference "
+                "names a test image: pass the pair in a list, "
+                f"allow=[({entry!r}, 'test[index]')]")
+    return entries
+
+
 def _allowed(allow: Iterable[Any], train: _Prepared, test: _Prepared, pairs: list[LeakPair]
              ) -> tuple[list[LeakPair], list[LeakPair]]:
     """Split pairs into (kept, allowed). An entry is a (train, test) pair of references or
     one reference naming a test image; a reference is a content id, a source path, an
     index, or "split[index]"."""
-    entries = list(allow)
+    entries = _allow_entries(allow)
     used = [False] * len(entries)
     kept: list[LeakPair] = []
     allowed: list[LeakPair] = []
@@ -192,15 +226,17 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
         raise ModelGateError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
     if on_error not in ("raise", "skip"):
         raise ModelGateError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    allow = _allow_entries(allow)  # before any image is read
     chosen = PRESETS[preset]
-    if max_distance is not None and (not isinstance(max_distance, int)
+    if max_distance is not None and (not isinstance(max_distance, numbers.Integral)
+                                     or isinstance(max_distance, bool)
                                      or not 0 <= max_distance <= 32):
         raise ModelGateError(f"max_distance must be an integer in 0..32 (bits of 64), got "
                              f"{max_distance!r}")
     if min_similarity is not None and not (isinstance(min_similarity, (int, float))
                                            and 0 < min_similarity <= 1):
         raise ModelGateError(f"min_similarity must be in (0, 1], got {min_similarity!r}")
-    chosen = Preset(chosen.max_distance if max_distance is None else max_distance,
+    chosen = Preset(chosen.max_distance if max_distance is None else int(max_distance),
                     chosen.min_similarity if min_similarity is None else float(min_similarity),
                     chosen.catches, chosen.projection_distance,
                     max(chosen.projection_similarity,
