@@ -527,6 +527,32 @@ def test_load_of_files_not_in_memory_matches_and_leaves_no_thread(tmp_path, monk
     assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
 
 
+@linux_page_cache
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_parallel_map_reads_ahead_in_the_pool_and_in_one_process(tmp_path, monkeypatch,
+                                                                 workers):
+    # The decode without array cache and the leakage scan of folders go through here.
+    import threading
+    from functools import partial
+
+    from pytest_modelgate import data
+
+    x, paths = _files_for_shared_decode(tmp_path, n=600)
+    _evict(paths)
+    if data._in_page_cache(paths):
+        pytest.skip("this file system keeps evicted pages (or refuses RWF_NOWAIT)")
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", workers)
+    started = []
+    real = data._read_ahead
+    monkeypatch.setattr(data, "_read_ahead",
+                        lambda *a, **k: started.append(real(*a, **k)) or started[-1])
+    out = data.parallel_map(partial(data._read_image, size=None), paths, chunk=100,
+                            read_ahead=paths)
+    assert started[0] is not data._no_read_ahead
+    np.testing.assert_array_equal(np.stack(out), x)
+    assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
+
+
 def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
     # The first file decides the shape of the cache's array; a file of another mode sends
     # the load down the widening path instead.

@@ -255,8 +255,8 @@ def _from_folder(root: Path, name: str, on_error: str, store: _ThumbnailStore) -
     file_keys = [_file_key(f) for f in files]
     results: list[Any] = [store.by_file(k) if k is not None else None for k in file_keys]
     missing = [n for n, r in enumerate(results) if r is None]
-    for n, result in zip(missing, parallel_map(_read_one, [files[n] for n in missing]),
-                         strict=True):
+    todo = [files[n] for n in missing]
+    for n, result in zip(missing, parallel_map(_read_one, todo, read_ahead=todo), strict=True):
         results[n] = result
         if not isinstance(result, ModelGateError):
             store.add(result[0], result[1], result[2], result[3], file_keys[n])
