@@ -739,8 +739,14 @@ class _ArrayCache:
             {"class_names": list(names), "sources": list(sources), "ids": list(ids)}),
             encoding="utf-8")
         if self.folder.exists():
-            shutil.rmtree(self.folder)
-        tmp.rename(self.folder)
+            shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            tmp.rename(self.folder)
+        except OSError:
+            if not (self.folder / "meta.json").is_file():
+                raise
+            # Another process committed this entry meanwhile (xdist workers loading one
+            # folder at once): its files are the same, so keep it instead of decoding again.
 
 
 SPLIT_FOLDERS = ("train", "test", "val")

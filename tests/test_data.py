@@ -553,6 +553,37 @@ def test_parallel_map_reads_ahead_in_the_pool_and_in_one_process(tmp_path, monke
     assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
 
 
+def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path,
+                                                                         monkeypatch):
+    # Another process's entry lands just before this one's rename (pytest -n 2, two
+    # workers loading one folder cold): the load keeps it instead of decoding again.
+    from pytest_modelgate import data
+
+    x = _images(6, seed=3)
+    for i, a in enumerate(x):
+        _write(tmp_path / "data" / ("train" if i < 4 else "test") / "ab"[i % 2] / f"{i}.png", a)
+    other = from_folder(tmp_path / "data", cache=tmp_path / "other")
+    entries = {p.name: p for p in (tmp_path / "other").iterdir()}
+    real_rename = Path.rename
+
+    def rename_after_the_other(self, target):
+        import shutil
+
+        if not Path(target).exists():
+            shutil.copytree(entries[Path(target).name], target)
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename_after_the_other)
+    decoded = []
+    real_decode_all = data._decode_all
+    monkeypatch.setattr(data, "_decode_all",
+                        lambda *a: decoded.append(1) or real_decode_all(*a))
+    splits = from_folder(tmp_path / "data", cache=tmp_path / "mine")
+    assert decoded == []  # no second decode after the collision
+    np.testing.assert_array_equal(splits.train.images, other.train.images)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == sorted(entries)
+
+
 def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
     # The first file decides the shape of the cache's array; a file of another mode sends
     # the load down the widening path instead.
