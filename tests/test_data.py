@@ -584,6 +584,90 @@ def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == sorted(entries)
 
 
+def _record_forks(monkeypatch, data):
+    forked, real_fork = [], os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(data.os, "fork", fork)
+    return forked
+
+
+def _assert_reaped(pids):
+    assert pids
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped by the code under test
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_parallel_map_redoes_the_chunks_of_a_child_that_died(monkeypatch):
+    import subprocess
+
+    from pytest_modelgate import data
+
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    started = []
+
+    def dead_child():
+        started.append(subprocess.Popen(["true"]))
+        return started[-1].pid
+
+    monkeypatch.setattr(data.os, "fork", dead_child)
+    assert data.parallel_map(str, list(range(500)), chunk=50) == [str(x) for x in range(500)]
+    assert len(started) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_ctrl_c_in_parallel_map_stops_the_children_and_leaves_no_folder(monkeypatch):
+    import tempfile
+
+    from pytest_modelgate import data
+
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    made = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **k: made.append(real_mkdtemp(**k)) or made[-1])
+    parent = os.getpid()
+
+    def interrupted_here(x):
+        if x == 250 and os.getpid() == parent:  # chunk 2: this process's
+            raise KeyboardInterrupt
+        return x
+
+    forked = _record_forks(monkeypatch, data)
+    with pytest.raises(KeyboardInterrupt):
+        data.parallel_map(interrupted_here, list(range(1000)), chunk=100)
+    assert made and not os.path.exists(made[0])
+    _assert_reaped(forked)
+
+
+def test_ctrl_c_in_the_shared_decode_stops_the_children(tmp_path, monkeypatch):
+    import mmap
+
+    from pytest_modelgate import data
+
+    _, paths = _files_for_shared_decode(tmp_path, n=400)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    parent, real_read = os.getpid(), data._read_image
+
+    def interrupted_here(path, size):
+        if path == paths[120] and os.getpid() == parent:  # row 120: this process's run
+            raise KeyboardInterrupt
+        return real_read(path, size)
+
+    monkeypatch.setattr(data, "_read_image", interrupted_here)
+    forked = _record_forks(monkeypatch, data)
+    target = np.frombuffer(mmap.mmap(-1, len(paths) * 64), np.uint8).reshape(-1, 8, 8)
+    with pytest.raises(KeyboardInterrupt):
+        data._decode_shared(paths, None, target, run=50)
+    _assert_reaped(forked)
+
+
 def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
     # The first file decides the shape of the cache's array; a file of another mode sends
     # the load down the widening path instead.
