@@ -502,7 +502,7 @@ def _decode_shared(paths: list[str], size: tuple[int, int] | None, target: np.nd
     This process and ``workers - 1`` forked children take interleaved runs of ``run``
     files and write ids, stats and a status per file into anonymous shared memory, so
     nothing is pickled and no pool is managed: on CIFAR-10's 60,000 JPEGs and 2 cores,
-    ``parallel_map`` (a ProcessPoolExecutor) took 2.2-2.4 s for what this does in
+    a ProcessPoolExecutor (what ``parallel_map`` used then) took 2.2-2.4 s for what this does in
     2.0-2.2 s, the difference that held the cold load under 1.8x one core (BENCHMARKS.md).
 
     Returns the ids, the (n, 2) stats, and the index of the first file whose image has
