@@ -392,6 +392,37 @@ def _kill(children: list[int]) -> None:
             pass
 
 
+def _with_children(workers: int, share: Callable[[int], None],
+                   start_reading: Callable[[], Callable[[], None]]) -> None:
+    """``share(k)`` in ``workers - 1`` forked children (k = 1, 2, ...) and in this process
+    (k = 0); the children are reaped before this returns or raises. The read-ahead starts
+    after the forks, so no child inherits its thread. A Ctrl-C (or any error) that reaches
+    only this process kills the children. A child's exit code is not read: the caller
+    finds what a dead child left undone and does it itself."""
+    children: list[int] = []
+    stop_reading = _no_read_ahead
+    try:
+        for k in range(1, workers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child's coverage is not collected
+                code = 1
+                try:
+                    share(k)
+                    code = 0
+                finally:
+                    os._exit(code)  # never back into the caller's code (pytest's)
+            children.append(pid)
+        stop_reading = start_reading()
+        share(0)
+    except BaseException:
+        _kill(children)
+        raise
+    finally:
+        stop_reading()
+        for pid in children:
+            os.waitpid(pid, 0)
+
+
 def parallel_map(fn: Any, items: list, *, chunk: int = 1000,
                  read_ahead: Sequence[str | Path] | None = None) -> list:
     """``[fn(x) for x in items]`` on every core: this process and forked children take
@@ -411,7 +442,7 @@ def parallel_map(fn: Any, items: list, *, chunk: int = 1000,
     workers = min(_workers(), -(-len(items) // chunk))
     where = [0]
     if workers <= 1 or len(items) < 2 * chunk:
-        stop_reading = _read_ahead(read_ahead, where, lead=chunk) if read_ahead else None
+        stop_reading = _read_ahead(read_ahead or (), where, lead=chunk)
         try:
             out = []
             for i, x in enumerate(items):
@@ -419,8 +450,7 @@ def parallel_map(fn: Any, items: list, *, chunk: int = 1000,
                 out.append(fn(x))
             return out
         finally:
-            if stop_reading is not None:
-                stop_reading()
+            stop_reading()
     import pickle
     import shutil
     import tempfile
@@ -432,46 +462,26 @@ def parallel_map(fn: Any, items: list, *, chunk: int = 1000,
     def run(c: int) -> list:
         return [fn(x) for x in items[starts[c]:starts[c] + chunk]]
 
-    children: list[int] = []
-    stop_reading = None
-    try:
-        try:
-            for k in range(1, workers):
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover - the child's coverage is not collected
-                    code = 1
-                    try:
-                        for c in range(k, len(starts), workers):
-                            try:
-                                mine = run(c)
-                            except Exception:  # noqa: BLE001 - raised again in order, below
-                                continue
-                            name = os.path.join(folder, str(c))
-                            with open(name + ".part", "wb") as f:
-                                pickle.dump(mine, f, protocol=pickle.HIGHEST_PROTOCOL)
-                            os.rename(name + ".part", name)
-                        code = 0
-                    finally:
-                        os._exit(code)  # never back into the caller's code (pytest's)
-                children.append(pid)
-            # After the forks (a child gets no thread): the children's chunks lie at most
-            # workers chunks past this process's.
-            if read_ahead:
-                stop_reading = _read_ahead(read_ahead, where, lead=2 * workers * chunk)
-            for c in range(0, len(starts), workers):
+    def share(k: int) -> None:
+        for c in range(k, len(starts), workers):
+            if k == 0:
                 where[0] = starts[c]
-                try:
-                    parts[c] = run(c)
-                except Exception:  # noqa: BLE001 - done again below, raised in order
-                    pass
-        except BaseException:
-            _kill(children)  # a Ctrl-C that reached only this process stops the rest too
-            raise
-        finally:
-            if stop_reading is not None:
-                stop_reading()
-            for pid in children:
-                os.waitpid(pid, 0)
+            try:
+                part = run(c)
+            except Exception:  # noqa: BLE001 - done again below, raised in order
+                continue
+            if k == 0:
+                parts[c] = part
+                continue
+            name = os.path.join(folder, str(c))
+            with open(name + ".part", "wb") as f:
+                pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.rename(name + ".part", name)
+
+    try:
+        # The children's chunks lie at most ``workers`` chunks past this process's.
+        _with_children(workers, share, lambda: _read_ahead(read_ahead or (), where,
+                                                            lead=2 * workers * chunk))
         results: list = []
         for c in range(len(starts)):
             part: list | None = parts[c]
@@ -539,36 +549,14 @@ def _decode_shared(paths: list[str], size: tuple[int, int] | None, target: np.nd
             stats[i] = st.st_size, st.st_mtime_ns
             status[i] = _DONE
 
-    def share(k: int, workers: int) -> None:
+    workers = min(_workers(), max(1, n // (2 * run)))
+
+    def share(k: int) -> None:
         for start in range(k * run, n, workers * run):
             decode(range(start, min(start + run, n)))
 
-    workers = min(_workers(), max(1, n // (2 * run)))
-    children = []
-    stop_reading = _no_read_ahead
-    try:
-        for k in range(1, workers):
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child's coverage is not collected
-                code = 1
-                try:
-                    share(k, workers)
-                    code = 0
-                finally:
-                    os._exit(code)  # never back into the caller's code (pytest's)
-            children.append(pid)
-        # After the forks (a child gets no thread): the other workers' runs lie at most
-        # workers * run rows past this process's row.
-        stop_reading = _read_ahead(paths, where, lead=2 * workers * run)
-        share(0, workers)
-    except BaseException:
-        _kill(children)  # a Ctrl-C that reached only this process stops the rest too
-        raise
-    finally:
-        stop_reading()
-        # Reap the children before anything propagates.
-        for pid in children:
-            os.waitpid(pid, 0)
+    # The other workers' runs lie at most workers * run rows past this process's row.
+    _with_children(workers, share, lambda: _read_ahead(paths, where, lead=2 * workers * run))
     # A child that died (killed, out of memory) left rows undone: decode them here.
     decode(np.flatnonzero(status == _NOT_DONE))
     bad = np.flatnonzero(status != _DONE)

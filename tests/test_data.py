@@ -419,14 +419,11 @@ def test_shared_decode_matches_one_process_and_names_the_first_bad_file(tmp_path
         _decode_shared(paths, None, target, run=100)
 
 
-def test_shared_decode_redoes_the_rows_of_a_worker_that_died(tmp_path, monkeypatch):
-    # A "child" that exits at once, as a killed one would: its rows are decoded here.
+def _dead_children(monkeypatch, data):
+    """Make each fork start a process that exits at once, as a killed child would; the
+    list of them comes back."""
     import subprocess
 
-    from pytest_modelgate import data
-
-    x, paths = _files_for_shared_decode(tmp_path, n=400)
-    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
     started = []
 
     def dead_child():
@@ -434,6 +431,16 @@ def test_shared_decode_redoes_the_rows_of_a_worker_that_died(tmp_path, monkeypat
         return started[-1].pid
 
     monkeypatch.setattr(data.os, "fork", dead_child)
+    return started
+
+
+def test_shared_decode_redoes_the_rows_of_a_worker_that_died(tmp_path, monkeypatch):
+    # A "child" that exits at once, as a killed one would: its rows are decoded here.
+    from pytest_modelgate import data
+
+    x, paths = _files_for_shared_decode(tmp_path, n=400)
+    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
+    started = _dead_children(monkeypatch, data)
     target = np.zeros((len(paths), 8, 8), dtype=np.uint8)
     ids, _, odd = data._decode_shared(paths, None, target, run=50)
     assert len(started) == 1 and odd is None
@@ -606,18 +613,10 @@ def _assert_reaped(pids):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
 def test_parallel_map_redoes_the_chunks_of_a_child_that_died(monkeypatch):
-    import subprocess
-
     from pytest_modelgate import data
 
     monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
-    started = []
-
-    def dead_child():
-        started.append(subprocess.Popen(["true"]))
-        return started[-1].pid
-
-    monkeypatch.setattr(data.os, "fork", dead_child)
+    started = _dead_children(monkeypatch, data)
     assert data.parallel_map(str, list(range(500)), chunk=50) == [str(x) for x in range(500)]
     assert len(started) == 1
 

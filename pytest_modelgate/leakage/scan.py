@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +160,11 @@ def _allow_entries(allow: Any) -> list[Any]:
     return entries
 
 
-def _allowed(allow: Iterable[Any], train: _Prepared, test: _Prepared, pairs: list[LeakPair]
+def _allowed(entries: list[Any], train: _Prepared, test: _Prepared, pairs: list[LeakPair]
              ) -> tuple[list[LeakPair], list[LeakPair]]:
-    """Split pairs into (kept, allowed). An entry is a (train, test) pair of references or
-    one reference naming a test image; a reference is a content id, a source path, an
-    index, or "split[index]"."""
-    entries = _allow_entries(allow)
+    """Split pairs into (kept, allowed). ``entries`` come from ``_allow_entries``: a
+    (train, test) pair of references or one reference naming a test image; a reference is
+    a content id, a source path, an index, or "split[index]"."""
     used = [False] * len(entries)
     kept: list[LeakPair] = []
     allowed: list[LeakPair] = []
@@ -226,7 +225,7 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
         raise ModelGateError(f"preset={preset!r} is not one of {sorted(PRESETS)}")
     if on_error not in ("raise", "skip"):
         raise ModelGateError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    allow = _allow_entries(allow)  # before any image is read
+    entries = _allow_entries(allow)  # before any image is read
     chosen = PRESETS[preset]
     if max_distance is not None and (not isinstance(max_distance, numbers.Integral)
                                      or isinstance(max_distance, bool)
@@ -253,7 +252,7 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
         known = {(p.train_index, p.test_index) for p in found}
         found = sorted(found + _embedding_pairs(a, b, features, min_aligned, known),
                        key=lambda p: (p.test_index, p.train_index))
-    pairs, allowed = _allowed(allow, a, b, found)
+    pairs, allowed = _allowed(entries, a, b, found)
     duplicates = _pairs(b, b, chosen, same=True)
     conflicts: list[tuple[str, int, str, int]] = []
     conflicts += [("train", p.train_index, "test", p.test_index) for p in pairs + allowed
