@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from pytest_modelgate.data import load_digits
-from pytest_modelgate.frameworks.torch.engine import to_input
+from pytest_modelgate.frameworks.torch.device import to_input
 from pytest_modelgate.frameworks.torch.zoo import load_model
 from pytest_modelgate.train import run_finetune
 

@@ -157,12 +157,9 @@ def environment() -> dict[str, str]:
     """Where a baseline was recorded: enough to explain a difference, not to reject one."""
     env = {"python": platform.python_version(), "platform": platform.platform(terse=True),
            "machine": platform.machine()}
-    from importlib.metadata import PackageNotFoundError, version
+    from .frameworks import all_versions, installed_versions
 
-    for dist in ("torch", "torchvision", "numpy", "keras", "tensorflow", "tensorflow-cpu"):
-        with contextlib.suppress(PackageNotFoundError):
-            env[dist] = version(dist)
-    return env
+    return {**env, **installed_versions("numpy"), **all_versions()}
 
 
 def _upgrade(tests: dict[str, Any], version: int) -> dict[str, dict[str, Any]]:

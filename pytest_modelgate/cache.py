@@ -33,19 +33,20 @@ if TYPE_CHECKING:
 FORMAT = 1
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries whose change can change a run's outcome."""
+def library_versions(framework: dict[str, str]) -> dict[str, str]:
+    """Versions of the libraries whose change can change a run's outcome: this package,
+    numpy, and ``framework``'s own (``Framework.versions()``), so a TensorFlow upgrade
+    leaves PyTorch runs cached, and the other way round."""
     from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
 
     out = {"pytest-modelgate": __version__}
-    for dist in ("torch", "torchvision", "numpy", "timm"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return out
+    try:
+        out["numpy"] = version("numpy")
+    except PackageNotFoundError:
+        pass
+    return {**out, **framework}
 
 
 def run_key(parts: dict[str, Any]) -> str:

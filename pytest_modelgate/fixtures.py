@@ -32,10 +32,10 @@ def _model_key(model: Any) -> Any:
 def modelgate_device(request: pytest.FixtureRequest) -> str:
     """The device gates fine-tune on: ``--modelgate-device`` resolved (``auto`` picks cuda,
     then mps, then cpu)."""
-    from .frameworks.torch.engine import resolve_device
+    from .frameworks import default
     from .plugin import session_key
 
-    return resolve_device(request.config.stash[session_key].settings.device)
+    return default().resolve_device(request.config.stash[session_key].settings.device)
 
 
 @pytest.fixture(scope="session")

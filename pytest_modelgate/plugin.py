@@ -132,11 +132,9 @@ def is_gate(item: pytest.Item) -> bool:
 
 
 def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+    from .frameworks import default
+
+    return default().gpu_count() > 0
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: check only the tests that run

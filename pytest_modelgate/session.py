@@ -152,27 +152,25 @@ def device_class(device: str) -> str:
 
 def environment_class(record: dict) -> dict[str, str]:
     """The environment class of a gate test's runs: device class and the major version of
-    each framework they ran on (torch, keras). Empty when the test trained nothing (plain
+    each framework they ran on (the adapter's name: "torch", "keras"). Empty when the test trained nothing (plain
     arrays, leakage checks)."""
     runs = record.get("runs", {}).values()
     devices = sorted({device_class(r.get("device", "cpu")) for r in runs})
     if not devices:
         return {}
     env = {"device": "+".join(devices)}
-    from importlib.metadata import PackageNotFoundError, version
+    from .frameworks import DEFAULT, named
 
-    for framework in sorted({(r.get("config") or {}).get("framework", "torch") for r in runs}):
-        try:
-            env[framework] = version(framework).split(".")[0]
-        except PackageNotFoundError:
-            pass
+    for framework in sorted({(r.get("config") or {}).get("framework", DEFAULT) for r in runs}):
+        installed = named(framework).versions().get(framework)
+        if installed is not None:
+            env[framework] = installed.split(".")[0]
     return env
 
 
 def env_mismatch(baseline: dict[str, str], current: dict[str, str]) -> str | None:
     """How the baseline's environment class differs from this run's, or None."""
-    differ = [k for k in ("device", "torch", "keras") if k in baseline and k in current
-              and baseline[k] != current[k]]
+    differ = [k for k in current if k in baseline and baseline[k] != current[k]]
     if not differ:
         return None
 

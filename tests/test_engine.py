@@ -172,9 +172,9 @@ def test_cuda_run_uses_amp_and_channels_last(digits_small):
 
 @pytest.mark.gpu
 def test_the_cuda_clock_waits_for_queued_work():
-    from pytest_modelgate.frameworks.torch.engine import _Clock
+    from pytest_modelgate.frameworks.torch.device import Clock
 
-    clock = _Clock("cuda")
+    clock = Clock("cuda")
     x = torch.randn(4096, 4096, device="cuda")
     for _ in range(20):
         x = x @ x / 64
@@ -184,7 +184,7 @@ def test_the_cuda_clock_waits_for_queued_work():
 
 @pytest.mark.gpu
 def test_xdist_workers_take_their_own_gpu(monkeypatch, digits_small):
-    from pytest_modelgate.frameworks.torch.engine import resolve_device
+    from pytest_modelgate.frameworks.torch.device import resolve_device
 
     count = torch.cuda.device_count()
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
@@ -287,8 +287,13 @@ class Blocky(nn.Module):
 
 
 def test_freeze_n_trains_the_last_n_blocks_and_the_head(digits_small):
-    from pytest_modelgate.frameworks.torch.engine import backbone_blocks, train
+    from pytest_modelgate.frameworks.torch import FRAMEWORK
+    from pytest_modelgate.frameworks.torch.engine import backbone_blocks
     from pytest_modelgate.frameworks.torch.zoo import load_model as load
+    from pytest_modelgate.train.record import fit
+
+    def train(loaded, data, config):
+        return fit(FRAMEWORK, loaded, data, config)[0]
 
     assert [n for n, _ in backbone_blocks(Blocky(), "fc")] == ["stem", "bn", "stage.0",
                                                                "stage.1", "stage.2"]
@@ -330,7 +335,7 @@ def test_user_transform_replaces_resize_and_normalise(digits_small):
     run = run_finetune(tiny_cnn, digits_small, epochs=2, freeze="none", lr=1e-2,
                        transform=transform)
     assert run.accuracy > 0.6
-    from pytest_modelgate.frameworks.torch.engine import to_input
+    from pytest_modelgate.frameworks.torch.device import to_input
     from pytest_modelgate.frameworks.torch.zoo import Preprocess
 
     x = to_input(digits_small.test.images[:2], Preprocess(channels=1, transform=transform), "cpu")
@@ -340,7 +345,7 @@ def test_user_transform_replaces_resize_and_normalise(digits_small):
 
 
 def test_xdist_workers_share_the_cores(monkeypatch):
-    from pytest_modelgate.frameworks.torch.engine import share_cores_with_xdist_workers
+    from pytest_modelgate.frameworks.torch.device import share_cores_with_xdist_workers
 
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
@@ -424,7 +429,7 @@ def test_xdist_workers_spread_over_several_gpus(monkeypatch):
     ``cuda:N`` pins one; with one GPU, or outside xdist, it is plain ``cuda``. (A faked GPU
     count: the CPU machine has none.)"""
     from pytest_modelgate.frameworks import xdist_gpu
-    from pytest_modelgate.frameworks.torch.engine import resolve_device
+    from pytest_modelgate.frameworks.torch.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -447,7 +452,12 @@ def test_pixels_go_to_the_gpu_once_when_they_fit_else_through_one_staging_buffer
     """``placement`` decides from the free GPU memory; the staged path (a reusable buffer,
     pinned on CUDA) gives the same batches as the plain one. (On this CPU machine the
     buffer is not pinned: pinning needs a GPU.)"""
-    from pytest_modelgate.frameworks.torch.engine import RESIDENT_SHARE, Pixels, _batches, placement
+    from pytest_modelgate.frameworks.torch.device import (
+        RESIDENT_SHARE,
+        Pixels,
+        batches,
+        placement,
+    )
 
     mb = 1 << 20
     assert placement(10 * mb, "cuda:0", free_bytes=int(10 * mb / RESIDENT_SHARE)) == "resident"
@@ -460,7 +470,7 @@ def test_pixels_go_to_the_gpu_once_when_they_fit_else_through_one_staging_buffer
     assert host.where == "host" and staged.where == "staged"
     generator = torch.Generator().manual_seed(0)
     buffers = set()
-    for rows in _batches(len(images), 16, "cpu", generator):
+    for rows in batches(len(images), 16, "cpu", generator):
         a, b = host.take(rows), staged.take(rows)
         assert torch.equal(a, b) and torch.equal(a, torch.from_numpy(images[rows.host.numpy()]))
         buffers.add(staged._buffer.data_ptr())

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..data import Splits
-    from ..run import FinetuneRun
     from ..train.config import TrainConfig
+    from ..train.record import EpochLog, Trained
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ def cpu_name() -> str:
 class Framework(Protocol):
     """What the orchestration needs of a framework. ``Loaded`` is the adapter's own model
     object (a model ready to fine-tune, with its preprocessing); the orchestration only
-    passes it back."""
+    passes it back. Everything framework-specific that a run's key, device, race, report or
+    leakage scan needs is asked here, so no module outside ``frameworks/`` names one."""
 
     name: str  # also the framework's top-level module ("torch"), to tell whether it is loaded
 
@@ -74,17 +77,27 @@ class Framework(Protocol):
         """A JSON-ready identity of a named model and its weights, without importing the
         framework (cache keys of unchanged runs); None when only loading can tell."""
 
+    def versions(self) -> dict[str, str]:
+        """The installed versions of the libraries whose change can change this framework's
+        runs (the framework first), read without importing them."""
+
     def device_fingerprint(self, device: str) -> dict[str, Any]:
         """What decides where ``device`` runs, read without importing the framework."""
+
+    def resolve_device(self, device: str) -> str:
+        """``device`` as a run uses it (``auto`` chosen, an explicit one checked)."""
+
+    def gpu_count(self) -> int:
+        """The GPUs the framework can run on here (0 where it is not installed)."""
 
     def seed(self, seed: int) -> None:
         """Seed every random source a run draws from."""
 
     def load(self, model: Any, *, weights: Any, image_size: int | None,
              mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-             loader: Callable[[str, Any], Any] | None,
-             transform: Callable[[Any], Any] | None) -> Any:
-        """The model ready to fine-tune: by name, instance, factory or file."""
+             transform: Callable[[Any], Any] | None, built: Any = None) -> Any:
+        """The model ready to fine-tune: by name, instance, factory or file. ``built`` is
+        what the ``pytest_modelgate_load_model`` hook returned for the name ``model``."""
 
     def scratch(self, loaded: Any) -> Any:
         """The same architecture and preprocessing, randomly initialised."""
@@ -92,10 +105,16 @@ class Framework(Protocol):
     def model_key(self, loaded: Any) -> dict[str, Any]:
         """JSON-ready identity of a loaded model: name, weights hash, preprocessing."""
 
-    def train(self, loaded: Any, data: Splits, config: TrainConfig,
-              head_state: dict[str, Any], *, progress: Callable[[str], None] | None,
-              head_finder: Callable[[Any], str | None] | None) -> FinetuneRun:
-        """Replace the head for ``data``'s classes, fine-tune, predict the test split."""
+    def feature_extractor(self, make: Callable[[int], Any], size: int
+                          ) -> Callable[[np.ndarray], np.ndarray]:
+        """A function from uint8 (n, size, size, 3) image batches to (n, d) features: the
+        model ``make(size)`` loads, its classifier head cut off (the leakage scan's
+        embedding stage). Raises ``ModelGateError`` where the framework has none."""
+
+    def train(self, loaded: Any, data: Splits, config: TrainConfig, log: EpochLog, *,
+              head_finder: Callable[[Any], str | None] | None) -> Trained:
+        """Replace the head for ``data``'s classes and fine-tune, reporting each epoch to
+        ``log``; return the test probabilities and the run's facts."""
 
 
 # The adapter for anything no other adapter claims: names of the built-in zoo, modules.
@@ -112,6 +131,40 @@ def adapters() -> list[Framework]:
     names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)
     names.sort(key=lambda n: n == DEFAULT)
     return [importlib.import_module(f"{__name__}.{n}").FRAMEWORK for n in names]
+
+
+def named(name: str) -> Framework:
+    """The adapter called ``name`` (a run record's ``config["framework"]``)."""
+    for adapter in adapters():
+        if adapter.name == name:
+            return adapter
+    raise KeyError(f"no framework adapter named {name!r}")
+
+
+def default() -> Framework:
+    """The adapter for anything no other adapter claims (the built-in zoo's)."""
+    return named(DEFAULT)
+
+
+def installed_versions(*dists: str) -> dict[str, str]:
+    """The installed versions of ``dists`` (those installed), read without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def all_versions() -> dict[str, str]:
+    """Every adapter's library versions: where a baseline was recorded."""
+    out: dict[str, str] = {}
+    for adapter in reversed(adapters()):  # the default first
+        out.update(adapter.versions())
+    return out
 
 
 def framework_for(model: Any) -> Framework:

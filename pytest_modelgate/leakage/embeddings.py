@@ -4,6 +4,7 @@ by a crop-aligned correlation."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,54 +37,42 @@ def _takes_no_arguments(fn: Callable) -> bool:
 
 def _embedder(embeddings: Any, size: int) -> Callable[[list[np.ndarray]], np.ndarray]:
     """A function from a list of uint8 images to (n, d) features: a callable as given, or a
-    model (a gate's run, a name ``finetune`` knows, or an ``nn.Module``) whose classifier
-    head is cut off, leaving its pooled features. A run gives its model as pretrained,
-    before fine-tuning (``FinetuneRun.backbone``)."""
-    from ..frameworks.keras.zoo import is_keras_name, is_keras_object
+    model (a gate's run, a name ``finetune`` knows, or a model object) whose classifier
+    head is cut off, leaving its pooled features, by the model's framework adapter. A run
+    gives its model as pretrained, before fine-tuning (``FinetuneRun.backbone``)."""
+    from ..frameworks import DEFAULT, adapters, framework_for, named
     from ..run import FinetuneRun
 
-    keras_run = isinstance(embeddings, FinetuneRun) and \
-        embeddings.config.get("framework") == "keras"
-    if keras_run or is_keras_name(embeddings) or (
-            not isinstance(embeddings, FinetuneRun) and is_keras_object(embeddings)):
-        raise ModelGateError(
-            "embeddings=: the embedding stage runs PyTorch models, and this is a Keras "
-            "model; pass embeddings='efficientnet_lite0' (ImageNet features, offline) or a "
-            "function from a list of uint8 images to an (n, d) feature array")
     if isinstance(embeddings, FinetuneRun):
-        if embeddings.backbone is None:
-            raise ModelGateError(f"embeddings=: this run of {embeddings.model} carries no "
-                                 "model (it was not made by finetune); pass the model's name "
-                                 "or module instead")
-        make = embeddings.backbone
+        framework = named(embeddings.config.get("framework", DEFAULT))
+        make = embeddings.backbone or partial(_carries_no_model, embeddings.model)
     elif callable(embeddings) and not hasattr(embeddings, "parameters") and not (
-            _takes_no_arguments(embeddings)):  # a zero-argument model factory is a model
+            _takes_no_arguments(embeddings)) and not any(
+            a.claims(embeddings) for a in adapters()):  # a model factory is a model
         return lambda images: np.asarray(embeddings(images), dtype=np.float32)
     else:
-        def make(image_size: int) -> Any:
-            from ..frameworks.torch.zoo import load_model
+        framework = framework_for(embeddings)
+        make = partial(_load, framework, embeddings)
+    features = framework.feature_extractor(make, size)
+    return partial(_resized_features, features, size)
 
-            return load_model(embeddings, image_size=image_size)
-    import torch
 
-    from ..frameworks.torch.engine import resolve_device, to_input
-    from ..frameworks.torch.heads import find_head, set_submodule
+def _carries_no_model(name: str, size: int) -> Any:
+    raise ModelGateError(f"embeddings=: this run of {name} carries no model (it was not made "
+                         "by finetune); pass the model's name or module instead")
 
-    loaded = make(size)
-    model = loaded.module.eval()
-    set_submodule(model, find_head(model).path, torch.nn.Identity())
-    device = resolve_device("auto")
-    model.to(device)
 
-    def features(images: list[np.ndarray]) -> np.ndarray:
-        from PIL import Image
+def _load(framework: Any, model: Any, size: int) -> Any:
+    return framework.load(model, weights="DEFAULT", image_size=size, mean=None, std=None,
+                          transform=None)
 
-        batch = np.stack([np.asarray(Image.fromarray(a).convert("RGB").resize(
-            (size, size), Image.Resampling.BILINEAR)) for a in images])
-        with torch.no_grad():
-            return model(to_input(batch, loaded.preprocess, device)).float().cpu().numpy()
 
-    return features
+def _resized_features(features: Callable[[np.ndarray], np.ndarray], size: int,
+                      images: list[np.ndarray]) -> np.ndarray:
+    from PIL import Image
+
+    return features(np.stack([np.asarray(Image.fromarray(a).convert("RGB").resize(
+        (size, size), Image.Resampling.BILINEAR)) for a in images]))
 
 
 def _embed(data: _Prepared, features: Callable, batch: int = 256) -> np.ndarray:

@@ -4,8 +4,12 @@ outcome, the same for every framework."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ModelGateError, user_error_frames
+
+if TYPE_CHECKING:
+    from ..run import FinetuneRun
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -56,6 +60,16 @@ class TrainConfig:
 
 
 BUDGET_NOTE = "race stopped"
+
+
+def stopped_by_budget(run: FinetuneRun) -> bool:
+    """Whether a run ended at its race budget, not at its target or last epoch."""
+    return budget_noted(run.notes)
+
+
+def budget_noted(notes: tuple[str, ...] | list[str]) -> bool:
+    """Whether a run's notes say the race's budget stopped it (``budget_note``)."""
+    return any(note.startswith(BUDGET_NOTE) for note in notes)
 
 
 def out_of_budget(config: TrainConfig, seconds: float, epoch: int, notes: list[str]) -> bool:

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ...data import Splits
-    from ...run import FinetuneRun
     from ...train.config import TrainConfig
+    from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
 
 
@@ -29,22 +31,33 @@ class KerasFramework:
 
         return named_identity(model, weights)
 
-    def device_fingerprint(self, device: str) -> dict[str, Any]:
-        """The device asked for, and the Keras and TensorFlow versions (the shared cache
-        key holds torch's; a TensorFlow upgrade must not invalidate PyTorch runs)."""
-        import os
-        from importlib.metadata import PackageNotFoundError, version
+    def versions(self) -> dict[str, str]:
+        from .. import installed_versions
 
-        fingerprint: dict[str, Any] = {"requested": device, "framework": "keras"}
-        for dist in ("keras", "tensorflow", "tensorflow-cpu"):
-            try:
-                fingerprint[dist] = version(dist)
-            except PackageNotFoundError:
-                pass
+        return installed_versions("keras", "tensorflow", "tensorflow-cpu")
+
+    def device_fingerprint(self, device: str) -> dict[str, Any]:
+        import os
+
+        fingerprint: dict[str, Any] = {"requested": device}
         if device == "auto" or device.startswith("cuda"):
             fingerprint["nvidia"] = os.path.exists("/dev/nvidiactl")
             fingerprint["visible"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         return fingerprint
+
+    def resolve_device(self, device: str) -> str:
+        from .engine import resolve_device
+
+        return resolve_device(device)
+
+    def gpu_count(self) -> int:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:
+            return 0
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
 
     def seed(self, seed: int) -> None:
         from .engine import seed_everything
@@ -53,13 +66,10 @@ class KerasFramework:
 
     def load(self, model: Any, *, weights: Any, image_size: int | None,
              mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-             loader: Callable[[str, Any], Any] | None,
-             transform: Callable[[Any], Any] | None) -> LoadedModel:
+             transform: Callable[[Any], Any] | None, built: Any = None) -> LoadedModel:
         from .zoo import load_model
 
-        hooked = loader(model, weights) if loader is not None and isinstance(model, str) \
-            else None
-        return load_model(hooked if hooked is not None else model, weights=weights,
+        return load_model(built if built is not None else model, weights=weights,
                           image_size=image_size, mean=mean, std=std, transform=transform)
 
     def scratch(self, loaded: LoadedModel) -> LoadedModel:
@@ -75,13 +85,20 @@ class KerasFramework:
                 "weights": weights_hash(loaded.model), "pretrained": loaded.pretrained,
                 "headless": loaded.headless, "preprocess": loaded.preprocess.key()}
 
-    def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig,
-              head_state: dict[str, Any], *, progress: Callable[[str], None] | None,
-              head_finder: Callable[[Any], str | None] | None) -> FinetuneRun:
+    def feature_extractor(self, make: Callable[[int], LoadedModel], size: int
+                          ) -> Callable[[np.ndarray], np.ndarray]:
+        from ...errors import ModelGateError
+
+        raise ModelGateError(
+            "embeddings=: the embedding stage runs PyTorch models, and this is a Keras "
+            "model; pass embeddings='efficientnet_lite0' (ImageNet features, offline) or a "
+            "function from a list of uint8 images to an (n, d) feature array")
+
+    def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig, log: EpochLog,
+              *, head_finder: Callable[[Any], str | None] | None) -> Trained:
         from .engine import train
 
-        return train(loaded, data, config, head_state, progress=progress,
-                     head_finder=head_finder)
+        return train(loaded, data, config, log, head_finder=head_finder)
 
 
 FRAMEWORK = KerasFramework()

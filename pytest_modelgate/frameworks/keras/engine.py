@@ -10,27 +10,24 @@ back, so the timed epochs measure training, not TensorFlow's start-up.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
-from ...run import EpochStats, FinetuneRun
-from ...train.config import TrainConfig, out_of_budget
+from ...train.config import TrainConfig
+from ...train.record import EpochLog, Trained
 from .. import cpu_name, xdist_gpu
 from .heads import add_or_replace_head, verify_width
 from .zoo import LoadedModel, Preprocess, import_keras
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
-
-log = logging.getLogger("pytest_modelgate")
 
 
 def resolve_device(device: str) -> str:
@@ -133,64 +130,41 @@ def _features(forward: Callable[[Any], Any], images: np.ndarray, prep: Preproces
     return np.concatenate([forward(x).numpy() for x in ds])
 
 
-class _Record:
-    """A Keras callback: per-epoch training time (evaluation excluded), loss, accuracy,
-    test accuracy, the NaN check and the race's stop."""
+class _EpochTimer:
+    """Times each epoch of ``fit`` (its evaluation excluded) and hands the epoch's numbers to
+    the run's ``EpochLog``, which checks the loss and says when to stop. ``evaluate`` gives
+    test accuracy; None: fit's own validation pass (``val_accuracy``)."""
 
-    def __init__(self, keras: Any, config: TrainConfig, name: str, base_seconds: float,
-                 progress: Callable[[str], None] | None,
-                 evaluate: Callable[[], float] | None) -> None:
-        record = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                record.started = time.perf_counter()
-                record.trained = None
-
-            def on_test_begin(self, logs=None):
-                if record.trained is None:
-                    record.trained = time.perf_counter() - record.started
-
-            def on_epoch_end(self, epoch, logs=None):
-                record.end_epoch(self.model, epoch + 1, logs or {})
-
-        self.callback = Callback()
-        self.config = config
-        self.name = name
-        self.seconds = base_seconds
-        self.progress = progress
-        self.history: list[EpochStats] = []
-        self.notes: list[str] = []
+    def __init__(self, fitted: Any, log: EpochLog, evaluate: Callable[[], float] | None
+                 ) -> None:
+        self.fitted = fitted
+        self.log = log
+        self.evaluate = evaluate
         self.started = 0.0
         self.trained: float | None = None
-        self.evaluate = evaluate  # test accuracy; None: fit's own validation pass
 
-    def end_epoch(self, model: Any, epoch: int, logs: dict) -> None:
-        config = self.config
-        loss = float(logs.get("loss", math.nan))
-        if not math.isfinite(loss):
-            raise ModelGateError(
-                f"training loss became {loss} in epoch {epoch}; lower the learning rate "
-                f"(lr={config.lr:g}) or check the data for broken images")
-        self.seconds += self.trained if self.trained is not None else \
+    def callback(self, keras: Any) -> Any:
+        return keras.callbacks.LambdaCallback(on_epoch_begin=self.epoch_begin,
+                                              on_test_begin=self.test_begin,
+                                              on_epoch_end=self.epoch_end)
+
+    def epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+        self.trained = None
+
+    def test_begin(self, logs: dict | None = None) -> None:
+        if self.trained is None:
+            self.trained = time.perf_counter() - self.started
+
+    def epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        seconds = self.trained if self.trained is not None else \
             time.perf_counter() - self.started
-        test_acc = self.evaluate() if self.evaluate is not None else float(
-            logs.get("val_accuracy", math.nan))
-        stats = EpochStats(epoch, loss, float(logs.get("accuracy", math.nan)), test_acc,
-                           self.seconds)
-        self.history.append(stats)
-        line = (f"modelgate: {self.name} epoch {epoch}/{config.epochs}: loss {loss:.4f}, "
-                f"train acc {stats.train_accuracy:.3f}, test acc {test_acc:.3f}, "
-                f"{self.seconds:.1f}s")
-        log.info(line)
-        if self.progress is not None:
-            self.progress(line)
-        if config.stop_at_accuracy is not None and test_acc >= config.stop_at_accuracy:
-            self.notes.append(f"stopped after epoch {epoch}: reached "
-                              f"{config.stop_at_accuracy:.3f}")
-            model.stop_training = True
-        elif out_of_budget(config, self.seconds, epoch, self.notes):
-            model.stop_training = True
+        evaluate = self.evaluate or (lambda: float(logs.get("val_accuracy", math.nan)))
+        if self.log.end_epoch(epoch + 1, loss=float(logs.get("loss", math.nan)),
+                              train_accuracy=float(logs.get("accuracy", math.nan)),
+                              seconds=seconds, evaluate=evaluate):
+            self.fitted.stop_training = True
 
 
 def _warm_up(model: Any, train: tuple[Any, Any], test: tuple[Any, Any] | None, batch: int,
@@ -292,14 +266,7 @@ def _every_step(keras: Any, model: Any, head: Any, head_name: str, splits: Split
     return _Plan(model, make, splits.train.images, splits.test.images, None, notes=notes)
 
 
-def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
-          head_state: dict[str, np.ndarray] | None = None,
-          progress: Callable[[str], None] | None = None,
-          head_finder: Callable[[Any], str | None] | None = None) -> FinetuneRun:
-    """Fine-tune ``loaded`` on ``splits`` and return predictions, history and timing."""
-    import tensorflow as tf
-
-    keras = import_keras()
+def _check_config(config: TrainConfig) -> None:
     if config.backbone_lr is not None and config.backbone_lr != config.lr:
         raise ModelGateError(
             f"backbone_lr={config.backbone_lr:g}: Keras' optimizers take one learning rate "
@@ -308,73 +275,71 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig,
         raise ModelGateError(
             "compile=True is torch.compile, for PyTorch models; Keras compiles a Keras "
             "model's training step itself (jit_compile='auto'): leave compile out")
+
+
+def _compile(keras: Any, plan: _Plan, model: Any, config: TrainConfig) -> None:
+    """A head on features takes microseconds a step: run a whole epoch per graph call
+    rather than pay Python's overhead for each of its steps (the updates are the same), and
+    skip XLA, whose compile cost more than the head's whole training (warm-up 0.60 s to
+    0.45 s, training unchanged, for the digits example)."""
+    whole = plan.fitted is model
+    per_call = 1 if whole else math.ceil(len(plan.train_x) / config.batch_size)
+    plan.fitted.compile(optimizer=keras.optimizers.Adam(config.lr),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        metrics=["accuracy"], steps_per_execution=per_call,
+                        jit_compile="auto" if whole else False)
+
+
+def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLog,
+          head_finder: Callable[[Any], str | None] | None = None) -> Trained:
+    """Fine-tune ``loaded`` on ``splits``, reporting each epoch to ``log``; returns the
+    test probabilities, train predictions and the facts of the run."""
+    import tensorflow as tf
+
+    keras = import_keras()
+    _check_config(config)
     device = resolve_device(config.device)
     seed_everything(config.seed)
     prep = loaded.preprocess
     num_classes = len(splits.class_names)
     x_train, y_train = splits.train.images, np.asarray(splits.train.labels)
     x_test, y_test = splits.test.images, np.asarray(splits.test.labels)
-    notes: list[str] = []
     with tf.device(tf_device(device)):
         model, info = add_or_replace_head(loaded.model, num_classes, config.head,
                                           headless=loaded.headless, hook=head_finder)
         verify_width(model, prep.apply(x_test[:2]), num_classes, info)
         head = model.get_layer(info.path)
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if config.freeze == "backbone":
             plan = _head_only(keras, model, head, splits, prep, config)
         else:
             plan = _every_step(keras, model, head, info.path, splits, prep, config,
                                loaded.name)
         fitted, make, evaluate = plan.fitted, plan.make, plan.evaluate
-        train_x, test_x = plan.train_x, plan.test_x
-        notes += plan.notes
-        # A head on features takes microseconds a step: run a whole epoch per graph call
-        # rather than pay Python's overhead for each of its steps (the updates are the
-        # same), and skip XLA, whose compile cost more than the head's whole training
-        # (warm-up 0.60 s to 0.45 s, training unchanged, for the digits example).
-        per_call = math.ceil(len(train_x) / config.batch_size) if fitted is not model else 1
-        fitted.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss,
-                       metrics=["accuracy"], steps_per_execution=per_call,
-                       jit_compile="auto" if fitted is model else False)
-        warm = _warm_up(fitted, (train_x, y_train),
-                        (test_x, y_test) if evaluate is None else None, config.batch_size, make)
-        notes.append(f"warm-up (step functions traced, then reset): {warm:.1f}s, not timed")
-        record = _Record(keras, config, loaded.name, plan.setup_seconds, progress, evaluate)
-        fitted.fit(make(train_x, y_train, config.batch_size, config.seed),
+        for note in plan.notes:
+            log.note(note)
+        _compile(keras, plan, model, config)
+        warm = _warm_up(fitted, (plan.train_x, y_train),
+                        (plan.test_x, y_test) if evaluate is None else None, config.batch_size,
+                        make)
+        log.warmed_up("warm-up (step functions traced, then reset)", warm)
+        log.start(loaded.name, plan.setup_seconds)
+        fitted.fit(make(plan.train_x, y_train, config.batch_size, config.seed),
                    validation_data=None if evaluate is not None else make(
-                       test_x, y_test, config.batch_size * 2, None),
+                       plan.test_x, y_test, config.batch_size * 2, None),
                    epochs=config.epochs, verbose=0, shuffle=False,  # shuffled by tf.data
-                   callbacks=[record.callback])
+                   callbacks=[_EpochTimer(fitted, log, evaluate).callback(keras)])
         if fitted is model:
             forward = _forward(model)
             logits = _features(forward, x_test, prep, config.batch_size * 2)
             train_logits = _features(forward, x_train, prep, config.batch_size * 2)
         else:  # the head on the features: one matrix product each
-            logits = fitted(test_x, training=False).numpy()
-            train_logits = fitted(train_x, training=False).numpy()
+            logits = fitted(plan.test_x, training=False).numpy()
+            train_logits = fitted(plan.train_x, training=False).numpy()
     probabilities = np.asarray(tf.nn.softmax(logits.astype(np.float32)))
-    config_dict: dict[str, Any] = asdict(config)
-    config_dict.update(image_size=prep.image_size, device=device, head_path=info.path,
-                       head_found_by=info.found_by, framework="keras",
-                       **device_facts(device, keras))
-    if head_state is not None:
-        head_state.update({w.path.rsplit("/", 1)[-1]: w.numpy().astype(np.float32)
-                           for w in head.weights})
-    return FinetuneRun(
-        model=loaded.name,
-        class_names=splits.class_names,
-        y_true=y_test.copy(),
-        y_pred=probabilities.argmax(1),
-        probabilities=probabilities,
-        history=tuple(record.history),
-        seconds=record.seconds,
-        setup_seconds=plan.setup_seconds,
-        device=device,
-        freeze=config.freeze,
-        pretrained=loaded.pretrained,
-        config=config_dict,
-        notes=tuple(notes + record.notes),
-        train_y_true=y_train.copy(),
-        train_y_pred=np.asarray(train_logits).argmax(1),
-    )
+    return Trained(loaded.name, loaded.pretrained, device, probabilities,
+                   np.asarray(train_logits).argmax(1), plan.setup_seconds,
+                   {"image_size": prep.image_size, "device": device, "head_path": info.path,
+                    "head_found_by": info.found_by, "framework": "keras",
+                    **device_facts(device, keras)},
+                   {w.path.rsplit("/", 1)[-1]: w.numpy().astype(np.float32)
+                    for w in head.weights})

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ...data import Splits
-    from ...run import FinetuneRun
     from ...train.config import TrainConfig
+    from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
 
 
@@ -45,24 +47,38 @@ class TorchFramework:
 
         return named_identity(model, weights)
 
+    def versions(self) -> dict[str, str]:
+        from .. import installed_versions
+
+        return installed_versions("torch", "torchvision", "timm")
+
     def device_fingerprint(self, device: str) -> dict[str, Any]:
-        from .engine import device_fingerprint
+        from .device import device_fingerprint
 
         return device_fingerprint(device)
 
+    def resolve_device(self, device: str) -> str:
+        from .device import resolve_device
+
+        return resolve_device(device)
+
+    def gpu_count(self) -> int:
+        from .device import gpu_count
+
+        return gpu_count()
+
     def seed(self, seed: int) -> None:
-        from .engine import seed_everything
+        from .device import seed_everything
 
         seed_everything(seed)
 
     def load(self, model: Any, *, weights: Any, image_size: int | None,
              mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
-             loader: Callable[[str, Any], Any] | None,
-             transform: Callable[[Any], Any] | None) -> LoadedModel:
+             transform: Callable[[Any], Any] | None, built: Any = None) -> LoadedModel:
         from .zoo import load_model
 
         return load_model(model, weights=weights, image_size=image_size, mean=mean, std=std,
-                          loader=loader, transform=transform)
+                          transform=transform, built=built)
 
     def scratch(self, loaded: LoadedModel) -> LoadedModel:
         from .zoo import LoadedModel
@@ -74,13 +90,32 @@ class TorchFramework:
         return {"name": loaded.name, "weights": weights_hash(loaded.module),
                 "pretrained": loaded.pretrained, "preprocess": loaded.preprocess.key()}
 
-    def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig,
-              head_state: dict[str, Any], *, progress: Callable[[str], None] | None,
-              head_finder: Callable[[Any], str | None] | None) -> FinetuneRun:
+    def feature_extractor(self, make: Callable[[int], LoadedModel], size: int
+                          ) -> Callable[[np.ndarray], np.ndarray]:
+        """The model ``make(size)`` loads, its classifier head cut off, in eval mode on the
+        default device: uint8 (n, size, size, 3) batches to pooled features (n, d)."""
+        import torch
+
+        from .device import resolve_device, to_input
+        from .heads import find_head, set_submodule
+
+        loaded = make(size)
+        model = loaded.module.eval()
+        set_submodule(model, find_head(model).path, torch.nn.Identity())
+        device = resolve_device("auto")
+        model.to(device)
+
+        def features(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return model(to_input(batch, loaded.preprocess, device)).float().cpu().numpy()
+
+        return features
+
+    def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig, log: EpochLog,
+              *, head_finder: Callable[[Any], str | None] | None) -> Trained:
         from .engine import train
 
-        return train(loaded, data, config, head_state, progress=progress,
-                     head_finder=head_finder)
+        return train(loaded, data, config, log, head_finder=head_finder)
 
 
 FRAMEWORK = TorchFramework()

