@@ -152,8 +152,8 @@ def device_class(device: str) -> str:
 
 def environment_class(record: dict) -> dict[str, str]:
     """The environment class of a gate test's runs: device class and the major version of
-    each framework they ran on (the adapter's name: "torch", "keras"). Empty when the test trained nothing (plain
-    arrays, leakage checks)."""
+    each framework they ran on (by adapter name: torch, keras). Empty when the test trained
+    nothing (plain arrays, leakage checks)."""
     runs = record.get("runs", {}).values()
     devices = sorted({device_class(r.get("device", "cpu")) for r in runs})
     if not devices:
