@@ -340,25 +340,6 @@ def test_from_folder_keeps_decoded_splits_and_rereads_changed_ones(tmp_path, mon
     assert len(list(cache.iterdir())) == 2  # the changed test replaced its entry
 
 
-def _square_or_fail(x):
-    if x in (1500, 2200):
-        raise ModelGateError(f"bad item {x}")
-    return x * x
-
-
-def test_parallel_map_keeps_order_and_raises_the_first_error(monkeypatch):
-    from pytest_modelgate.data import parallel_map
-
-    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
-    items = list(range(2500))
-    good = [i for i in items if i not in (1500, 2200)]
-    assert parallel_map(_square_or_fail, good, chunk=500) == [i * i for i in good]
-    with pytest.raises(ModelGateError, match="bad item 1500"):
-        parallel_map(_square_or_fail, items, chunk=500)
-    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "1")
-    assert parallel_map(_square_or_fail, good[:10]) == [i * i for i in good[:10]]
-
-
 def test_from_folder_bad_cache_argument(tmp_path):
     _write(tmp_path / "train" / "a" / "0.png", _images(1)[0])
     _write(tmp_path / "test" / "a" / "1.png", _images(2)[1])
@@ -398,30 +379,31 @@ def test_shared_decode_matches_one_process_and_names_the_first_bad_file(tmp_path
                                                                           monkeypatch):
     import mmap
 
-    from pytest_modelgate.data import _decode_shared, content_id
+    from pytest_modelgate.data import content_id
+    from pytest_modelgate.data.decode import decode_shared
 
     x, paths = _files_for_shared_decode(tmp_path)
     monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
     # Shared memory, as the array cache's memory-mapped file is: the child's rows show here.
     target = np.frombuffer(mmap.mmap(-1, len(paths) * 64), np.uint8).reshape(-1, 8, 8)
-    ids, stats, odd = _decode_shared(paths, None, target, run=100)
+    ids, stats, odd = decode_shared(paths, None, target, run=100)
     assert odd is None
     np.testing.assert_array_equal(target, x)  # rows written by this process and the child
     assert ids == [content_id(a) for a in x]
     assert stats[:, 0].tolist() == [os.stat(p).st_size for p in paths]
     # Another shape: its index comes back (the caller widens or names the size).
     _write(Path(paths[1800]), np.zeros((9, 9), dtype=np.uint8))
-    assert _decode_shared(paths, None, target, run=100)[2] == 1800
+    assert decode_shared(paths, None, target, run=100)[2] == 1800
     # Unreadable files: the first in order is named, whichever process met it.
     Path(paths[2100]).write_bytes(b"not an image")
     Path(paths[1500]).write_bytes(b"not an image")
     with pytest.raises(ModelGateError, match=r"cannot read image .*1500\.png"):
-        _decode_shared(paths, None, target, run=100)
+        decode_shared(paths, None, target, run=100)
 
 
-def _dead_children(monkeypatch, data):
-    """Make each fork start a process that exits at once, as a killed child would; the
-    list of them comes back."""
+def _dead_children(monkeypatch, module):
+    """Make each fork in ``module`` start a process that exits at once, as a killed child
+    would; the list of them comes back."""
     import subprocess
 
     started = []
@@ -430,22 +412,22 @@ def _dead_children(monkeypatch, data):
         started.append(subprocess.Popen(["true"]))
         return started[-1].pid
 
-    monkeypatch.setattr(data.os, "fork", dead_child)
+    monkeypatch.setattr(module.os, "fork", dead_child)
     return started
 
 
 def test_shared_decode_redoes_the_rows_of_a_worker_that_died(tmp_path, monkeypatch):
     # A "child" that exits at once, as a killed one would: its rows are decoded here.
-    from pytest_modelgate import data
+    from pytest_modelgate.data import content_id, decode
 
     x, paths = _files_for_shared_decode(tmp_path, n=400)
     monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
-    started = _dead_children(monkeypatch, data)
+    started = _dead_children(monkeypatch, decode)
     target = np.zeros((len(paths), 8, 8), dtype=np.uint8)
-    ids, _, odd = data._decode_shared(paths, None, target, run=50)
+    ids, _, odd = decode.decode_shared(paths, None, target, run=50)
     assert len(started) == 1 and odd is None
     np.testing.assert_array_equal(target, x)
-    assert ids == [data.content_id(a) for a in x]
+    assert ids == [content_id(a) for a in x]
 
 
 def _evict(paths):
@@ -466,67 +448,26 @@ linux_page_cache = pytest.mark.skipif(
 
 
 @linux_page_cache
-def test_read_ahead_asks_only_for_files_not_in_memory(tmp_path):
-    from pytest_modelgate.data import _in_page_cache, _no_read_ahead, _read_ahead
-
-    _, paths = _files_for_shared_decode(tmp_path, n=20)
-    assert _in_page_cache(paths)  # just written
-    assert _read_ahead(paths, [0], lead=10) is _no_read_ahead  # nothing to read
-    _evict(paths)
-    if _in_page_cache(paths):
-        pytest.skip("this file system keeps evicted pages (or refuses RWF_NOWAIT)")
-    stop = _read_ahead(paths, [len(paths)], lead=10)
-    assert stop is not _no_read_ahead
-    stop()
-
-
-@linux_page_cache
-def test_read_ahead_stays_within_its_lead_and_stops(tmp_path, monkeypatch):
-    import threading
-    import time
-
-    from pytest_modelgate import data
-
-    _, paths = _files_for_shared_decode(tmp_path, n=40)
-    paths.insert(5, str(tmp_path / "gone.png"))  # a missing file: the decoder names it
-    advised = []
-    monkeypatch.setattr(data, "_in_page_cache", lambda _: False)
-    monkeypatch.setattr(data.os, "posix_fadvise", lambda fd, *_: advised.append(fd))
-    where = [0]
-    stop = data._read_ahead(paths, where, lead=9)
-    deadline = time.monotonic() + 10
-    while len(advised) < 9 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)
-    assert len(advised) == 9  # rows 0..9 but the missing one, and no further
-    where[0] = len(paths)
-    while len(advised) < len(paths) - 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert len(advised) == len(paths) - 1
-    stop()
-    assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
-
-
-@linux_page_cache
 def test_load_of_files_not_in_memory_matches_and_leaves_no_thread(tmp_path, monkeypatch):
     import threading
 
-    from pytest_modelgate import data
+    from pytest_modelgate import processes
+    from pytest_modelgate.data import decode
 
     x = _images(1200, seed=7)
     for i, a in enumerate(x):
         _write(tmp_path / ("train" if i < 1000 else "test") / "ab"[i % 2] / f"{i:04d}.png", a)
     files = sorted(str(p) for p in tmp_path.rglob("*.png"))
     _evict(files)
-    if data._in_page_cache(files):
+    if processes.in_page_cache(files):
         pytest.skip("this file system keeps evicted pages (or refuses RWF_NOWAIT)")
     monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
     started = []
-    real = data._read_ahead
-    monkeypatch.setattr(data, "_read_ahead",
+    real = decode.start_read_ahead
+    monkeypatch.setattr(decode, "start_read_ahead",
                         lambda *a, **k: started.append(real(*a, **k)) or started[-1])
     splits = from_folder(tmp_path, cache=tmp_path / ".cache")
-    assert started[0] is not data._no_read_ahead  # the files were not in memory
+    assert started[0] is not processes.no_read_ahead  # the files were not in memory
     expected = from_folder(tmp_path, cache=False)
     np.testing.assert_array_equal(splits.train.images, expected.train.images)
     np.testing.assert_array_equal(splits.test.images, expected.test.images)
@@ -534,37 +475,11 @@ def test_load_of_files_not_in_memory_matches_and_leaves_no_thread(tmp_path, monk
     assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
 
 
-@linux_page_cache
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_parallel_map_reads_ahead_in_the_pool_and_in_one_process(tmp_path, monkeypatch,
-                                                                 workers):
-    # The decode without array cache and the leakage scan of folders go through here.
-    import threading
-    from functools import partial
-
-    from pytest_modelgate import data
-
-    x, paths = _files_for_shared_decode(tmp_path, n=600)
-    _evict(paths)
-    if data._in_page_cache(paths):
-        pytest.skip("this file system keeps evicted pages (or refuses RWF_NOWAIT)")
-    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", workers)
-    started = []
-    real = data._read_ahead
-    monkeypatch.setattr(data, "_read_ahead",
-                        lambda *a, **k: started.append(real(*a, **k)) or started[-1])
-    out = data.parallel_map(partial(data._read_image, size=None), paths, chunk=100,
-                            read_ahead=paths)
-    assert started[0] is not data._no_read_ahead
-    np.testing.assert_array_equal(np.stack(out), x)
-    assert "modelgate-read-ahead" not in [t.name for t in threading.enumerate()]
-
-
 def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path,
                                                                          monkeypatch):
     # Another process's entry lands just before this one's rename (pytest -n 2, two
     # workers loading one folder cold): the load keeps it instead of decoding again.
-    from pytest_modelgate import data
+    from pytest_modelgate.data import folders
 
     x = _images(6, seed=3)
     for i, a in enumerate(x):
@@ -582,8 +497,8 @@ def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path
 
     monkeypatch.setattr(Path, "rename", rename_after_the_other)
     decoded = []
-    real_decode_all = data._decode_all
-    monkeypatch.setattr(data, "_decode_all",
+    real_decode_all = folders.decode_all
+    monkeypatch.setattr(folders, "decode_all",
                         lambda *a: decoded.append(1) or real_decode_all(*a))
     splits = from_folder(tmp_path / "data", cache=tmp_path / "mine")
     assert decoded == []  # no second decode after the collision
@@ -591,7 +506,7 @@ def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == sorted(entries)
 
 
-def _record_forks(monkeypatch, data):
+def _record_forks(monkeypatch, module):
     forked, real_fork = [], os.fork
 
     def fork():
@@ -600,7 +515,7 @@ def _record_forks(monkeypatch, data):
             forked.append(pid)
         return pid
 
-    monkeypatch.setattr(data.os, "fork", fork)
+    monkeypatch.setattr(module.os, "fork", fork)
     return forked
 
 
@@ -611,59 +526,25 @@ def _assert_reaped(pids):
             os.waitpid(pid, os.WNOHANG)  # reaped by the code under test
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
-def test_parallel_map_redoes_the_chunks_of_a_child_that_died(monkeypatch):
-    from pytest_modelgate import data
-
-    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
-    started = _dead_children(monkeypatch, data)
-    assert data.parallel_map(str, list(range(500)), chunk=50) == [str(x) for x in range(500)]
-    assert len(started) == 1
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
-def test_ctrl_c_in_parallel_map_stops_the_children_and_leaves_no_folder(monkeypatch):
-    import tempfile
-
-    from pytest_modelgate import data
-
-    monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
-    made = []
-    real_mkdtemp = tempfile.mkdtemp
-    monkeypatch.setattr(tempfile, "mkdtemp", lambda **k: made.append(real_mkdtemp(**k)) or made[-1])
-    parent = os.getpid()
-
-    def interrupted_here(x):
-        if x == 250 and os.getpid() == parent:  # chunk 2: this process's
-            raise KeyboardInterrupt
-        return x
-
-    forked = _record_forks(monkeypatch, data)
-    with pytest.raises(KeyboardInterrupt):
-        data.parallel_map(interrupted_here, list(range(1000)), chunk=100)
-    assert made and not os.path.exists(made[0])
-    _assert_reaped(forked)
-
-
 def test_ctrl_c_in_the_shared_decode_stops_the_children(tmp_path, monkeypatch):
     import mmap
 
-    from pytest_modelgate import data
+    from pytest_modelgate.data import decode
 
     _, paths = _files_for_shared_decode(tmp_path, n=400)
     monkeypatch.setenv("MODELGATE_DECODE_WORKERS", "2")
-    parent, real_read = os.getpid(), data._read_image
+    parent, real_read = os.getpid(), decode.read_image
 
     def interrupted_here(path, size):
         if path == paths[120] and os.getpid() == parent:  # row 120: this process's run
             raise KeyboardInterrupt
         return real_read(path, size)
 
-    monkeypatch.setattr(data, "_read_image", interrupted_here)
-    forked = _record_forks(monkeypatch, data)
+    monkeypatch.setattr(decode, "read_image", interrupted_here)
+    forked = _record_forks(monkeypatch, decode)
     target = np.frombuffer(mmap.mmap(-1, len(paths) * 64), np.uint8).reshape(-1, 8, 8)
     with pytest.raises(KeyboardInterrupt):
-        data._decode_shared(paths, None, target, run=50)
+        decode.decode_shared(paths, None, target, run=50)
     _assert_reaped(forked)
 
 

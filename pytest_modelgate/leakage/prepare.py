@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import IMAGE_SUFFIXES, ImageSet, _read_image, content_id
+from ..data import IMAGE_SUFFIXES, ImageSet, content_id
+from ..data.decode import read_image
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
 from .hashing import THUMB, _features
 
@@ -217,7 +218,7 @@ def _read_one(path: str) -> tuple[str, str, np.ndarray, bool] | ModelGateError:
     """Content ids (plain, mirrored), greyscale thumbnail and tininess of one file; the
     error instead when it cannot be read (raised by the caller, in file order)."""
     try:
-        rgb = _read_image(path, None)
+        rgb = read_image(path, None)
     except ModelGateError as exc:
         return exc
     return (content_id(rgb), content_id(np.ascontiguousarray(rgb[:, ::-1])),
@@ -248,8 +249,8 @@ def _from_folder(root: Path, name: str, on_error: str, store: _ThumbnailStore) -
     """Every image file below ``root``, any size and mode; the label is the name of the
     file's folder (so a train/test tree's class folders give the labels). Files the store
     does not know (by path, size and modification time) are decoded on every core
-    (``data.parallel_map``)."""
-    from ..data import parallel_map
+    (``processes.parallel_map``)."""
+    from ..processes import parallel_map
 
     files = _image_files(root)
     file_keys = [_file_key(f) for f in files]
@@ -279,7 +280,7 @@ def _from_folder(root: Path, name: str, on_error: str, store: _ThumbnailStore) -
     grey = np.stack(greys).astype(np.float32)
     keys = [{ids[i], sources[i], f"{name}[{i}]", str(i)} for i in range(len(sources))]
     return _Prepared(name, ids, flipped, grey, labels, sources.__getitem__, keys,
-                     np.array(tiny, dtype=bool), lambda i: _read_image(sources[i], None))
+                     np.array(tiny, dtype=bool), lambda i: read_image(sources[i], None))
 
 
 def _prepare(value: Any, argname: str, on_error: str, store: _ThumbnailStore) -> _Prepared:

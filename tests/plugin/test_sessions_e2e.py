@@ -202,9 +202,9 @@ def test_user_errors_show_the_users_line_not_the_package(project):
         "*run = finetune(tiny, digits, epochs=0, **GRAY)",
         "E *ModelGateError: epochs must be a positive integer, got 0",
     ])
-    assert "pytest_modelgate/data.py" not in out and "pytest_modelgate/train" not in out
+    assert "pytest_modelgate/data/" not in out and "pytest_modelgate/train" not in out
     assert "pytest_modelgate/fixtures.py" not in out
     assert "images = array(" not in out and "data = Splits(" not in out
     # --full-trace still shows every frame.
     full = project.runpytest(OPTION_ENABLE, "--full-trace")
-    assert "pytest_modelgate/data.py" in full.stdout.str()
+    assert "pytest_modelgate/data/" in full.stdout.str()

@@ -1,0 +1,167 @@
+"""The data model: ``ImageSet`` (one split's images, labels, class names and content ids)
+and ``Splits`` (train, test and optionally val over one class list).
+
+A gate needs to name samples (leakage pairs, cached runs, baselines), so every sample gets a
+content id: a hash of its decoded pixels. The same picture saved as PNG or BMP has the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ModelGateError, user_error_frames
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
+
+
+def content_id(image: np.ndarray) -> str:
+    """Stable id of one image: sha256 over shape, dtype and pixel bytes (first 16 hex digits)."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha256()
+    h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
+    h.update(arr.data if arr.size else b"")  # the pixel bytes, without a copy
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageSet:
+    """One split: ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels`` class indices.
+
+    ``sources`` optionally names where each image came from (a file path), for messages.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    name: str = "data"
+    sources: tuple[str, ...] | None = None
+    ids: tuple[str, ...] = field(init=False)
+    # Content ids computed before (the decoded-array cache stores them): not recomputed.
+    _ids: tuple[str, ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        images = np.asarray(self.images)
+        labels = np.asarray(self.labels)
+        if images.ndim not in (3, 4):
+            raise ModelGateError(
+                f"{self.name}: images must be (N, H, W) or (N, H, W, C), got shape {images.shape}"
+            )
+        if images.ndim == 4 and images.shape[-1] not in (1, 3):
+            raise ModelGateError(
+                f"{self.name}: images need 1 or 3 channels last, got shape {images.shape}; "
+                "convert to grayscale or RGB (channels last) first"
+            )
+        if len(images) == 0:
+            raise ModelGateError(f"{self.name} split is empty: it needs at least one image")
+        if images.dtype != np.uint8:
+            raise ModelGateError(
+                f"{self.name}: images must be uint8 pixels 0-255, got {images.dtype}; "
+                "scale and convert with (x * 255).round().astype(np.uint8)"
+            )
+        if labels.shape != (len(images),):
+            raise ModelGateError(
+                f"{self.name}: {len(images)} images but labels of shape {labels.shape}; "
+                "pass one integer label per image"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ModelGateError(f"{self.name}: labels must be integers, got {labels.dtype}")
+        if len(self.class_names) < 1:
+            raise ModelGateError(f"{self.name}: class_names is empty")
+        n = len(self.class_names)
+        if labels.min() < 0 or labels.max() >= n:
+            raise ModelGateError(
+                f"{self.name}: labels must lie in 0..{n - 1} (one per class name), "
+                f"found {int(labels.min())}..{int(labels.max())}"
+            )
+        if self.sources is not None and len(self.sources) != len(images):
+            raise ModelGateError(f"{self.name}: sources must name every image")
+        images.flags.writeable = False
+        labels = labels.astype(np.int64)
+        labels.flags.writeable = False
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        known = self._ids if self._ids is not None and len(self._ids) == len(images) else None
+        object.__setattr__(self, "ids", known or tuple(content_id(img) for img in images))
+        object.__setattr__(self, "_ids", None)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        # Short: pytest prints arguments in tracebacks, and pixel arrays say nothing there.
+        shape = "x".join(str(d) for d in self.images.shape[1:])
+        names = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
+        return (f"ImageSet({self.name!r}, {len(self)} images of {shape}, "
+                f"{len(self.class_names)} classes: {names})")
+
+    def describe(self, index: int) -> str:
+        """Human name of a sample: its source path when known, else split, index and id."""
+        if self.sources is not None:
+            return self.sources[index]
+        return f"{self.name}[{index}] (id {self.ids[index]})"
+
+    def fingerprint(self) -> str:
+        """Hash of every sample id and label, for cache keys and provenance."""
+        h = hashlib.sha256()
+        h.update("|".join(self.class_names).encode())
+        h.update("|".join(self.ids).encode())
+        h.update(self.labels.tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Splits:
+    """Train and test (optionally val) splits over the same class names."""
+
+    train: ImageSet
+    test: ImageSet
+    val: ImageSet | None = None
+
+    def __post_init__(self) -> None:
+        parts = [s for s in (self.train, self.test, self.val) if s is not None]
+        for part in parts[1:]:
+            if part.class_names != self.train.class_names:
+                raise ModelGateError(
+                    f"{part.name} has class_names {part.class_names} but train has "
+                    f"{self.train.class_names}; every split must share one class list"
+                )
+        if len(self.train.class_names) < 2:
+            raise ModelGateError(
+                f"only one class ({self.train.class_names[0]!r}): a classifier gate needs "
+                "at least two classes"
+            )
+        trained = set(np.unique(self.train.labels).tolist())
+        for part in parts[1:]:
+            unseen = sorted(set(np.unique(part.labels).tolist()) - trained)
+            if unseen:
+                names = [self.train.class_names[i] for i in unseen]
+                raise ModelGateError(
+                    f"{part.name} has classes {names} that train never shows; "
+                    "add training images of those classes or drop them from the test split"
+                )
+        if len(trained) < 2:
+            raise ModelGateError(
+                "the train split holds a single class: a classifier gate needs at least two"
+            )
+        shapes = {p.images.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise ModelGateError(
+                f"splits hold images of different shapes {sorted(map(str, shapes))}; "
+                "resize them to one size (from_folder(..., size=(H, W)) does this)"
+            )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+    def __repr__(self) -> str:
+        val = f", val={self.val!r}" if self.val is not None else ""
+        return f"Splits(train={self.train!r}, test={self.test!r}{val})"
+
+    def fingerprint(self) -> str:
+        return "-".join(p.fingerprint() for p in (self.train, self.test, self.val) if p)
