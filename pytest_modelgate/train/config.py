@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ModelGateError, user_error_frames
+from ..specs import DEVICES
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
