@@ -1,4 +1,5 @@
-"""What each metric means: direction, bounds, default tolerance, how it is tested.
+"""What each metric means: direction, bounds, default tolerance, how it is tested; and the
+words gate results are written in: metric names (``MetricName``), averages, devices, verdicts.
 
 Standard library only: the baseline and the plugin read it at load time without numpy.
 """
