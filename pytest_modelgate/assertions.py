@@ -24,20 +24,20 @@ from .metrics import (
     average_from_cm,
     balanced_accuracy_from_cm,
     bootstrap_confusion,
+    class_metric_from_cm,
     mcc_from_cm,
     metric_spec,
     percentile_interval,
     wilson_interval,
 )
 from .run import FinetuneRun, Predictions
-from .specs import fbeta_name
+from .specs import GATE_AVERAGES, MetricName, fbeta_name
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
 
 
 N_RESAMPLES = 1000  # bootstrap resamples for F1, balanced accuracy, MCC and averages
-AVERAGES = ("macro", "micro", "weighted")
 # Test classes whose largest is at least this many times the smallest count as imbalanced.
 IMBALANCE_RATIO = 1.5
 
@@ -284,15 +284,16 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
     p = _as_predictions(run)
     threshold = _check_fraction(threshold, "threshold")
     confidence = _check_confidence(confidence)
-    if average not in AVERAGES:
-        raise ModelGateError(f"average must be one of {AVERAGES}, got {average!r}")
+    if average not in GATE_AVERAGES:
+        raise ModelGateError(f"average must be one of {GATE_AVERAGES}, got {average!r}")
     if label is not None and per_class:
         raise ModelGateError("pass label= or per_class=True, not both")
     check = _Check(p, run, threshold, confidence)
     rows = check.summary["per_class"]
+    how = "fbeta" if beta is not None else kind
     if beta is not None:   # F-beta per class, next to F1 in the rows the message shows
         for i, row in enumerate(rows):
-            row[kind] = float(_per_class_fbeta(check.cm, i, beta))
+            row[kind] = float(class_metric_from_cm(check.cm, how, i, beta))
     present = [i for i, r in enumerate(rows) if r["support"] or r["predicted"]]
     indices = ([_class_index(p, label)] if label is not None else present)
     _support_check(p, check.summary, indices, min_support, insufficient)
@@ -303,23 +304,22 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
             if kind == "f1" or beta is not None:
                 n = row["support"]
                 interval = check.bootstrap(
-                    lambda c, i=i: _per_class_fbeta(c, i, beta or 1.0))
+                    lambda c, i=i: class_metric_from_cm(c, how, i, beta or 1.0))
             else:
                 n = row["support"] if kind == "recall" else row["predicted"]
                 interval = wilson_interval(row["tp"], n, check.level)
-            line = check.judge(f"{kind}[{row['label']}]", f"{kind}({row['label']})",
+            line = check.judge(str(MetricName(kind, row["label"])), f"{kind}({row['label']})",
                                row[kind], n, interval)
             if line:
                 lines.append(line)
     else:
         mask = np.zeros(len(rows), dtype=bool)
         mask[present] = True
-        how = "fbeta" if beta is not None else kind
         value = float(average_from_cm(check.cm, how, average, mask, beta or 1.0))
         interval = check.bootstrap(
             lambda c: average_from_cm(c, how, average, mask, beta or 1.0))
-        line = check.judge(f"{kind}[{average}]", f"{kind} ({average} over classes)", value,
-                           int(check.cm.sum()), interval)
+        line = check.judge(str(MetricName(kind, average)), f"{kind} ({average} over classes)",
+                           value, int(check.cm.sum()), interval)
         if line:
             lines.append(line)
     check.fail(lines, kind, _FIX.get(kind) or _fbeta_fix(beta or 1.0))
@@ -329,15 +329,6 @@ def _fbeta_fix(beta: float) -> str:
     weighs, other = ("recall", "precision") if beta > 1 else ("precision", "recall")
     return (f"F{beta:g} counts {weighs} {max(beta, 1 / beta):g}x as much as {other}: raise "
             f"the {weighs} of the weak classes first (see the table above)")
-
-
-def _per_class_fbeta(cms: np.ndarray, i: int, beta: float = 1.0) -> np.ndarray:
-    """F-beta of class ``i`` in one confusion matrix or a stack (..., K, K); 0 when
-    undefined."""
-    b2 = float(beta) ** 2
-    tp = cms[..., i, i].astype(np.float64)
-    den = b2 * cms[..., i, :].sum(axis=-1) + cms[..., :, i].sum(axis=-1)
-    return np.where(den > 0, (1 + b2) * tp / np.where(den > 0, den, 1), 0.0)
 
 
 def assert_recall_above(run: Any, threshold: float, *, label: str | int | None = None,
@@ -591,8 +582,8 @@ def _operating_point(run: Any, positive, *, target_name: str, target: float,
               "curve": [[float(r), float(q)] for r, q in
                         zip(curve["recall"][::step], curve["precision"][::step], strict=True)]}
     n_pos = int(np.sum(p.y_true == index))
-    _record_metric(f"{gate_name}_at_{target_name}[{label}@{target:g}]", value, minimum, passed,
-                   n=n_pos, source=run, detail=detail)
+    _record_metric(str(MetricName(f"{gate_name}_at_{target_name}", f"{label}@{target:g}")),
+                   value, minimum, passed, n=n_pos, source=run, detail=detail)
     if passed:
         return
     if threshold is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError, user_error_frames
-from .specs import METRICS, metric_spec
+from .specs import INCONCLUSIVE, METRICS, REGRESSED, MetricName, metric_spec
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -285,7 +285,6 @@ def save_baseline(path: Path, tests: dict[str, dict[str, Any]],
 
 # --- comparing ---------------------------------------------------------------------------
 
-REGRESSED, INCONCLUSIVE = "regressed", "inconclusive"
 NEEDED_CAP = 100  # beyond this many times the test set, "samples needed" is not advice
 
 
@@ -333,8 +332,8 @@ def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None
     base_pred = sig.unpack_predictions(base_samples)
     cur_pred = sig.unpack_predictions(cur_samples)
     if kind == "mcnemar":
-        arg = name.partition("[")[2][:-1]
-        rows = y_true == classes.index(arg) if arg else y_true >= 0
+        label = MetricName.parse(name).arg   # recall[defect]: that class's samples
+        rows = y_true == classes.index(label) if label else y_true >= 0
         exact = sig.mcnemar((base_pred == y_true)[rows], (cur_pred == y_true)[rows])
         beyond = sig.paired_bootstrap("accuracy", classes, y_true[rows], base_pred[rows],
                                       cur_pred[rows], margin=margin)
@@ -408,13 +407,6 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
     return sorted(out, key=lambda r: order[r.name])
 
 
-def _class_of(name: str) -> str | None:
-    from .significance import AVERAGES
-
-    arg = name.partition("[")[2][:-1]
-    return arg if arg and arg not in AVERAGES and "@" not in arg else None
-
-
 def format_regressions(regressions: list[Regression], path: Path) -> str:
     """The table a failing (or warning) test shows, ending with the fix."""
     width = max(len("metric"), *(len(r.name) for r in regressions))
@@ -444,7 +436,7 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
         elif r.method:
             lines.append(f"  {r.name}: {r.method}")
         if r.verdict == INCONCLUSIVE and r.needed:
-            cls = _class_of(r.name)
+            cls = MetricName.parse(r.name).label
             of = f" of class {cls}" if cls else ""
             if r.needed > NEEDED_CAP * max(r.n, 1):
                 lines.append(f"  {r.name}: this drop is so close to the tolerance that no "

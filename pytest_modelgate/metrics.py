@@ -36,8 +36,15 @@ def _check_labels(y: np.ndarray, num_classes: int, argname: str) -> None:
         )
 
 
-def as_label_array(y: Sequence[int] | np.ndarray, argname: str) -> np.ndarray:
-    """Validate and convert a 1-d sequence of integer class indices."""
+def as_label_array(y: Sequence[int] | np.ndarray, argname: str,
+                   num_classes: int | None = None) -> np.ndarray:
+    """Validate and convert a 1-d sequence of integer class indices (into ``num_classes``
+    classes, when given).
+
+    Example:
+        >>> as_label_array([0, 1.0, True], "y_true", num_classes=2).tolist()
+        [0, 1, 1]
+    """
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ModelGateError(f"{argname} must be 1-d class indices, got shape {arr.shape}")
@@ -48,7 +55,10 @@ def as_label_array(y: Sequence[int] | np.ndarray, argname: str) -> np.ndarray:
                 "strings go through Predictions.from_arrays(..., class_names=...) or a "
                 "(y_true, y_pred) tuple, which map them to classes"
             )
-    return arr.astype(np.int64, copy=False)
+    arr = arr.astype(np.int64, copy=False)
+    if num_classes is not None:
+        _check_labels(arr, num_classes, argname)
+    return arr
 
 
 def _indices(v: np.ndarray, k: int | None) -> bool:
@@ -124,10 +134,36 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return flat.reshape(num_classes, num_classes)
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.zeros(num.shape, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
+def _from_counts(kind: str, tp: np.ndarray, predicted: np.ndarray, true: np.ndarray,
+                 beta: float = 1.0) -> np.ndarray:
+    """Precision, recall, F1 or (``kind="fbeta"``) F-beta from counts of true positives,
+    predictions and true samples (arrays of one shape); 0 where undefined (zero_division=0).
+
+    The one formula of these figures on confusion matrices: F-beta is scikit-learn's
+    ``(1 + b2) tp / (b2 true + predicted)``.
+    """
+    if kind in ("f1", "fbeta"):
+        b2 = 1.0 if kind == "f1" else float(beta) ** 2
+        num, den = (1 + b2) * tp, b2 * true + predicted
+    else:
+        num, den = tp, {"precision": predicted, "recall": true}[kind]
+    return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def class_metric_from_cm(cm: np.ndarray, kind: str, index: int,
+                         beta: float = 1.0) -> np.ndarray:
+    """Precision, recall, F1 or (``kind="fbeta"``) F-beta of class ``index`` from one matrix
+    or a stack (..., K, K), zero_division 0.
+
+    Example:
+        >>> round(float(class_metric_from_cm(np.array([[3, 1], [2, 4]]), "fbeta", 1, beta=2)), 3)
+        0.69
+    """
+    cm = np.asarray(cm)
+    tp = cm[..., index, index].astype(np.float64)
+    predicted = cm[..., :, index].sum(axis=-1).astype(np.float64)
+    true = cm[..., index, :].sum(axis=-1).astype(np.float64)
+    return _from_counts(kind, tp, predicted, true, beta)
 
 
 def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
@@ -135,9 +171,9 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
     tp = np.diag(cm).astype(np.float64)
     predicted = cm.sum(axis=0).astype(np.float64)
     support = cm.sum(axis=1)
-    precision = _safe_div(tp, predicted)
-    recall = _safe_div(tp, support.astype(np.float64))
-    f1 = _safe_div(2 * precision * recall, precision + recall)
+    true = support.astype(np.float64)
+    precision, recall, f1 = (_from_counts(kind, tp, predicted, true)
+                             for kind in ("precision", "recall", "f1"))
     return {"precision": precision, "recall": recall, "f1": f1, "support": support,
             "predicted": predicted.astype(np.int64), "tp": tp.astype(np.int64)}
 
@@ -146,26 +182,6 @@ def accuracy(cm: np.ndarray) -> float:
     """Fraction of samples on the diagonal."""
     total = cm.sum()
     return float(np.trace(cm) / total) if total else 0.0
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion; ``(0.0, 1.0)`` when ``n`` is 0.
-
-    Example:
-        >>> lo, hi = wilson_interval(45, 50)
-        >>> round(lo, 3), round(hi, 3)
-        (0.786, 0.957)
-    """
-    if not 0 < confidence < 1:
-        raise ModelGateError(f"confidence must be in (0, 1), got {confidence}")
-    if n == 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def classification_summary(
@@ -236,12 +252,7 @@ def macro_f1_from_cm(cm: np.ndarray, present: np.ndarray | None = None) -> np.nd
 
     Works on one matrix or a stack (..., K, K).
     """
-    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
-    denom = cm.sum(axis=-1) + cm.sum(axis=-2)
-    f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
-    if present is None:
-        present = denom > 0
-    return (f1 * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+    return average_from_cm(cm, "f1", "macro", present)
 
 
 def average_from_cm(cm: np.ndarray, kind: str, average: str,
@@ -260,12 +271,7 @@ def average_from_cm(cm: np.ndarray, kind: str, average: str,
         present = (pred + true) > 0
     if average == "micro":
         tp, pred, true = ((a * present).sum(axis=-1) for a in (tp, pred, true))
-    if kind in ("f1", "fbeta"):
-        b2 = 1.0 if kind == "f1" else float(beta) ** 2
-        num, den = (1 + b2) * tp, b2 * true + pred
-    else:
-        num, den = tp, {"precision": pred, "recall": true}[kind]
-    values = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+    values = _from_counts(kind, tp, pred, true, beta)
     if average == "micro":
         return values
     weights = present * (true if average == "weighted" else 1.0)
@@ -284,7 +290,8 @@ def average_from_cm(cm: np.ndarray, kind: str, average: str,
 # refused with a ModelGateError. Written here rather than imported: scikit-learn is not a
 # run-time dependency, and the plugin stays light.
 
-AVERAGES = (None, "micro", "macro", "weighted", "samples")
+# scikit-learn's average= options besides "binary" (the gates' own are specs.GATE_AVERAGES).
+SKLEARN_AVERAGES = (None, "micro", "macro", "weighted", "samples")
 
 MULTILABEL = (
     "multilabel indicator input (one 0/1 column per label) is not supported: pytest-modelgate "
@@ -541,8 +548,8 @@ def precision_recall_fscore_support(
             not beta >= 0:
         raise ModelGateError(f"beta must be a number >= 0 (2 weighs recall higher, 0.5 "
                              f"precision), got {beta!r}")
-    if average not in AVERAGES and average != "binary":
-        raise ModelGateError(f"average has to be one of {AVERAGES} or 'binary', got "
+    if average not in SKLEARN_AVERAGES and average != "binary":
+        raise ModelGateError(f"average has to be one of {SKLEARN_AVERAGES} or 'binary', got "
                              f"{average!r}")
     if average == "samples":
         raise ModelGateError("average='samples': Samplewise metrics are not available "
@@ -552,7 +559,7 @@ def precision_recall_fscore_support(
         if enc.kind != "binary":
             raise ModelGateError(
                 f"Target is {enc.kind} but average='binary'. Please choose another average "
-                f"setting, one of {[a for a in AVERAGES if a != 'samples']}."
+                f"setting, one of {[a for a in SKLEARN_AVERAGES if a != 'samples']}."
             )
         present_labels = _present(enc)
         if pos_label not in present_labels.tolist():
@@ -704,6 +711,19 @@ def wilson_intervals(successes: np.ndarray | int, n: np.ndarray | int,
     lo = np.where(n > 0, np.clip(centre - half, 0, 1), 0.0)
     hi = np.where(n > 0, np.clip(centre + half, 0, 1), 1.0)
     return lo, hi
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for one proportion (``wilson_intervals`` of scalars), as two
+    floats; ``(0.0, 1.0)`` when ``n`` is 0.
+
+    Example:
+        >>> lo, hi = wilson_interval(45, 50)
+        >>> round(lo, 3), round(hi, 3)
+        (0.786, 0.957)
+    """
+    lo, hi = wilson_intervals(successes, n, confidence)
+    return float(lo), float(hi)
 
 
 BOOTSTRAP_CHUNKS = 4  # fixed, so results do not depend on how many threads draw them

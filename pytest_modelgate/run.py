@@ -95,19 +95,13 @@ class Predictions:
             arrays.update(train_y_true=self.train_y_true, train_y_pred=self.train_y_pred)
         # Labels as the user has them (strings, bools, ...) become indices into class_names.
         indices, _ = encode_labels(arrays, self.class_names)
-        y_true = as_label_array(indices["y_true"], "y_true")
-        y_pred = as_label_array(indices["y_pred"], "y_pred")
+        y_true = as_label_array(indices["y_true"], "y_true", k)
+        y_pred = as_label_array(indices["y_pred"], "y_pred", k)
         if y_true.size == 0:
             raise ModelGateError("y_true is empty: a gate needs at least one test sample")
         if y_true.shape != y_pred.shape:
             raise ModelGateError(f"y_true and y_pred differ in length ({len(y_true)} vs "
                                  f"{len(y_pred)}); pass one prediction per test sample")
-        for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
-            if arr.min() < 0 or arr.max() >= k:
-                raise ModelGateError(
-                    f"{name} holds labels outside the class list (0..{k - 1} for "
-                    f"{list(self.class_names)}); labels are indices into class_names"
-                )
         object.__setattr__(self, "y_true", y_true)
         object.__setattr__(self, "y_pred", y_pred)
         if self.scores is not None:
@@ -115,8 +109,8 @@ class Predictions:
         if (self.train_y_true is None) != (self.train_y_pred is None):
             raise ModelGateError("pass both train_y_true and train_y_pred, or neither")
         if self.train_y_true is not None and self.train_y_pred is not None:
-            tt = as_label_array(indices["train_y_true"], "train_y_true")
-            tp = as_label_array(indices["train_y_pred"], "train_y_pred")
+            tt = as_label_array(indices["train_y_true"], "train_y_true", k)
+            tp = as_label_array(indices["train_y_pred"], "train_y_pred", k)
             if tt.shape != tp.shape or tt.size == 0:
                 raise ModelGateError("train_y_true and train_y_pred must be non-empty and of "
                                      "the same length")

@@ -22,10 +22,7 @@ from .baseline import (
 )
 from .errors import BaselineError
 from .settings import GateSettings
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-# The order the summary and the report list gate tests in: what to look at first.
-VERDICTS = ("failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
+from .specs import DEVICES, VERDICTS
 
 
 def parse_tolerance_option(value: str):

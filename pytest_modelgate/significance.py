@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from .specs import metric_spec
+from .specs import MetricName, metric_spec
 
 N_RESAMPLES = 2000  # paired bootstrap resamples: p-values down to 1/2001 for Holm's levels
 POWER = 0.8  # the power "samples needed" is sized for
-AVERAGES = ("macro", "micro", "weighted")
 _NORMAL = NormalDist()
 
 
@@ -105,16 +104,13 @@ def unpack_correct(packed: dict[str, Any]):
 
 # --- which test for which metric -----------------------------------------------------------
 
-def _parse(name: str) -> tuple[str, str | None]:
-    base, _, rest = name.partition("[")
-    return base, (rest[:-1] if rest.endswith("]") else None)
-
-
 def significance_kind(name: str) -> str | None:
     """``"mcnemar"``, ``"bootstrap"``, or None when no per-sample test applies (timing
     ratios, leakage counts, the train/test gap, operating points)."""
-    base, arg = _parse(name)
-    if base == "accuracy" or (base == "recall" and arg is not None and arg not in AVERAGES):
+    metric = MetricName.parse(name)
+    base = metric.base
+    if base == "accuracy" or (base == "recall" and metric.arg is not None and
+                              metric.average is None):
         return "mcnemar"
     if base in ("balanced_accuracy", "mcc", "precision", "recall", "f1"):
         return "bootstrap"
@@ -125,9 +121,15 @@ def metric_from_cms(name: str, cms: Any, class_names: Sequence[str]):
     """A metric's value on one confusion matrix or a stack (..., K, K)."""
     import numpy as np
 
-    from .metrics import average_from_cm, balanced_accuracy_from_cm, mcc_from_cm
+    from .metrics import (
+        average_from_cm,
+        balanced_accuracy_from_cm,
+        class_metric_from_cm,
+        mcc_from_cm,
+    )
 
-    base, arg = _parse(name)
+    metric = MetricName.parse(name)
+    base = metric.base
     cms = np.asarray(cms)
     if base == "accuracy":
         return np.trace(cms, axis1=-2, axis2=-1) / np.maximum(cms.sum(axis=(-2, -1)), 1)
@@ -135,14 +137,9 @@ def metric_from_cms(name: str, cms: Any, class_names: Sequence[str]):
         return balanced_accuracy_from_cm(cms)
     if base == "mcc":
         return mcc_from_cm(cms)
-    if arg in AVERAGES:
-        return average_from_cm(cms, base, arg)
-    i = list(class_names).index(str(arg))
-    tp = cms[..., i, i].astype(np.float64)
-    den = {"precision": cms[..., :, i].sum(axis=-1), "recall": cms[..., i, :].sum(axis=-1),
-           "f1": cms[..., :, i].sum(axis=-1) + cms[..., i, :].sum(axis=-1)}[base]
-    num = 2 * tp if base == "f1" else tp
-    return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+    if metric.average is not None:
+        return average_from_cm(cms, base, metric.average)
+    return class_metric_from_cm(cms, base, list(class_names).index(str(metric.arg)))
 
 
 # --- the tests -------------------------------------------------------------------------------

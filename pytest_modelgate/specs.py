@@ -1,4 +1,5 @@
-"""What each metric means: direction, bounds, default tolerance, how it is tested.
+"""What each metric means: direction, bounds, default tolerance, how it is tested; and the
+words gate results are written in: metric names (``MetricName``), averages, devices, verdicts.
 
 Standard library only: the baseline and the plugin read it at load time without numpy.
 """
@@ -12,6 +13,57 @@ from .errors import ModelGateError, user_error_frames
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
+
+# What a gate averages over classes (``assert_recall_above(average=...)``), and the bracket
+# of an averaged metric's name: ``recall[macro]``. scikit-learn's ``average=`` options are
+# another set (``metrics.SKLEARN_AVERAGES``).
+GATE_AVERAGES = ("macro", "micro", "weighted")
+# --modelgate-device and FinetuneConfig.device: one of these, or "cuda:N".
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# A gate test's verdict beyond pytest's outcome: worse than the baseline beyond tolerance,
+# significantly (regressed) or not (inconclusive).
+REGRESSED, INCONCLUSIVE = "regressed", "inconclusive"
+# The order the summary and the report list gate tests in: what to look at first.
+VERDICTS = ("failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
+
+
+@dataclass(frozen=True)
+class MetricName:
+    """A recorded metric's name: its base metric and, in brackets, what it is of.
+
+    ``recall[defect]`` (one class), ``f2[macro]`` (an average over classes),
+    ``precision_at_recall[defect@0.95]`` (an operating point), or a bare ``accuracy``. The
+    one place the format is written and read: baselines, the report and messages show
+    ``str(name)``.
+
+    Example:
+        >>> name = MetricName.parse("recall[defect]")
+        >>> name.base, name.label, str(name)
+        ('recall', 'defect', 'recall[defect]')
+    """
+
+    base: str
+    arg: str | None = None   # what the brackets hold: a class, an average, "class@target"
+
+    @classmethod
+    def parse(cls, name: str) -> MetricName:
+        """Read a recorded name; text without a closing bracket has no argument."""
+        base, _, rest = name.partition("[")
+        return cls(base, rest[:-1] if rest.endswith("]") else None)
+
+    @property
+    def average(self) -> str | None:
+        """The average over classes (``macro``, ``micro``, ``weighted``), if that is the arg."""
+        return self.arg if self.arg in GATE_AVERAGES else None
+
+    @property
+    def label(self) -> str | None:
+        """The one class this figure is of, if any (not an average, not an operating point)."""
+        arg = self.arg
+        return arg if arg and arg not in GATE_AVERAGES and "@" not in arg else None
+
+    def __str__(self) -> str:
+        return self.base if self.arg is None else f"{self.base}[{self.arg}]"
 
 
 @dataclass(frozen=True)
@@ -62,7 +114,7 @@ def metric_spec(name: str) -> MetricSpec:
         >>> metric_spec("recall[defect]").higher_is_better
         True
     """
-    base = name.split("[", 1)[0]
+    base = MetricName.parse(name).base
     if _is_fbeta(base):   # "f2", "f0.5": assert_fbeta_above's F-beta, compared like F1
         return dataclasses.replace(METRICS["f1"], name=base)
     try:

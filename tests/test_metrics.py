@@ -330,3 +330,28 @@ def test_wilson_intervals_vectorised_match_scalar():
     assert (lo[0], hi[0]) == pytest.approx(wilson_interval(45, 50))
     assert (lo[1], hi[1]) == (0.0, 1.0)
     assert hi[2] == 1.0
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 2.0])
+def test_one_class_figures_match_scikit_learn(beta):
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    y_pred[y_pred == 2] = 1                                # class 2 never predicted
+    cm = confusion_matrix(y_true, y_pred, 4)
+    p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, beta=beta,
+                                                     labels=range(4), zero_division=0)
+    for i in range(4):
+        assert mg.class_metric_from_cm(cm, "precision", i) == pytest.approx(p[i])
+        assert mg.class_metric_from_cm(cm, "recall", i) == pytest.approx(r[i])
+        assert mg.class_metric_from_cm(cm, "fbeta", i, beta) == pytest.approx(f[i])
+    stack = mg.bootstrap_confusion(cm, 50, seed=1)
+    np.testing.assert_array_equal(mg.class_metric_from_cm(stack, "f1", 3),
+                                  [mg.class_metric_from_cm(c, "f1", 3) for c in stack])
+    np.testing.assert_array_equal(per_class(cm)["f1"],
+                                  [mg.class_metric_from_cm(cm, "f1", i) for i in range(4)])
+
+
+def test_class_indices_checked_against_the_class_count():
+    assert mg.as_label_array([0, 1.0, True], "y_true", 2).tolist() == [0, 1, 1]
+    with pytest.raises(ModelGateError, match=r"y_pred holds labels \[2\] outside 0..1"):
+        mg.as_label_array([0, 2], "y_pred", 2)

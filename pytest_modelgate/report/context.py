@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import __version__
+from ..specs import VERDICTS, MetricName
 
 CURVE_W, CURVE_H = 320, 120
 # Charts: a plot area inside margins for tick labels and axis titles.
 CHART_W, CHART_H = 360, 200
 PLOT = {"left": 44, "top": 12, "right": 12, "bottom": 36}
 COLOURS = {"test": "#1f5fbf", "train": "#d08a1c", "scratch": "#8a3ab9", "loss": "#555555"}
-VERDICTS = ("failed", "regressed", "inconclusive", "skipped", "passed")
 
 
 def _curve(history: list[dict], key: str) -> str:
@@ -99,7 +99,8 @@ def _matrix(summary: dict) -> list[list[dict]]:
 def _pr_view(metric: dict) -> dict:
     """SVG points of a precision-recall curve (x: recall, y: precision) and the chosen point."""
     detail = metric.get("detail")
-    if not metric["name"].startswith(("precision_at_recall", "recall_at_precision")) or \
+    if MetricName.parse(metric["name"]).base not in ("precision_at_recall",
+                                                     "recall_at_precision") or \
             not isinstance(detail, dict):
         return metric
     view = dict(metric)
@@ -117,7 +118,12 @@ def _per_class_intervals(summary: dict) -> list[dict]:
     the confusion matrix (1,000 resamples, seeded) for F1."""
     import numpy as np
 
-    from ..metrics import bootstrap_confusion, percentile_interval, wilson_interval
+    from ..metrics import (
+        bootstrap_confusion,
+        class_metric_from_cm,
+        percentile_interval,
+        wilson_interval,
+    )
 
     cm = np.asarray(summary["confusion_matrix"])
     boot = bootstrap_confusion(cm, 1000, seed=0) if cm.sum() else None
@@ -127,10 +133,7 @@ def _per_class_intervals(summary: dict) -> list[dict]:
         out["recall_ci"] = list(wilson_interval(row["tp"], row["support"]))
         out["precision_ci"] = list(wilson_interval(row["tp"], row["predicted"]))
         if boot is not None:
-            tp = boot[:, i, i].astype(float)
-            den = boot[:, i, :].sum(axis=1) + boot[:, :, i].sum(axis=1)
-            f1 = np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), 0.0)
-            out["f1_ci"] = list(percentile_interval(f1))
+            out["f1_ci"] = list(percentile_interval(class_metric_from_cm(boot, "f1", i)))
         rows.append(out)
     return rows
 
@@ -308,7 +311,6 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
     are at hand (predictions from plain arrays)."""
     import numpy as np
 
-    from ..baseline import _class_of
     from ..significance import unpack_labels, unpack_predictions
 
     pair = None
@@ -324,7 +326,7 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
             was, now = unpack_predictions(b), unpack_predictions(c)
         elif (b, c) != pair[:2]:
             continue
-        cls = _class_of(r.name)
+        cls = MetricName.parse(r.name).label
         if cls is None or cls not in c["classes"]:
             mask = np.ones(len(y), dtype=bool)
         else:

@@ -1,0 +1,40 @@
+"""Metric names and the shared vocabulary, read and written in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_modelgate.specs import GATE_AVERAGES, VERDICTS, MetricName
+
+
+@pytest.mark.parametrize(("text", "base", "arg", "label", "average"), [
+    ("accuracy", "accuracy", None, None, None),
+    ("recall[defect]", "recall", "defect", "defect", None),
+    ("f2[defect_scratch]", "f2", "defect_scratch", "defect_scratch", None),
+    ("f0.5[macro]", "f0.5", "macro", None, "macro"),
+    ("precision[weighted]", "precision", "weighted", None, "weighted"),
+    ("precision_at_recall[defect@0.95]", "precision_at_recall", "defect@0.95", None, None),
+    ("recall[a]b]", "recall", "a]b", "a]b", None),
+])
+def test_metric_names_parse_and_print_back_unchanged(text, base, arg, label, average):
+    name = MetricName.parse(text)
+    assert (name.base, name.arg, name.label, name.average) == (base, arg, label, average)
+    assert str(name) == text
+    assert MetricName(base, arg) == name
+
+
+def test_metric_names_are_written_as_recorded():
+    assert str(MetricName("recall", "defect")) == "recall[defect]"
+    assert str(MetricName("precision_at_recall", "seven@0.9")) == \
+        "precision_at_recall[seven@0.9]"
+    assert str(MetricName("balanced_accuracy")) == "balanced_accuracy"
+
+
+def test_one_vocabulary_shared_by_its_users():
+    from pytest_modelgate import session
+    from pytest_modelgate.report import context
+    from pytest_modelgate.train import config
+
+    assert session.VERDICTS is VERDICTS and context.VERDICTS is VERDICTS
+    assert session.DEVICES is config.DEVICES
+    assert GATE_AVERAGES == ("macro", "micro", "weighted")
