@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 
 CURVE_W, CURVE_H = 320, 120
 # Charts: a plot area inside margins for tick labels and axis titles.
