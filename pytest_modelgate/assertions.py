@@ -637,7 +637,7 @@ def assert_recall_at_precision(run: Any, *, precision: float, min_recall: float,
 def _leak_thumbnail(value: Any, split: str, index: int, describe: dict) -> str | None:
     """A leaked pair's image as a small data URI for the report (None if unreadable)."""
     from .data import ImageSet, Splits
-    from .report.context import thumbnail
+    from .thumbnails import thumbnail
 
     if isinstance(value, Splits):
         value = value.train if split == "train" else value.test
