@@ -6,9 +6,9 @@ matters. Importing this package imports no framework.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING
+
+from ._version import __version__
 
 # Names are imported on first use (PEP 562): pytest loads this package with the plugin in
 # every run of a repo that installs it, and a plain ``pytest`` must not pay for numpy.

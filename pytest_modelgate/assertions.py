@@ -11,15 +11,14 @@ tuple ``(y_true, y_pred)`` / ``(y_true, y_pred, scores)``.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .errors import ModelGateError, ModelGateWarning, user_error_frames
+from .gate import current_gate
+from .gate import recording as recording  # re-exported: ``with recording() as record:``
 from .metrics import (
     average_from_cm,
     balanced_accuracy_from_cm,
@@ -41,48 +40,19 @@ N_RESAMPLES = 1000  # bootstrap resamples for F1, balanced accuracy, MCC and ave
 # Test classes whose largest is at least this many times the smallest count as imbalanced.
 IMBALANCE_RATIO = 1.5
 
-_RECORD: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
-    "modelgate_record", default=None
-)
 
-
-# The test images behind each recorded sample set (by samples key), for thumbnails of what
-# changed against the baseline. Kept beside the record, which stays JSON-ready.
-_IMAGES: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
-    "modelgate_images", default=None
-)
-
-
-def new_record() -> dict:
-    """An empty record: metrics in order, runs by id, pretrained-vs-scratch races, and the
-    packed test predictions the metrics were computed on (``samples``, by key)."""
-    return {"metrics": [], "runs": {}, "races": [], "samples": {}}
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[dict]:
-    """Collect what assertions record inside the block into a fresh record dict."""
-    record = new_record()
-    token = _RECORD.set(record)
-    images = _IMAGES.set({})
-    try:
-        yield record
-    finally:
-        _RECORD.reset(token)
-        _IMAGES.reset(images)
-
-
-def recorded_images() -> dict:
-    """Inside ``recording()``: the test ImageSet behind each samples key of the record."""
-    return _IMAGES.get() or {}
+def _record() -> dict | None:
+    """The running gate test's record, or None when nothing is recording."""
+    gate = current_gate()
+    return gate.record if gate is not None else None
 
 
 def _samples_key(source: Any) -> str | None:
     """Record the test predictions behind a metric once; return their key."""
     from .significance import pack_samples, samples_key
 
-    record = _RECORD.get()
-    if record is None or source is None:
+    gate = current_gate()
+    if gate is None or gate.record is None or source is None:
         return None
     try:
         p = _as_predictions(source)
@@ -90,17 +60,16 @@ def _samples_key(source: Any) -> str | None:
         return None
     packed = pack_samples(p.y_true, p.y_pred, p.class_names, p.sample_ids)
     key = samples_key(packed)
-    record.setdefault("samples", {}).setdefault(key, packed)
+    gate.record.setdefault("samples", {}).setdefault(key, packed)
     test_set = getattr(source, "test_set", None)
-    images = _IMAGES.get()
-    if test_set is not None and images is not None:
-        images[key] = test_set
+    if test_set is not None:
+        gate.images[key] = test_set
     return key
 
 
 def _run_id(run: FinetuneRun) -> str:
     rid = run.label
-    record = _RECORD.get()
+    record = _record()
     if record is not None and rid not in record["runs"]:
         record["runs"][rid] = run.to_dict()
     return rid
@@ -109,7 +78,7 @@ def _run_id(run: FinetuneRun) -> str:
 def _record_metric(name: str, value: float, threshold: float | None, passed: bool, *,
                    n: int, interval: tuple[float, float] | None = None,
                    source: Any = None, detail: Any = None, confidence: float = 0.95) -> None:
-    record = _RECORD.get()
+    record = _record()
     if record is None:
         return
     spec = metric_spec(name)
@@ -628,7 +597,7 @@ def assert_recall_at_precision(run: Any, *, precision: float, min_recall: float,
 def _leak_thumbnail(value: Any, split: str, index: int, describe: dict) -> str | None:
     """A leaked pair's image as a small data URI for the report (None if unreadable)."""
     from .data import ImageSet, Splits
-    from .report.context import thumbnail
+    from .thumbnails import thumbnail
 
     if isinstance(value, Splits):
         value = value.train if split == "train" else value.test
@@ -759,10 +728,9 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
             "cannot be faster than scratch. Fix: more epochs, another freeze setting, or a "
             "lower target_accuracy"
         )
-    if full_race is None:
-        from .fixtures import overrides
-
-        full_race = bool((overrides.get() or {}).get("full_race", False))
+    if full_race is None:  # the test's marker, else the ini file (the plugin resolved it)
+        gate = current_gate()
+        full_race = bool(gate is not None and gate.full_race)
     pre_seconds, pre_epoch = reached
     budget = None if full_race else min_speedup * pre_seconds
     scratch = run.scratch_runner(target_accuracy=target_accuracy, epochs=scratch_epochs,
@@ -793,7 +761,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
         # epochs without reaching the target).
         "stopped_early": stopped and scratch_reached is None,
     }
-    record = _RECORD.get()
+    record = _record()
     if record is not None:
         record["races"].append(race)
     _record_metric("speedup", speedup, min_speedup, passed, n=len(run.y_true), source=run,

@@ -39,7 +39,7 @@ def library_versions(framework: dict[str, str]) -> dict[str, str]:
     leaves PyTorch runs cached, and the other way round."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from ._version import __version__
 
     out = {"pytest-modelgate": __version__}
     try:

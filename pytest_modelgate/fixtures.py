@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .errors import user_error_frames
+from .gate import current_gate
+from .session import session_key
+from .settings import resolve
 
 if TYPE_CHECKING:
     from .run import FinetuneRun
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
-
-
-# Settings from the running test's @pytest.mark.modelgate(...), set by the plugin.
-overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
-    "modelgate_overrides", default=None
-)
 
 
 def _model_key(model: Any) -> Any:
@@ -33,7 +29,6 @@ def modelgate_device(request: pytest.FixtureRequest) -> str:
     """The device gates fine-tune on: ``--modelgate-device`` resolved (``auto`` picks cuda,
     then mps, then cpu)."""
     from .frameworks import default
-    from .plugin import session_key
 
     return default().resolve_device(request.config.stash[session_key].settings.device)
 
@@ -69,8 +64,6 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     The returned run holds test predictions, class names, per-epoch history (loss,
     accuracy, seconds), total seconds and the device.
     """
-    from .plugin import session_key
-
     config = request.config
     session = config.stash[session_key]
     settings = session.settings
@@ -96,11 +89,11 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     def factory(model: Any, data: Any, **kwargs: Any) -> FinetuneRun:
         from .train import run_finetune
 
-        # Precedence: the call's keywords, then the test's marker, then options, ini, default.
-        marked = overrides.get() or {}
-        if kwargs.get("device") is None:
-            kwargs["device"] = marked.get("device", settings.device)
-        kwargs.setdefault("seed", marked.get("seed", settings.seed))
+        # The call's keywords, then the test's (its marker, then options, ini, default).
+        gate = current_gate()
+        test_device, test_seed = (gate.device, gate.seed) if gate else (None, None)
+        kwargs["device"] = resolve(kwargs.get("device"), test_device, settings.device)
+        kwargs.setdefault("seed", resolve(test_seed, settings.seed))
         key_kwargs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
         fingerprint = data.fingerprint() if hasattr(data, "fingerprint") else id(data)
         key = (_model_key(model), fingerprint, key_kwargs)

@@ -11,36 +11,34 @@ from collections.abc import Generator
 import pytest
 
 from .errors import ModelGateWarning, user_error_frames
-from .session import (
-    ModelGateSession,
+from .gate import GateContext, gate_context
+from .options import (  # OPTION_* re-exported: tests and users import them from here
+    OPTION_BASELINE,
+    OPTION_BASELINE_ENV,
+    OPTION_CACHE_DIR,
+    OPTION_DEVICE,
+    OPTION_ENABLE,
+    OPTION_NO_CACHE,
+    OPTION_REPORT_DIR,
+    OPTION_SEED,
+    OPTION_SIGNIFICANCE,
+    OPTION_TOLERANCE,
+    OPTION_UPDATE,
     parse_baseline_env,
     parse_device,
     parse_seed,
     parse_significance,
     parse_tolerance_option,
-    settings_from_config,
 )
+from .session import ModelGateSession, session_key, settings_from_config
+from .settings import resolve
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
 
 
-OPTION_ENABLE = "--modelgate"
-OPTION_UPDATE = "--modelgate-update-baseline"
-OPTION_BASELINE = "--modelgate-baseline"
-OPTION_TOLERANCE = "--modelgate-tolerance"
-OPTION_REPORT_DIR = "--modelgate-report-dir"
-OPTION_DEVICE = "--modelgate-device"
-OPTION_SEED = "--modelgate-seed"
-OPTION_CACHE_DIR = "--modelgate-cache-dir"
-OPTION_NO_CACHE = "--modelgate-no-cache"
-OPTION_SIGNIFICANCE = "--modelgate-significance"
-OPTION_BASELINE_ENV = "--modelgate-baseline-env"
-
 GATE_FIXTURES = frozenset({"finetune"})
 SKIP_REASON = f"model gate: run with {OPTION_ENABLE} to fine-tune and check it"
-
-session_key = pytest.StashKey[ModelGateSession]()
 
 pytest_plugins = ["pytest_modelgate.fixtures"]
 
@@ -143,7 +141,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     enabled = ms.settings.enabled
     gpu_ok: bool | None = None
     for item in items:
-        marker_overrides(item)  # a typo in the marker's keywords stops the run here
+        gate_of(item)  # a typo in the marker's keywords stops the run here
         if is_gate(item):
             if enabled:
                 ms.expected.add(item.nodeid)
@@ -160,31 +158,44 @@ MARKER_ARGS = frozenset({"device", "seed", "full_race"})
 
 
 def marker_overrides(item: pytest.Item) -> dict[str, object]:
-    """``@pytest.mark.modelgate(device=..., seed=..., full_race=...)``: settings for this
-    test's runs, over the ini file's ``modelgate_full_race``."""
-    ini: dict[str, object] = {"full_race": item.config.stash[session_key].settings.full_race}
+    """``@pytest.mark.modelgate(device=..., seed=..., full_race=...)``: the keywords that
+    set this test's runs."""
     marker = item.get_closest_marker("modelgate")
     if marker is None:
-        return ini
+        return {}
     unknown = sorted(set(marker.kwargs) - MARKER_ARGS)
     if unknown or marker.args:
         raise pytest.UsageError(
             f"{item.nodeid}: @pytest.mark.modelgate takes only the keywords "
             f"{', '.join(sorted(MARKER_ARGS))}; got {unknown or list(marker.args)}"
         )
-    return {**ini, **marker.kwargs}
+    return dict(marker.kwargs)
+
+
+gate_key = pytest.StashKey[GateContext]()
+
+
+def gate_of(item: pytest.Item) -> GateContext:
+    """The test's gate context, built once: its marker's settings over the session's, and
+    for a gate test under --modelgate the run cache, where leakage thumbnails live too."""
+    if gate_key not in item.stash:
+        marked = marker_overrides(item)
+        ms = item.config.stash[session_key]
+        settings = ms.settings
+        item.stash[gate_key] = GateContext(
+            device=resolve(marked.get("device"), settings.device),
+            seed=resolve(marked.get("seed"), settings.seed),
+            full_race=bool(resolve(marked.get("full_race"), settings.full_race)),
+            run_cache=ms.cache.directory if settings.enabled and is_gate(item) else None,
+        )
+    return item.stash[gate_key]
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
-    # Fixtures that call finetune run here: they see the test's marker settings too.
-    from .fixtures import overrides
-
-    token = overrides.set(marker_overrides(item))
-    try:
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    # Set for the whole test: fixtures that call finetune run in its setup.
+    with gate_context(gate_of(item)):
         return (yield)
-    finally:
-        overrides.reset(token)
 
 
 payload_key = pytest.StashKey[dict]()
@@ -195,13 +206,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     session = item.config.stash[session_key]
     if not (session.settings.enabled and is_gate(item)):
         return (yield)
-    from .assertions import recorded_images, recording
-    from .fixtures import overrides
-    from .leakage import RUN_CACHE
-
-    token = overrides.set(marker_overrides(item))
-    cache_token = RUN_CACHE.set(session.cache.directory)  # leakage thumbnails live there too
-    with recording() as record:
+    gate = gate_of(item)
+    with gate.recording() as record:
         try:
             result = yield
         except BaseException as exc:
@@ -209,10 +215,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
             item.stash[payload_key] = session.payload(record, verdict, str(exc).split("\n")[0])
             _junit_properties(item, record, verdict)
             raise
-        finally:
-            overrides.reset(token)
-            RUN_CACHE.reset(cache_token)
-        outcome = session.judge(item.nodeid, record, recorded_images())
+        outcome = session.judge(item.nodeid, record, gate.images)
     item.stash[payload_key] = outcome.payload
     _junit_properties(item, record, outcome.verdict)
     for message in outcome.warnings:

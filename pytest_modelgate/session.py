@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,96 +18,55 @@ from .baseline import (
     compare,
     format_regressions,
     load_baseline,
-    parse_tolerance,
     save_baseline,
 )
 from .errors import BaselineError
-from .settings import GateSettings
-from .specs import DEVICES, VERDICTS
+from .options import (
+    OPTION_UPDATE,
+    parse_baseline_env,
+    parse_device,
+    parse_seed,
+    parse_significance,
+    parse_tolerance_option,
+)
+from .settings import GateSettings, resolve
+from .specs import VERDICTS
 
 
-def parse_tolerance_option(value: str):
-    """argparse ``type=`` for --modelgate-tolerance."""
+def _ini(config: pytest.Config, name: str, parse: Callable[[str], Any] | None) -> Any:
+    """The ini file's value of a setting, parsed as its option is (None: not set)."""
+    raw = config.getini(name)
+    if raw in (None, ""):
+        return None
     try:
-        return parse_tolerance(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        return parse(raw) if parse else raw
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {name} = {raw!r}: {exc}") from None
 
 
-def parse_device(value: str) -> str:
-    """argparse ``type=`` for --modelgate-device."""
-    if value in DEVICES or value.startswith("cuda:"):
-        return value
-    raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(DEVICES)} or cuda:N")
-
-
-def parse_seed(value: str) -> int:
-    """argparse ``type=`` for --modelgate-seed."""
-    try:
-        seed = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer seed") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {seed}")
-    return seed
-
-
-def parse_significance(value: str) -> float:
-    """argparse ``type=`` for --modelgate-significance: a level in (0, 0.5), or off (0.0)."""
-    if value.strip().lower() in ("off", "none", "0"):
-        return 0.0
-    try:
-        alpha = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a significance level like 0.05 (or off)") from None
-    if not 0 < alpha < 0.5:
-        raise argparse.ArgumentTypeError(
-            f"the significance level must be in (0, 0.5), like 0.05, or off; got {value!r}")
-    return alpha
-
-
-BASELINE_ENVS = ("same", "any")
-
-
-def parse_baseline_env(value: str) -> str:
-    """argparse ``type=`` for --modelgate-baseline-env."""
-    if value not in BASELINE_ENVS:
-        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(BASELINE_ENVS)}")
-    return value
-
-
-
-
-def _resolve(config: pytest.Config, option: str, ini: str, parse=None) -> Any:
-    value = config.getoption(option)
-    if value is None:
-        raw = config.getini(ini)
-        if raw in (None, ""):
-            return None
-        try:
-            value = parse(raw) if parse else raw
-        except argparse.ArgumentTypeError as exc:
-            raise pytest.UsageError(f"ini option {ini} = {raw!r}: {exc}") from None
-    return value
+def _option(config: pytest.Config, name: str, parse: Callable[[str], Any] | None = None,
+            default: Any = None) -> Any:
+    """A setting from the command line, else the ini file, else ``default``. The ini file
+    is read only when the command line leaves the setting open: a bad ini value that the
+    command line overrides is no error."""
+    cli = config.getoption(name)
+    return resolve(cli, _ini(config, name, parse) if cli is None else None, default=default)
 
 
 def settings_from_config(config: pytest.Config) -> GateSettings:
     root = config.rootpath
-    baseline = _resolve(config, "modelgate_baseline", "modelgate_baseline") or DEFAULT_BASELINE
-    report_dir = _resolve(config, "modelgate_report_dir", "modelgate_report_dir")
-    tolerance = _resolve(config, "modelgate_tolerance", "modelgate_tolerance",
-                         parse_tolerance_option)
-    device = _resolve(config, "modelgate_device", "modelgate_device", parse_device) or "auto"
+    baseline = _option(config, "modelgate_baseline") or DEFAULT_BASELINE
+    report_dir = _option(config, "modelgate_report_dir")
+    tolerance = _option(config, "modelgate_tolerance", parse_tolerance_option)
+    device = _option(config, "modelgate_device", parse_device, default="auto")
     update = bool(config.getoption("modelgate_update_baseline"))
-    seed = _resolve(config, "modelgate_seed", "modelgate_seed", parse_seed)
-    significance = _resolve(config, "modelgate_significance", "modelgate_significance",
-                            parse_significance)
-    baseline_env = _resolve(config, "modelgate_baseline_env", "modelgate_baseline_env",
-                            parse_baseline_env) or "same"
+    seed = _option(config, "modelgate_seed", parse_seed, default=0)
+    significance = _option(config, "modelgate_significance", parse_significance)
+    baseline_env = _option(config, "modelgate_baseline_env", parse_baseline_env,
+                           default="same")
     cache_dir: Path | None = None
     if not config.getoption("modelgate_no_cache"):
-        chosen = _resolve(config, "modelgate_cache_dir", "modelgate_cache_dir")
+        chosen = _option(config, "modelgate_cache_dir")
         if chosen:
             cache_dir = (root / chosen).resolve()
         elif getattr(config, "cache", None) is not None:
@@ -124,7 +84,7 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         report_dir=(root / (report_dir or "reports")).resolve(),
         device=device,
         cache_dir=cache_dir,
-        seed=seed if seed is not None else 0,
+        seed=seed,
         baseline_env=baseline_env,
         full_race=bool(config.getini("modelgate_full_race")),
         **kwargs,
@@ -349,8 +309,6 @@ class ModelGateSession:
 
     def summary_lines(self) -> list[str]:
         """The terminal summary's ``modelgate`` section."""
-        from .plugin import OPTION_UPDATE
-
         lines = []
         n_metrics = sum(len(t["record"]["metrics"]) for t in self.tests.values())
         lines.append(f"{len(self.tests)} gate test(s) recorded {n_metrics} metric(s)")
@@ -387,3 +345,7 @@ class ModelGateSession:
             lines.append(f"report: {self.report_paths[0]}")
             lines.append(f"json: {self.report_paths[1]}")
         return lines
+
+
+# Where pytest's config keeps the session (``config.stash[session_key]``).
+session_key = pytest.StashKey[ModelGateSession]()

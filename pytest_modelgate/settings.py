@@ -1,11 +1,33 @@
-"""Settings for a gate session, resolved once: command line over ini over default."""
+"""Settings for a gate session, and the one order in which every setting is resolved:
+the call's keyword, then the test's ``@pytest.mark.modelgate`` keyword, then the command
+line, then the ini file, then the default."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .baseline import Tolerance
+
+T = TypeVar("T")
+
+
+def resolve(*layers: T | None, default: T | None = None) -> T | None:
+    """A setting's value: the first of ``layers`` that sets it (not None), else ``default``.
+
+    Pass the layers in precedence order, the call's keyword first, then the test's marker,
+    the command line and the ini file. The session resolves the command line over the ini
+    file through here, the plugin a test's marker over the session, and the ``finetune``
+    fixture a call's keyword over the test: the order is written once.
+
+    Example:
+        >>> resolve(None, "cuda", "cpu", default="auto")  # no keyword; the marker's device
+        'cuda'
+        >>> resolve(None, None, default=0)
+        0
+    """
+    return next((value for value in layers if value is not None), default)
 
 
 @dataclass(frozen=True)
@@ -23,3 +45,4 @@ class GateSettings:
     significance: float | None = 0.05  # None: any drop beyond tolerance regresses
     baseline_env: str = "same"  # "any": compare with a baseline from another environment
     full_race: bool = False  # races run scratch to its target or epochs, not to the verdict
+

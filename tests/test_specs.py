@@ -31,10 +31,10 @@ def test_metric_names_are_written_as_recorded():
 
 
 def test_one_vocabulary_shared_by_its_users():
-    from pytest_modelgate import session
+    from pytest_modelgate import options, session
     from pytest_modelgate.report import context
     from pytest_modelgate.train import config
 
     assert session.VERDICTS is VERDICTS and context.VERDICTS is VERDICTS
-    assert session.DEVICES is config.DEVICES
+    assert options.DEVICES is config.DEVICES
     assert GATE_AVERAGES == ("macro", "micro", "weighted")

@@ -23,8 +23,8 @@ with train x test.
 
 from .hashing import hash_neighbours, median_hashes, perceptual_hashes
 from .pairs import PRESETS, LeakPair, LeakScan, Preset
-from .prepare import MIN_NEAR_SIDE, RUN_CACHE
+from .prepare import MIN_NEAR_SIDE
 from .scan import find_leaks, scan_leaks
 
-__all__ = ["MIN_NEAR_SIDE", "PRESETS", "RUN_CACHE", "LeakPair", "LeakScan", "Preset",
+__all__ = ["MIN_NEAR_SIDE", "PRESETS", "LeakPair", "LeakScan", "Preset",
            "find_leaks", "hash_neighbours", "median_hashes", "perceptual_hashes", "scan_leaks"]

@@ -3,7 +3,6 @@ store that keeps it between scans."""
 
 from __future__ import annotations
 
-import contextvars
 import os
 import warnings
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import numpy as np
 from ..data import IMAGE_SUFFIXES, ImageSet, content_id
 from ..data.decode import read_image
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
+from ..gate import current_gate
 from .hashing import THUMB, _features
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -61,11 +61,6 @@ def _grey_thumbnail(image: Any) -> np.ndarray:
     if img.size != (THUMB, THUMB):
         img = img.resize((THUMB, THUMB), Image.Resampling.LANCZOS)
     return np.asarray(img, dtype=np.float32)
-
-
-# The running gate test's run cache (set by the plugin), where thumbnails are kept.
-RUN_CACHE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "modelgate_leakage_cache", default=None)
 
 
 class _ThumbnailStore:
@@ -180,8 +175,9 @@ class _ThumbnailStore:
 
 
 def _open_store(cache: Any) -> _ThumbnailStore:
-    if cache is None:
-        return _ThumbnailStore(RUN_CACHE.get())
+    if cache is None:  # the running gate test's run cache, if any
+        gate = current_gate()
+        return _ThumbnailStore(gate.run_cache if gate is not None else None)
     if cache is False:
         return _ThumbnailStore(None)
     if isinstance(cache, (str, os.PathLike)):

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..specs import VERDICTS, MetricName
+from ..thumbnails import thumbnail
 
 CURVE_W, CURVE_H = 320, 120
 # Charts: a plot area inside margins for tick labels and axis titles.
@@ -274,33 +275,6 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
 # --- what changed against the baseline: thumbnails ------------------------------------------
 
 THUMBS_PER_SIDE = 12  # per direction and gate test: a reviewer's minute, and a small report
-THUMB_PX = 40
-
-
-def thumbnail(image: Any) -> str:
-    """A small image as a data URI (PNG for grey, JPEG for colour), upscaled without
-    smoothing so 8x8 scans stay legible."""
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    img = Image.fromarray(arr)
-    scale = THUMB_PX / max(img.size)
-    size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
-    img = img.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX)
-    buf = io.BytesIO()
-    if img.mode == "L":
-        img.save(buf, format="PNG", optimize=True)
-        mime = "png"
-    else:
-        img.convert("RGB").save(buf, format="JPEG", quality=85)
-        mime = "jpeg"
-    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def changed_samples(regressions: list, base_samples: dict, current_samples: dict,
