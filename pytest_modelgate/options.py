@@ -1,13 +1,16 @@
-"""The ``--modelgate-*`` option names and their argparse ``type=`` parsers, in one place.
+"""The ``--modelgate-*`` options and ``modelgate_*`` ini keys in one place: their names,
+their argparse ``type=`` parsers, their help, and how each ini value is parsed.
 
-No pytest: the plugin adds the options with these names and parsers, the session parses the
-``modelgate_*`` ini values with the same parsers (so a bad value reads the same from either),
-and tests import the names.
+No pytest import: the plugin hands pytest's option group and parser to ``add_options`` and
+``add_ini``, the session parses ini values with ``INI_PARSERS`` (the options' own parsers,
+so a bad value reads the same from either place), and tests import the names.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from .baseline import Tolerance, parse_tolerance
 from .specs import DEVICES
@@ -73,3 +76,67 @@ def parse_baseline_env(value: str) -> str:
     if value not in BASELINE_ENVS:
         raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(BASELINE_ENVS)}")
     return value
+
+
+def add_options(group: Any) -> None:
+    """The ``--modelgate-*`` options, added to pytest's option ``group``."""
+    group.addoption(OPTION_ENABLE, action="store_true", dest="modelgate", default=False,
+                    help="Run model gate tests (skipped otherwise)")
+    group.addoption(OPTION_UPDATE, action="store_true", dest="modelgate_update_baseline",
+                    default=False,
+                    help="Run the gates and rewrite the baseline file with what they record")
+    group.addoption(OPTION_BASELINE, dest="modelgate_baseline", metavar="PATH", default=None,
+                    help="Baseline file, relative to the rootdir (default modelgate-baseline.json)")
+    group.addoption(OPTION_TOLERANCE, dest="modelgate_tolerance", metavar="SPEC", default=None,
+                    type=parse_tolerance_option,
+                    help="Allowed worsening against the baseline: 0.02, or per metric as "
+                         "recall=0.01,speedup=50%%")
+    group.addoption(OPTION_SIGNIFICANCE, dest="modelgate_significance", metavar="ALPHA",
+                    default=None, type=parse_significance,
+                    help="A drop beyond tolerance fails only when significant at this level "
+                         "(paired tests on the test samples, Holm-corrected per test; "
+                         "default 0.05); off: every such drop fails")
+    group.addoption(OPTION_BASELINE_ENV, dest="modelgate_baseline_env", metavar="same|any",
+                    default=None, type=parse_baseline_env,
+                    help="Compare with a baseline recorded on another device class or "
+                         "framework major version only when any (default same: warn, skip)")
+    group.addoption(OPTION_REPORT_DIR, dest="modelgate_report_dir", metavar="DIR", default=None,
+                    help="Where modelgate.html and modelgate.json go (default reports)")
+    group.addoption(OPTION_DEVICE, dest="modelgate_device", metavar="DEVICE", default=None,
+                    type=parse_device,
+                    help="Device for fine-tuning: auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    group.addoption(OPTION_SEED, dest="modelgate_seed", metavar="N", default=None,
+                    type=parse_seed,
+                    help="Seed for weights init, data order and every generator (default 0)")
+    group.addoption(OPTION_CACHE_DIR, dest="modelgate_cache_dir", metavar="DIR", default=None,
+                    help="Where fine-tuning runs are cached (default: pytest's cache directory)")
+    group.addoption(OPTION_NO_CACHE, action="store_true", dest="modelgate_no_cache",
+                    default=False, help="Retrain every run; read and write no cached runs")
+
+
+def add_ini(parser: Any) -> None:
+    """The ``modelgate_*`` ini keys, each read as its option is (``INI_PARSERS``)."""
+    parser.addini("modelgate_baseline", "Baseline file relative to the rootdir")
+    parser.addini("modelgate_tolerance", "Allowed worsening against the baseline (see --help)")
+    parser.addini("modelgate_significance", "Significance level of the regression gate "
+                  "(default 0.05; off: every drop beyond tolerance fails)")
+    parser.addini("modelgate_baseline_env", "same (default) or any: compare with a baseline "
+                  "from another device class or framework major version")
+    parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
+    parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
+    parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
+    parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
+    parser.addini("modelgate_full_race", "assert_faster_than_scratch trains scratch to its "
+                  "target or epoch budget, not only until the verdict is decided",
+                  type="bool", default=False)
+
+
+# How each ini key's text is read: as its command-line option's value is, so a bad value
+# reads the same from either place.
+INI_PARSERS: dict[str, Callable[[str], Any]] = {
+    "modelgate_tolerance": parse_tolerance_option,
+    "modelgate_device": parse_device,
+    "modelgate_seed": parse_seed,
+    "modelgate_significance": parse_significance,
+    "modelgate_baseline_env": parse_baseline_env,
+}

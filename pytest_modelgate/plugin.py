@@ -12,24 +12,7 @@ import pytest
 
 from .errors import ModelGateWarning, user_error_frames
 from .gate import GateContext, gate_context
-from .options import (  # OPTION_* re-exported: tests and users import them from here
-    OPTION_BASELINE,
-    OPTION_BASELINE_ENV,
-    OPTION_CACHE_DIR,
-    OPTION_DEVICE,
-    OPTION_ENABLE,
-    OPTION_NO_CACHE,
-    OPTION_REPORT_DIR,
-    OPTION_SEED,
-    OPTION_SIGNIFICANCE,
-    OPTION_TOLERANCE,
-    OPTION_UPDATE,
-    parse_baseline_env,
-    parse_device,
-    parse_seed,
-    parse_significance,
-    parse_tolerance_option,
-)
+from .options import OPTION_ENABLE, OPTION_UPDATE, add_ini, add_options
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
 
@@ -43,41 +26,6 @@ SKIP_REASON = f"model gate: run with {OPTION_ENABLE} to fine-tune and check it"
 pytest_plugins = ["pytest_modelgate.fixtures"]
 
 
-def add_modelgate_options(group: pytest.OptionGroup) -> None:
-    group.addoption(OPTION_ENABLE, action="store_true", dest="modelgate", default=False,
-                    help="Run model gate tests (skipped otherwise)")
-    group.addoption(OPTION_UPDATE, action="store_true", dest="modelgate_update_baseline",
-                    default=False,
-                    help="Run the gates and rewrite the baseline file with what they record")
-    group.addoption(OPTION_BASELINE, dest="modelgate_baseline", metavar="PATH", default=None,
-                    help="Baseline file, relative to the rootdir (default modelgate-baseline.json)")
-    group.addoption(OPTION_TOLERANCE, dest="modelgate_tolerance", metavar="SPEC", default=None,
-                    type=parse_tolerance_option,
-                    help="Allowed worsening against the baseline: 0.02, or per metric as "
-                         "recall=0.01,speedup=50%%")
-    group.addoption(OPTION_SIGNIFICANCE, dest="modelgate_significance", metavar="ALPHA",
-                    default=None, type=parse_significance,
-                    help="A drop beyond tolerance fails only when significant at this level "
-                         "(paired tests on the test samples, Holm-corrected per test; "
-                         "default 0.05); off: every such drop fails")
-    group.addoption(OPTION_BASELINE_ENV, dest="modelgate_baseline_env", metavar="same|any",
-                    default=None, type=parse_baseline_env,
-                    help="Compare with a baseline recorded on another device class or "
-                         "framework major version only when any (default same: warn, skip)")
-    group.addoption(OPTION_REPORT_DIR, dest="modelgate_report_dir", metavar="DIR", default=None,
-                    help="Where modelgate.html and modelgate.json go (default reports)")
-    group.addoption(OPTION_DEVICE, dest="modelgate_device", metavar="DEVICE", default=None,
-                    type=parse_device,
-                    help="Device for fine-tuning: auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    group.addoption(OPTION_SEED, dest="modelgate_seed", metavar="N", default=None,
-                    type=parse_seed,
-                    help="Seed for weights init, data order and every generator (default 0)")
-    group.addoption(OPTION_CACHE_DIR, dest="modelgate_cache_dir", metavar="DIR", default=None,
-                    help="Where fine-tuning runs are cached (default: pytest's cache directory)")
-    group.addoption(OPTION_NO_CACHE, action="store_true", dest="modelgate_no_cache",
-                    default=False, help="Retrain every run; read and write no cached runs")
-
-
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from . import hooks
 
@@ -85,20 +33,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_modelgate_options(parser.getgroup("modelgate", "model quality gates"))
-    parser.addini("modelgate_baseline", "Baseline file relative to the rootdir")
-    parser.addini("modelgate_tolerance", "Allowed worsening against the baseline (see --help)")
-    parser.addini("modelgate_significance", "Significance level of the regression gate "
-                  "(default 0.05; off: every drop beyond tolerance fails)")
-    parser.addini("modelgate_baseline_env", "same (default) or any: compare with a baseline "
-                  "from another device class or framework major version")
-    parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
-    parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
-    parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
-    parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
-    parser.addini("modelgate_full_race", "assert_faster_than_scratch trains scratch to its "
-                  "target or epoch budget, not only until the verdict is decided",
-                  type="bool", default=False)
+    add_options(parser.getgroup("modelgate", "model quality gates"))
+    add_ini(parser)
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,49 +20,41 @@ from .baseline import (
     save_baseline,
 )
 from .errors import BaselineError
-from .options import (
-    OPTION_UPDATE,
-    parse_baseline_env,
-    parse_device,
-    parse_seed,
-    parse_significance,
-    parse_tolerance_option,
-)
+from .options import INI_PARSERS, OPTION_UPDATE
 from .settings import GateSettings, resolve
 from .specs import VERDICTS
 
 
-def _ini(config: pytest.Config, name: str, parse: Callable[[str], Any] | None) -> Any:
+def _ini(config: pytest.Config, name: str) -> Any:
     """The ini file's value of a setting, parsed as its option is (None: not set)."""
     raw = config.getini(name)
     if raw in (None, ""):
         return None
+    parse = INI_PARSERS.get(name)
     try:
         return parse(raw) if parse else raw
     except argparse.ArgumentTypeError as exc:
         raise pytest.UsageError(f"ini option {name} = {raw!r}: {exc}") from None
 
 
-def _option(config: pytest.Config, name: str, parse: Callable[[str], Any] | None = None,
-            default: Any = None) -> Any:
+def _option(config: pytest.Config, name: str, default: Any = None) -> Any:
     """A setting from the command line, else the ini file, else ``default``. The ini file
     is read only when the command line leaves the setting open: a bad ini value that the
     command line overrides is no error."""
     cli = config.getoption(name)
-    return resolve(cli, _ini(config, name, parse) if cli is None else None, default=default)
+    return resolve(cli, _ini(config, name) if cli is None else None, default=default)
 
 
 def settings_from_config(config: pytest.Config) -> GateSettings:
     root = config.rootpath
     baseline = _option(config, "modelgate_baseline") or DEFAULT_BASELINE
     report_dir = _option(config, "modelgate_report_dir")
-    tolerance = _option(config, "modelgate_tolerance", parse_tolerance_option)
-    device = _option(config, "modelgate_device", parse_device, default="auto")
+    tolerance = _option(config, "modelgate_tolerance")
+    device = _option(config, "modelgate_device", default="auto")
     update = bool(config.getoption("modelgate_update_baseline"))
-    seed = _option(config, "modelgate_seed", parse_seed, default=0)
-    significance = _option(config, "modelgate_significance", parse_significance)
-    baseline_env = _option(config, "modelgate_baseline_env", parse_baseline_env,
-                           default="same")
+    seed = _option(config, "modelgate_seed", default=0)
+    significance = _option(config, "modelgate_significance")
+    baseline_env = _option(config, "modelgate_baseline_env", default="same")
     cache_dir: Path | None = None
     if not config.getoption("modelgate_no_cache"):
         chosen = _option(config, "modelgate_cache_dir")

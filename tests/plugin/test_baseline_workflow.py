@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_TOLERANCE, OPTION_UPDATE
+from pytest_modelgate.options import OPTION_ENABLE, OPTION_TOLERANCE, OPTION_UPDATE
 
 TEMPLATE = """
 from pytest_modelgate import assert_accuracy_above, assert_recall_above

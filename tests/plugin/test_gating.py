@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pytest_modelgate.plugin import OPTION_DEVICE, OPTION_ENABLE, OPTION_TOLERANCE
+from pytest_modelgate.options import OPTION_DEVICE, OPTION_ENABLE, OPTION_TOLERANCE
 
 GATE_FILE = """
 import pytest

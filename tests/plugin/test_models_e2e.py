@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate.plugin import OPTION_ENABLE
+from pytest_modelgate.options import OPTION_ENABLE
 
 from .conftest import PROJECT_INI
 

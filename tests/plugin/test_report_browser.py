@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_UPDATE
+from pytest_modelgate.options import OPTION_ENABLE, OPTION_UPDATE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

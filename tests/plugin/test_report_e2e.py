@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_REPORT_DIR
+from pytest_modelgate.options import OPTION_ENABLE, OPTION_REPORT_DIR
 
 REPORT_FILE = """
 from pytest_modelgate import assert_accuracy_above, assert_faster_than_scratch

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_UPDATE
+from pytest_modelgate.options import OPTION_ENABLE, OPTION_UPDATE
 
 GATE = """
 import os, signal, time

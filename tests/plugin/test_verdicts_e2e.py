@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from pytest_modelgate.plugin import OPTION_ENABLE, OPTION_UPDATE
+from pytest_modelgate.options import OPTION_ENABLE, OPTION_UPDATE
 
 from .conftest import PROJECT_INI
 
