@@ -3,8 +3,8 @@ are kept and, during its call phase, the record its assertions fill.
 
 Pure: no pytest. The plugin builds one ``GateContext`` per test, sets it for the whole
 test (``gate_context``) and opens its record for the call phase of a gate test under
-``--modelgate``; the
-assertions, the ``finetune`` fixture and the leakage scan read it with ``current_gate()``.
+``--modelgate``; the assertions, the ``finetune`` fixture and the leakage scan read it
+with ``current_gate()``.
 Outside pytest (a script, a notebook) there is none, and nothing is recorded.
 """
 

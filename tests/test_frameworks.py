@@ -65,3 +65,21 @@ def test_adapters_are_found_as_subpackages_the_default_last():
 
     assert [a.name for a in adapters()] == ["keras", "torch"]
     assert all(isinstance(a, Framework) for a in adapters())
+
+
+def test_triton_is_imported_just_before_tensorflow_and_not_before():
+    """Loading the plugin leaves triton alone (it took 0.15-0.26 s of every plain pytest
+    run); the first import of TensorFlow brings it in first (the other order crashes)."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("tensorflow") \
+            is None:
+        pytest.skip("needs both triton (PyTorch's CUDA wheels) and tensorflow installed")
+    code = ("import sys; from pytest_modelgate.frameworks import "
+            "import_triton_before_tensorflow as f; f(); f(); "
+            "print('triton' in sys.modules); import tensorflow; "
+            "names = list(sys.modules); "
+            "print(names.index('triton') < names.index('tensorflow'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
