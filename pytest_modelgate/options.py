@@ -104,7 +104,8 @@ def add_options(group: Any) -> None:
                     help="Where modelgate.html and modelgate.json go (default reports)")
     group.addoption(OPTION_DEVICE, dest="modelgate_device", metavar="DEVICE", default=None,
                     type=parse_device,
-                    help="Device for fine-tuning: auto (cuda, then mps, then cpu), cpu, cuda, mps")
+                    help="Device for fine-tuning: auto (cuda, then mps, then cpu), cpu, cuda, "
+                         "cuda:N, mps")
     group.addoption(OPTION_SEED, dest="modelgate_seed", metavar="N", default=None,
                     type=parse_seed,
                     help="Seed for weights init, data order and every generator (default 0)")
@@ -123,7 +124,7 @@ def add_ini(parser: Any) -> None:
     parser.addini("modelgate_baseline_env", "same (default) or any: compare with a baseline "
                   "from another device class or framework major version")
     parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
-    parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, mps")
+    parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, cuda:N, mps")
     parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
     parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
     parser.addini("modelgate_full_race", "assert_faster_than_scratch trains scratch to its "

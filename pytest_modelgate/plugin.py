@@ -5,6 +5,7 @@ Loading this module must stay light: no torch, torchvision, tensorflow or jinja2
 
 from __future__ import annotations
 
+import argparse
 import warnings
 from collections.abc import Generator
 
@@ -12,7 +13,7 @@ import pytest
 
 from .errors import ModelGateWarning, user_error_frames
 from .gate import GateContext, gate_context
-from .options import OPTION_ENABLE, OPTION_UPDATE, add_ini, add_options
+from .options import OPTION_ENABLE, OPTION_UPDATE, add_ini, add_options, parse_device, parse_seed
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
 
@@ -105,7 +106,27 @@ def marker_overrides(item: pytest.Item) -> dict[str, object]:
             f"{item.nodeid}: @pytest.mark.modelgate takes only the keywords "
             f"{', '.join(sorted(MARKER_ARGS))}; got {unknown or list(marker.args)}"
         )
+    for name, value in marker.kwargs.items():
+        problem = _marker_value_problem(name, value)
+        if problem:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.modelgate({name}={value!r}): "
+                                    f"{problem}")
     return dict(marker.kwargs)
+
+
+def _marker_value_problem(name: str, value: object) -> str | None:
+    """What is wrong with a marker keyword's value, checked as its option's is."""
+    if value is None:
+        return None  # not set: the session's setting applies
+    if name == "full_race":
+        return None if isinstance(value, bool) else "full_race must be True or False"
+    if name == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
+        return f"{value!r} is not an integer seed"
+    try:
+        (parse_device if name == "device" else parse_seed)(str(value))
+    except argparse.ArgumentTypeError as exc:
+        return str(exc)
+    return None
 
 
 gate_key = pytest.StashKey[GateContext]()
@@ -209,9 +230,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[session_key].finish(exitstatus)
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     ms = config.stash[session_key]
-    if not (ms.controller and ms.settings.enabled):
+    if not (ms.controller and ms.settings.enabled) or exitstatus == pytest.ExitCode.USAGE_ERROR:
         return
     terminalreporter.ensure_newline()  # after the progress line, before the section's rule
     terminalreporter.section("modelgate")

@@ -235,6 +235,8 @@ class ModelGateSession:
         passing, the baseline. Controller only."""
         if not (self.controller and self.settings.enabled):
             return
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return  # nothing ran (a typo in a marker, say): the last report stays as it was
         self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         self.not_run = sorted(self.expected - self.finished)
         tests = sorted(self.tests.values(), key=lambda t: t["nodeid"])

@@ -124,3 +124,14 @@ def test_the_checker_sees_a_circle_and_a_lazy_import():
     assert _cycles(graph) == [["a", "b", "c"]]
     lazy = _imports("pytest_modelgate.train", PACKAGE / "train" / "__init__.py", _modules())
     assert any(m == "pytest_modelgate.train.plan" for m, _ in lazy)  # inside run_finetune
+
+
+def test_every_module_that_raises_our_errors_hides_its_frames_for_them():
+    """A user's traceback ends at their line for a ModelGateError (errors.py): a module
+    that raises one must say ``__tracebackhide__ = user_error_frames``."""
+    ours = ("ModelGateError(", "HeadNotFoundError(", "AdapterUnavailableError(",
+            "BaselineError(")
+    bare = [str(path.relative_to(PACKAGE.parent)) for path in sorted(PACKAGE.rglob("*.py"))
+            if path.name != "errors.py" and any(e in (text := path.read_text()) for e in ours)
+            and "__tracebackhide__ = user_error_frames" not in text]
+    assert bare == []

@@ -171,3 +171,46 @@ def test_bad_seed_option(project):
     result = project.runpytest("--modelgate-seed=abc")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*argument --modelgate-seed: 'abc' is not an integer seed"])
+
+
+@pytest.mark.parametrize("keywords, message", [
+    ("seed=-1", "@pytest.mark.modelgate(seed=-1): the seed must be non-negative, got -1"),
+    ("seed=1.5", "@pytest.mark.modelgate(seed=1.5): 1.5 is not an integer seed"),
+    ("device='gpu'", "@pytest.mark.modelgate(device='gpu'): 'gpu' is not one of auto, cpu, "
+                     "cuda, mps or cuda:N"),
+    ("full_race='yes'", "@pytest.mark.modelgate(full_race='yes'): full_race must be True or "
+                        "False"),
+])
+def test_a_bad_marker_value_is_a_usage_error_naming_the_test(project, keywords, message):
+    """Checked at collection as the option's value would be, before anything trains (a
+    marker's seed=-1 reached numpy as its own ValueError from inside the package)."""
+    project.makepyfile(test_marked=f"""
+        import pytest
+
+        @pytest.mark.modelgate({keywords})
+        def test_marked():
+            pass
+    """)
+    result = project.runpytest(OPTION_ENABLE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"test_marked.py::test_marked: {message}" in result.stderr.str()
+
+
+def test_a_usage_error_leaves_the_last_report_as_it_was(project):
+    """A typo in a marker stops the session before any test runs: the report of the last
+    session stays, instead of an empty one over it, and no summary says otherwise."""
+    project.makepyfile(test_gates=GATE_FILE)
+    assert project.runpytest(OPTION_ENABLE).ret == 0
+    report = project.path / "reports" / "modelgate.json"
+    before = report.read_bytes()
+    project.makepyfile(test_typo="""
+        import pytest
+
+        @pytest.mark.modelgate(sed=1)
+        def test_typo():
+            pass
+    """)
+    result = project.runpytest(OPTION_ENABLE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert report.read_bytes() == before
+    result.stdout.no_fnmatch_line("*gate test(s) recorded*")

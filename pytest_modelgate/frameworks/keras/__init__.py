@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ...errors import ModelGateError, user_error_frames
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -14,6 +16,9 @@ if TYPE_CHECKING:
     from ...train.config import TrainConfig
     from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
 
 
 class KerasFramework:
@@ -87,8 +92,6 @@ class KerasFramework:
 
     def feature_extractor(self, make: Callable[[int], LoadedModel], size: int
                           ) -> Callable[[np.ndarray], np.ndarray]:
-        from ...errors import ModelGateError
-
         raise ModelGateError(
             "embeddings=: the embedding stage runs PyTorch models, and this is a Keras "
             "model; pass embeddings='efficientnet_lite0' (ImageNet features, offline) or a "
