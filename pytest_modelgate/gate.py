@@ -28,7 +28,7 @@ def new_record() -> dict:
 class GateContext:
     """One test's gate state.
 
-    ``device``, ``seed`` and ``full_race`` are the test's settings, its
+    ``device``, ``seed``, ``full_race`` and ``workers`` are the test's settings, its
     ``@pytest.mark.modelgate`` keywords over the session's (None: the session decides).
     ``run_cache`` is the run cache's folder, where ``assert_no_leakage`` keeps thumbnails.
     ``record`` is what the assertions record (JSON-ready), None when not recording;
@@ -39,6 +39,7 @@ class GateContext:
     device: str | None = None
     seed: int | None = None
     full_race: bool = False
+    workers: int | None = None
     run_cache: Path | None = None
     record: dict | None = None
     images: dict[str, Any] = field(default_factory=dict)

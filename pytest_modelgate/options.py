@@ -26,6 +26,8 @@ OPTION_CACHE_DIR = "--modelgate-cache-dir"
 OPTION_NO_CACHE = "--modelgate-no-cache"
 OPTION_SIGNIFICANCE = "--modelgate-significance"
 OPTION_BASELINE_ENV = "--modelgate-baseline-env"
+OPTION_WORKERS = "--modelgate-workers"
+OPTION_RAY = "--modelgate-ray"
 
 BASELINE_ENVS = ("same", "any")
 
@@ -54,6 +56,31 @@ def parse_seed(value: str) -> int:
     if seed < 0:
         raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {seed}")
     return seed
+
+
+def parse_workers(value: str) -> int:
+    """argparse ``type=`` for --modelgate-workers: data-parallel ranks per fine-tune."""
+    try:
+        workers = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers") from None
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"workers must be at least 1, got {workers}")
+    return workers
+
+
+def parse_ray(value: str) -> str:
+    """argparse ``type=`` for --modelgate-ray: ``auto`` (the cluster this machine is part
+    of), ``local`` (start one here for the session), ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    value = value.strip()
+    if value in ("auto", "local"):
+        return value
+    host, _, port = value.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a Ray address: use auto, local, HOST:PORT (the head's GCS "
+            "port, 6379 by default) or ray://HOST:PORT (Ray Client, 10001)")
+    return value
 
 
 def parse_significance(value: str) -> float:
@@ -109,6 +136,14 @@ def add_options(group: Any) -> None:
     group.addoption(OPTION_SEED, dest="modelgate_seed", metavar="N", default=None,
                     type=parse_seed,
                     help="Seed for weights init, data order and every generator (default 0)")
+    group.addoption(OPTION_WORKERS, dest="modelgate_workers", metavar="N", default=None,
+                    type=parse_workers,
+                    help="Data-parallel ranks per fine-tune (default 1): one per GPU with "
+                         "NCCL, or gloo processes on CPU; batch_size stays the global batch")
+    group.addoption(OPTION_RAY, dest="modelgate_ray", metavar="ADDRESS", default=None,
+                    type=parse_ray,
+                    help="Run each PyTorch fine-tune as a Ray Train job on this cluster: "
+                         "auto, local (start one here), HOST:PORT or ray://HOST:PORT")
     group.addoption(OPTION_CACHE_DIR, dest="modelgate_cache_dir", metavar="DIR", default=None,
                     help="Where fine-tuning runs are cached (default: pytest's cache directory)")
     group.addoption(OPTION_NO_CACHE, action="store_true", dest="modelgate_no_cache",
@@ -126,6 +161,9 @@ def add_ini(parser: Any) -> None:
     parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
     parser.addini("modelgate_device", "Device for fine-tuning: auto, cpu, cuda, cuda:N, mps")
     parser.addini("modelgate_seed", "Seed for fine-tuning runs (default 0)")
+    parser.addini("modelgate_workers", "Data-parallel ranks per fine-tune (default 1)")
+    parser.addini("modelgate_ray", "Ray cluster address for fine-tunes (auto, local, "
+                  "HOST:PORT, ray://HOST:PORT)")
     parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
     parser.addini("modelgate_full_race", "assert_faster_than_scratch trains scratch to its "
                   "target or epoch budget, not only until the verdict is decided",
@@ -140,4 +178,6 @@ INI_PARSERS: dict[str, Callable[[str], Any]] = {
     "modelgate_seed": parse_seed,
     "modelgate_significance": parse_significance,
     "modelgate_baseline_env": parse_baseline_env,
+    "modelgate_workers": parse_workers,
+    "modelgate_ray": parse_ray,
 }

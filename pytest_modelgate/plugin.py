@@ -13,7 +13,15 @@ import pytest
 
 from .errors import ModelGateWarning, user_error_frames
 from .gate import GateContext, gate_context
-from .options import OPTION_ENABLE, OPTION_UPDATE, add_ini, add_options, parse_device, parse_seed
+from .options import (
+    OPTION_ENABLE,
+    OPTION_UPDATE,
+    add_ini,
+    add_options,
+    parse_device,
+    parse_seed,
+    parse_workers,
+)
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
 
@@ -91,11 +99,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible"))
 
 
-MARKER_ARGS = frozenset({"device", "seed", "full_race"})
+MARKER_ARGS = frozenset({"device", "seed", "full_race", "workers"})
 
 
 def marker_overrides(item: pytest.Item) -> dict[str, object]:
-    """``@pytest.mark.modelgate(device=..., seed=..., full_race=...)``: the keywords that
+    """``@pytest.mark.modelgate(device=..., seed=..., full_race=..., workers=...)``: the keywords that
     set this test's runs."""
     marker = item.get_closest_marker("modelgate")
     if marker is None:
@@ -122,8 +130,11 @@ def _marker_value_problem(name: str, value: object) -> str | None:
         return None if isinstance(value, bool) else "full_race must be True or False"
     if name == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
         return f"{value!r} is not an integer seed"
+    if name == "workers" and (not isinstance(value, int) or isinstance(value, bool)):
+        return f"{value!r} is not a number of workers"
+    parse = {"device": parse_device, "seed": parse_seed, "workers": parse_workers}[name]
     try:
-        (parse_device if name == "device" else parse_seed)(str(value))
+        parse(str(value))
     except argparse.ArgumentTypeError as exc:
         return str(exc)
     return None
@@ -143,6 +154,7 @@ def gate_of(item: pytest.Item) -> GateContext:
             device=resolve(marked.get("device"), settings.device),
             seed=resolve(marked.get("seed"), settings.seed),
             full_race=bool(resolve(marked.get("full_race"), settings.full_race)),
+            workers=resolve(marked.get("workers"), settings.workers),
             run_cache=ms.cache.directory if settings.enabled and is_gate(item) else None,
         )
     return item.stash[gate_key]

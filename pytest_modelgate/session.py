@@ -55,6 +55,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     seed = _option(config, "modelgate_seed", default=0)
     significance = _option(config, "modelgate_significance")
     baseline_env = _option(config, "modelgate_baseline_env", default="same")
+    workers = _option(config, "modelgate_workers", default=1)
+    ray = _option(config, "modelgate_ray")
     cache_dir: Path | None = None
     if not config.getoption("modelgate_no_cache"):
         chosen = _option(config, "modelgate_cache_dir")
@@ -78,6 +80,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         seed=seed,
         baseline_env=baseline_env,
         full_race=bool(config.getini("modelgate_full_race")),
+        workers=workers,
+        ray=ray,
         **kwargs,
     )
 

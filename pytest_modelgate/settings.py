@@ -45,4 +45,6 @@ class GateSettings:
     significance: float | None = 0.05  # None: any drop beyond tolerance regresses
     baseline_env: str = "same"  # "any": compare with a baseline from another environment
     full_race: bool = False  # races run scratch to its target or epochs, not to the verdict
+    workers: int = 1  # data-parallel ranks per fine-tune
+    ray: str | None = None  # a Ray cluster's address: fine-tunes run there as Ray Train jobs
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ..data import Splits
     from ..train.config import TrainConfig
+    from ..train.ranks import RankResult, World
     from ..train.record import EpochLog, Trained
 
 
@@ -68,6 +69,9 @@ class Framework(Protocol):
     leakage scan needs is asked here, so no module outside ``frameworks/`` names one."""
 
     name: str  # also the framework's top-level module ("torch"), to tell whether it is loaded
+    # Whether ``workers=N`` runs N rank processes (``launch``); else the adapter's ``train``
+    # spreads them over the devices of this process (Keras under tf.distribute).
+    rank_processes: bool
 
     def claims(self, model: Any) -> bool:
         """Whether ``model`` (a name, path, instance or class) is this framework's, judged
@@ -111,10 +115,24 @@ class Framework(Protocol):
         model ``make(size)`` loads, its classifier head cut off (the leakage scan's
         embedding stage). Raises ``ModelGateError`` where the framework has none."""
 
+    def backend(self, device: str) -> str:
+        """How ``workers`` ranks on ``device`` talk ("gloo", "nccl", "MirroredStrategy"):
+        part of a data-parallel run's cache key and record."""
+
     def train(self, loaded: Any, data: Splits, config: TrainConfig, log: EpochLog, *,
-              head_finder: Callable[[Any], str | None] | None) -> Trained:
+              head_finder: Callable[[Any], str | None] | None,
+              world: World | None = None) -> Trained | None:
         """Replace the head for ``data``'s classes and fine-tune, reporting each epoch to
-        ``log``; return the test probabilities and the run's facts."""
+        ``log``; return the test probabilities and the run's facts. In a ``world`` of
+        several ranks this is one rank's share; a rank other than 0 may return None."""
+
+    def launch(self, loaded: Any, data: Splits, config: TrainConfig, *, place: str,
+               progress: Callable[[str], None] | None,
+               head_finder: Callable[[Any], str | None] | None,
+               ray: str | None) -> RankResult | None:
+        """Run ``config.workers`` ranks at ``place`` ("spawn", "torchrun", "ray"; see
+        ``train.ranks``) and return rank 0's result (None on other torchrun ranks). Only
+        adapters with ``rank_processes``."""
 
 
 # The adapter for anything no other adapter claims: names of the built-in zoo, modules.

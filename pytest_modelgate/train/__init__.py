@@ -49,6 +49,9 @@ def run_finetune(
     progress: Callable[[str], None] | None = None,
     transform: Callable[[Any], Any] | None = None,
     compile: bool = False,
+    workers: int = 1,
+    sync_batchnorm: bool = False,
+    ray: str | None = None,
 ) -> FinetuneRun:
     """Load ``model``, replace its head for ``data``'s classes, fine-tune, predict the test split.
 
@@ -59,7 +62,9 @@ def run_finetune(
     named model first (the ``pytest_modelgate_load_model`` hook), ``head_finder`` a head
     path (``pytest_modelgate_find_head``), and ``progress`` receives one line per epoch.
     ``compile=True`` runs the training step through ``torch.compile``; compiling happens
-    in the warm-up, off the clock.
+    in the warm-up, off the clock. ``workers=N`` trains data-parallel over N ranks
+    (``batch_size`` stays the global batch); ``ray`` is a Ray cluster's address the ranks
+    run on (``train.ranks`` decides where they run).
     """
     from .plan import plan_run
     from .runner import Runner
@@ -67,6 +72,7 @@ def run_finetune(
     plan = plan_run(model, data, epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
                     batch_size=batch_size, seed=seed, device=device, head=head,
                     image_size=image_size, weights=weights, pretrained=pretrained, mean=mean,
-                    std=std, loader=loader, transform=transform, compile=compile)
+                    std=std, loader=loader, transform=transform, compile=compile,
+                    workers=workers, sync_batchnorm=sync_batchnorm)
     return Runner(plan, data, cache=cache or RunCache(None), loader=loader,
-                  head_finder=head_finder, progress=progress).pretrained()
+                  head_finder=head_finder, progress=progress, ray=ray).pretrained()

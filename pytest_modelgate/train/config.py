@@ -33,6 +33,10 @@ class TrainConfig:
     # The race's budget: stop once training passes it (the verdict is decided): PyTorch at
     # that step, Keras after that epoch. Not part of a run's cache key (see run_finetune).
     stop_after_seconds: float | None = None
+    # Data-parallel ranks (``workers=N``): ``batch_size`` stays the global batch, each rank
+    # takes ``batch_size // workers`` of it. Where the ranks run is ``train.ranks``'s.
+    workers: int = 1
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (PyTorch)
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -54,8 +58,33 @@ class TrainConfig:
         if self.stop_after_seconds is not None and not self.stop_after_seconds > 0:
             raise ModelGateError(f"stop_after_seconds must be positive, got "
                                  f"{self.stop_after_seconds!r}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) \
+                or self.workers < 1:
+            raise ModelGateError(f"workers must be a positive integer (data-parallel ranks), "
+                                 f"got {self.workers!r}")
+        if self.batch_size % self.workers:
+            raise ModelGateError(
+                f"batch_size={self.batch_size} does not divide over workers={self.workers}: "
+                f"batch_size is the global batch and each rank takes batch_size / workers of "
+                f"it; use a batch_size that is a multiple of {self.workers}")
+        if not isinstance(self.sync_batchnorm, bool):
+            raise ModelGateError(f"sync_batchnorm must be True or False, got "
+                                 f"{self.sync_batchnorm!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+    def key_fields(self) -> dict:
+        """The fields that enter a run's cache key: all but the race's budget (see
+        ``RunPlan.key``), and the ranks' only when data-parallel, so a one-process run
+        keeps the key it had before ``workers`` existed."""
+        from dataclasses import asdict
+
+        fields = asdict(self)
+        del fields["stop_after_seconds"]
+        if self.workers == 1 and not self.sync_batchnorm:
+            del fields["workers"], fields["sync_batchnorm"]
+        return fields
 
 
 BUDGET_NOTE = "race stopped"

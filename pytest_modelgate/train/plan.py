@@ -5,7 +5,6 @@ the same model. ``Runner`` holds what stays in the pytest process."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,9 +73,9 @@ class RunPlan:
         """The cache key of training ``model_key``'s model with ``config``. A race's budget
         follows the pretrained run's timing, which differs from run to run: it stays out of
         the key, and a stored run serves if it decides the same verdict."""
-        keyed = dataclasses.replace(config, stop_after_seconds=None)
-        return run_key({**self.key_parts, "model": model_key,
-                        "config": dataclasses.asdict(keyed)})
+        fields = config.key_fields()
+        fields["stop_after_seconds"] = None  # as it was keyed before it left the key
+        return run_key({**self.key_parts, "model": model_key, "config": fields})
 
 
 def plan_run(model: Any, data: Splits, *, epochs: int = 3, freeze: str | int = "backbone",
@@ -86,7 +85,8 @@ def plan_run(model: Any, data: Splits, *, epochs: int = 3, freeze: str | int = "
              pretrained: bool | None = None, mean: tuple[float, ...] | None = None,
              std: tuple[float, ...] | None = None,
              loader: Callable[[str, Any], Any] | None = None,
-             transform: Callable[[Any], Any] | None = None, compile: bool = False) -> RunPlan:
+             transform: Callable[[Any], Any] | None = None, compile: bool = False,
+             workers: int = 1, sync_batchnorm: bool = False) -> RunPlan:
     """Check a ``finetune`` call's arguments and make its plan; ``loader`` (the load-model
     hook) is asked for a named model now. See ``run_finetune`` for the arguments."""
     from ..frameworks import framework_for, loaded_frameworks
@@ -105,7 +105,7 @@ def plan_run(model: Any, data: Splits, *, epochs: int = 3, freeze: str | int = "
         weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
                          batch_size=batch_size, seed=seed, device=device, head=head,
-                         compile=compile)
+                         compile=compile, workers=workers, sync_batchnorm=sync_batchnorm)
     built = None
     if loader is not None and isinstance(model, str):
         # A zoo hook builds its model now: seed first, so its random init is the seeded
@@ -115,13 +115,31 @@ def plan_run(model: Any, data: Splits, *, epochs: int = 3, freeze: str | int = "
             adapter.seed(seed)
         built = loader(model, weights)
     framework = framework_for(model if built is None else built)
+    config = _in_world(framework, config)
     # A model known by name and file needs no framework import to be identified: an
     # unchanged cached run then costs no framework import at all.
     identity = framework.identity(model, weights) if built is None else None
     key_parts = {"data": data.fingerprint(), "versions": library_versions(framework.versions()),
                  "device": framework.device_fingerprint(config.device),
+                 **({"ranks": {"workers": config.workers,
+                               "backend": framework.backend(config.device)}}
+                    if config.workers > 1 else {}),
                  "preprocess_args": [image_size, mean, std,
                                      None if transform is None else
                                      f"{getattr(transform, '__qualname__', '')}|{transform!r}"]}
     return RunPlan(model, framework.name, config, key_parts, identity, built, weights,
                    image_size, mean, std, transform)
+
+
+def _in_world(framework: Any, config: TrainConfig) -> TrainConfig:
+    """Under torchrun a PyTorch run's ranks are the whole world: ``workers`` is its size
+    (``where_ranks_run`` refuses any other count but 1)."""
+    import dataclasses
+
+    from .ranks import torchrun_world, where_ranks_run
+
+    world = torchrun_world()
+    if world is None or not framework.rank_processes:
+        return config
+    where_ranks_run(framework, config)
+    return dataclasses.replace(config, workers=world.size)

@@ -14,7 +14,7 @@ from ..errors import user_error_frames
 from ..run import FinetuneRun
 from .config import TrainConfig, stopped_by_budget
 from .plan import RunPlan
-from .record import fit
+from .ranks import fit, torchrun_world
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -28,8 +28,9 @@ class Runner:
     def __init__(self, plan: RunPlan, data: Splits, *, cache: RunCache,
                  loader: Callable[[str, Any], Any] | None = None,
                  head_finder: Callable[[Any], str | None] | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, ray: str | None = None) -> None:
         self.plan = plan
+        self.ray = ray
         self.data = data
         self.cache = cache
         self.loader = loader
@@ -57,19 +58,44 @@ class Runner:
                 built = build()
                 cheap = self.plan.adapter.model_key(built)
             key = self.plan.key(config, cheap)
+        if torchrun_world() is not None:
+            return self._train_in_world(built or build(), config, key)
         # Another process (a pytest-xdist worker) may be training this very run: wait for
         # it and load its entry rather than train it twice.
         with self.cache.lock(key):
-            hit = self.cache.load(key, lambda stored: _serves(stored, config.stop_after_seconds)) \
-                if key is not None else None
+            hit = self._stored(key, config)
             if hit is not None:
                 return hit
-            built = built or build()
-            run, head_state = fit(self.plan.adapter, built, self.data, config,
-                                  progress=self.progress, head_finder=self.head_finder)
+            run, head_state = self._fit(built or build(), config)
             if key is not None:
                 self.cache.save(key, run, head_state)
             return run
+
+    def _stored(self, key: str | None, config: TrainConfig) -> FinetuneRun | None:
+        if key is None:
+            return None
+        return self.cache.load(key, lambda stored: _serves(stored, config.stop_after_seconds))
+
+    def _fit(self, built: Any, config: TrainConfig) -> tuple[FinetuneRun, Any]:
+        return fit(self.plan.adapter, built, self.data, config, progress=self.progress,
+                   head_finder=self.head_finder, ray=self.ray)
+
+    def _train_in_world(self, built: Any, config: TrainConfig,
+                        key: str | None) -> FinetuneRun:
+        """Under torchrun every rank runs this: rank 0 alone reads and writes the cache,
+        every rank trains (a PyTorch run is one job over the world), and every rank gets
+        rank 0's record, so every rank's assertions, and exit status, agree."""
+        # The world's process group is torch.distributed's, whatever framework trains.
+        from ..frameworks.torch.launch import share_from_lead as world_share
+
+        lead = torchrun_world().lead  # type: ignore[union-attr]
+        hit = world_share(self._stored(key, config) if lead else None)
+        if hit is not None:
+            return hit
+        run, head_state = self._fit(built, config)
+        if lead and key is not None:
+            self.cache.save(key, run, head_state)
+        return world_share(run if lead else None)
 
     def pretrained(self) -> FinetuneRun:
         """The fine-tune the plan asks for, able to race (``scratch_runner``) and to give

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from ...data import Splits
     from ...train.config import TrainConfig
+    from ...train.ranks import World
     from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
 
@@ -25,6 +26,7 @@ class KerasFramework:
     """The Keras adapter (see ``frameworks.Framework``)."""
 
     name = "keras"
+    rank_processes = False
 
     def claims(self, model: Any) -> bool:
         from .zoo import is_keras_name, is_keras_object
@@ -97,11 +99,15 @@ class KerasFramework:
             "model; pass embeddings='efficientnet_lite0' (ImageNet features, offline) or a "
             "function from a list of uint8 images to an (n, d) feature array")
 
+    def backend(self, device: str) -> str:
+        return "MirroredStrategy"
+
     def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig, log: EpochLog,
-              *, head_finder: Callable[[Any], str | None] | None) -> Trained:
+              *, head_finder: Callable[[Any], str | None] | None,
+              world: World | None = None) -> Trained | None:
         from .engine import train
 
-        return train(loaded, data, config, log, head_finder=head_finder)
+        return train(loaded, data, config, log, head_finder=head_finder, world=world)
 
 
 FRAMEWORK = KerasFramework()

@@ -21,6 +21,7 @@ import numpy as np
 from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...train.config import TrainConfig
+from ...train.ranks import World
 from ...train.record import EpochLog, Trained
 from .. import cpu_name, xdist_gpu
 from .heads import add_or_replace_head, verify_width
@@ -291,7 +292,8 @@ def _compile(keras: Any, plan: _Plan, model: Any, config: TrainConfig) -> None:
 
 
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLog,
-          head_finder: Callable[[Any], str | None] | None = None) -> Trained:
+          head_finder: Callable[[Any], str | None] | None = None,
+          world: World | None = None) -> Trained:
     """Fine-tune ``loaded`` on ``splits``, reporting each epoch to ``log``; returns the
     test probabilities, train predictions and the facts of the run."""
     import tensorflow as tf

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from ...data import Splits
     from ...train.config import TrainConfig
+    from ...train.ranks import RankResult, World
     from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
 
@@ -35,6 +36,7 @@ class TorchFramework:
     """The PyTorch adapter (see ``frameworks.Framework``)."""
 
     name = "torch"
+    rank_processes = True
 
     def claims(self, model: Any) -> bool:
         """Any name (the built-in zoo), and modules; other adapters are asked first."""
@@ -111,11 +113,26 @@ class TorchFramework:
 
         return features
 
+    def backend(self, device: str) -> str:
+        from .launch import backend
+
+        return backend(device)
+
     def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig, log: EpochLog,
-              *, head_finder: Callable[[Any], str | None] | None) -> Trained:
+              *, head_finder: Callable[[Any], str | None] | None,
+              world: World | None = None) -> Trained | None:
         from .engine import train
 
-        return train(loaded, data, config, log, head_finder=head_finder)
+        return train(loaded, data, config, log, head_finder=head_finder, world=world)
+
+    def launch(self, loaded: LoadedModel, data: Splits, config: TrainConfig, *, place: str,
+               progress: Callable[[str], None] | None,
+               head_finder: Callable[[Any], str | None] | None,
+               ray: str | None) -> RankResult | None:
+        from .launch import launch
+
+        return launch(loaded, data, config, place=place, progress=progress,
+                      head_finder=head_finder, ray=ray)
 
 
 FRAMEWORK = TorchFramework()

@@ -21,6 +21,7 @@ import numpy as np
 from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...train.config import TrainConfig
+from ...train.ranks import World
 from ...train.record import EpochLog, Trained
 from .. import HeadInfo
 from .device import (
@@ -366,7 +367,8 @@ def _prepare(loaded: LoadedModel, splits: Splits, config: TrainConfig,
 
 
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLog,
-          head_finder: Callable[[Any], str | None] | None = None) -> Trained:
+          head_finder: Callable[[Any], str | None] | None = None,
+          world: World | None = None) -> Trained | None:
     """Fine-tune ``loaded`` on ``splits``, reporting each epoch to ``log``; returns the
     test probabilities, train predictions and the facts of the run.
 
