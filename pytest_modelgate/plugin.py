@@ -103,8 +103,8 @@ MARKER_ARGS = frozenset({"device", "seed", "full_race", "workers"})
 
 
 def marker_overrides(item: pytest.Item) -> dict[str, object]:
-    """``@pytest.mark.modelgate(device=..., seed=..., full_race=..., workers=...)``: the keywords that
-    set this test's runs."""
+    """``@pytest.mark.modelgate(device=..., seed=..., full_race=..., workers=...)``: the
+    keywords that set this test's runs."""
     marker = item.get_closest_marker("modelgate")
     if marker is None:
         return {}
