@@ -10,6 +10,7 @@ live and how they get there is ``device``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .device import (
     share_cores_with_xdist_workers,
     to_input,
 )
+from . import ddp
 from .heads import get_submodule, replace_head, set_submodule, verify_width
 from .zoo import LoadedModel, Preprocess
 
@@ -68,16 +70,21 @@ def backbone_blocks(model: nn.Module, head_path: str) -> list[tuple[str, nn.Modu
 
 
 def _forward_all(model: nn.Module, pixels: Pixels, prep: Preprocess, device: str,
-                 batch_size: int) -> torch.Tensor:
-    """Model outputs for a whole split, in order, without gradients, in eval mode."""
+                 batch_size: int, world: World = ddp.ONE_RANK) -> torch.Tensor:
+    """Model outputs for a whole split, in order, without gradients, in eval mode; in a
+    world of several ranks each computes its chunk and every rank gets them all."""
     import torch
 
     model.eval()
+    ddp.sync_buffers(model, world)   # rank 0's BatchNorm statistics: one model evaluates
+    n = len(pixels.images)
+    start, end = ddp.chunk(n, world)
     outs = []
     with torch.no_grad(), autocast(device):
-        for rows in batches(len(pixels.images), batch_size * 2, device):
+        for rows in batches(end - start, batch_size * 2, device):
+            rows = Order(rows.host + start, rows.device + start)
             outs.append(model(normalise(pixels.take(rows), prep, device)).float())
-    return torch.cat(outs)
+    return ddp.gather_rows(torch.cat(outs), n, world)
 
 
 def _warm_step(forward: nn.Module, owner: nn.Module, optimizer: Any, criterion: Any,
@@ -115,6 +122,7 @@ class _Run:
     pixels and the train labels on the device."""
 
     config: TrainConfig
+    world: World
     name: str
     model: nn.Module
     head: nn.Module
@@ -195,10 +203,13 @@ def _head_only(run: _Run) -> _Plan:
     for p in model.parameters():
         p.requires_grad_(False)
     set_submodule(model, run.head_path, nn.Identity())
-    train_features = _forward_all(model, run.train_pixels, run.prep, run.device, batch)
+    train_features = _forward_all(model, run.train_pixels, run.prep, run.device, batch,
+                                  run.world)
+    ddp.barrier(run.world, run.device)
     setup_seconds = run.clock.now() - start
     eval_start = run.clock.now()
-    test_features = _forward_all(model, run.test_pixels, run.prep, run.device, batch)
+    test_features = _forward_all(model, run.test_pixels, run.prep, run.device, batch,
+                                 run.world)
     eval_seconds = run.clock.now() - eval_start
     set_submodule(model, run.head_path, head)
     for p in head.parameters():
@@ -207,7 +218,9 @@ def _head_only(run: _Run) -> _Plan:
                                            "lr": run.config.lr}],
                  partial(_rows, train_features), partial(_head_outputs, head, test_features),
                  partial(_head_outputs, head, train_features), setup_seconds, eval_seconds,
-                 ["head-only: backbone features computed once; no augmentation"])
+                 ["head-only: backbone features computed once; no augmentation"]
+                 + ([f"head-only over {run.world.size} ranks: the feature pass is sharded, "
+                     "the head trained once on rank 0"] if run.world.size > 1 else []))
 
 
 def _every_step(run: _Run) -> _Plan:
@@ -246,9 +259,9 @@ def _every_step(run: _Run) -> _Plan:
                  model.train if config.freeze == "none" else partial(_frozen_in_eval, model),
                  param_groups, partial(_pixel_inputs, run.train_pixels, run.prep, run.device),
                  partial(_forward_all, model, run.test_pixels, run.prep, run.device,
-                         config.batch_size),
+                         config.batch_size, run.world),
                  partial(_forward_all, model, run.train_pixels, run.prep, run.device,
-                         config.batch_size), notes=notes)
+                         config.batch_size, run.world), notes=notes)
 
 
 def _warm_up(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any,
@@ -264,7 +277,7 @@ def _warm_up(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any,
     if config.compile and n_train % config.batch_size:
         shapes.add(n_train % config.batch_size)
     for size in sorted(shapes, reverse=True):
-        rows = next(batches(size, size, run.device))
+        rows = ddp.shard(next(batches(size, size, run.device)), run.world)
         _warm_step(forward, plan.owner, optimizer, criterion, plan.inputs(rows),
                    run.y_train[rows.device], run.device, plan.train_mode)
     return len(shapes)
@@ -279,13 +292,14 @@ def _epoch(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion
     whether the race's budget cut the epoch short)."""
     import torch
 
-    device = run.device
+    device, world = run.device, run.world
     n_train = len(run.y_train)
     plan.train_mode()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     seen = 0
-    for rows in batches(n_train, run.config.batch_size, device, generator):
+    for batch in batches(n_train, run.config.batch_size, device, generator):
+        rows = ddp.shard(batch, world)   # this rank's share of the global batch
         inputs = plan.inputs(rows)
         targets = run.y_train[rows.device]
         with autocast(device):
@@ -296,13 +310,15 @@ def _epoch(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion
         optimizer.step()
         total_loss += loss.detach() * len(targets)
         correct += (out.detach().argmax(1) == targets).sum()
-        seen += len(targets)
+        seen += len(batch.host)
         # A race's scratch run stops as soon as its training time passes the budget,
         # mid-epoch too: the verdict is decided then (the host's clock, read without
-        # waiting for the GPU, runs behind it, so the cut is never early).
-        if seen < n_train and log.passes_budget(time.perf_counter() - started):
-            return total_loss, correct, seen, True
-    return total_loss, correct, seen, False
+        # waiting for the GPU, runs behind it, so the cut is never early). Ranks stop
+        # together, at rank 0's clock.
+        if seen < n_train and log.config.stop_after_seconds is not None and ddp.lead_says(
+                float(log.passes_budget(time.perf_counter() - started)), world, device):
+            return (*ddp.all_sum([total_loss, correct], world), seen, True)
+    return (*ddp.all_sum([total_loss, correct], world), seen, False)
 
 
 class _TestAccuracy:
@@ -330,8 +346,10 @@ def _fit(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion: 
         t0 = run.clock.now()
         total_loss, correct, seen, cut = _epoch(run, plan, forward, optimizer, criterion,
                                                 generator, log, t0)
+        ddp.barrier(run.world, run.device)   # the epoch ends when its slowest rank's does
+        seconds = ddp.lead_says(run.clock.now() - t0, run.world, run.device)
         if log.end_epoch(epoch, loss=float(total_loss) / seen,
-                         train_accuracy=int(correct) / seen, seconds=run.clock.now() - t0,
+                         train_accuracy=int(correct) / seen, seconds=seconds,
                          evaluate=accuracy, cut=(seen, n_train) if cut else None):
             break
     assert accuracy.logits is not None
@@ -339,12 +357,18 @@ def _fit(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion: 
 
 
 def _prepare(loaded: LoadedModel, splits: Splits, config: TrainConfig,
-             head_finder: Callable[[Any], str | None] | None) -> tuple[_Run, HeadInfo]:
+             head_finder: Callable[[Any], str | None] | None,
+             world: World) -> tuple[_Run, HeadInfo]:
     """Device, seeds, the model on the device with its new head checked, the pixels."""
     import torch
 
     device = resolve_device(config.device)
-    share_cores_with_xdist_workers()
+    if world.size > 1 and device.startswith("cuda"):
+        device = f"cuda:{world.local_rank}"   # one GPU per rank
+    else:
+        share_cores_with_xdist_workers()
+    ddp.check_rows(len(splits.test.images), "test", world)
+    ddp.check_rows(len(splits.train.images), "train", world)
     seed_everything(config.seed)
     model = loaded.module
     prep = loaded.preprocess
@@ -357,10 +381,12 @@ def _prepare(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     sample = to_input(splits.test.images[:2], prep, device)
     info = replace_head(model, num_classes, config.head, sample, hook=head_finder)
     verify_width(model, sample, num_classes, info)
+    if config.sync_batchnorm:
+        model = ddp.sync_batchnorm(model, world, device)
     # The test split first: it is smaller, and it is read every epoch.
     test_pixels = Pixels(splits.test.images, device, config.batch_size * 2)
     train_pixels = Pixels(splits.train.images, device, config.batch_size * 2)
-    return _Run(config, loaded.name, model, get_submodule(model, info.path), info.path, prep,
+    return _Run(config, world, loaded.name, model, get_submodule(model, info.path), info.path, prep,
                 device, Clock(device), train_pixels, test_pixels,
                 torch.as_tensor(np.array(splits.train.labels), device=device),
                 np.asarray(splits.test.labels)), info
@@ -377,17 +403,24 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
     import torch
     from torch import nn
 
-    run, info = _prepare(loaded, splits, config, head_finder)
+    world = world or ddp.ONE_RANK
+    run, info = _prepare(loaded, splits, config, head_finder, world)
     head_only = config.freeze == "backbone" and isinstance(run.head, nn.Linear)
     warm = _warm_forward(run) if head_only else 0.0
     start = run.clock.now()
     plan = _head_only(run) if head_only else _every_step(run)
+    if head_only and world.size > 1:
+        # The ranks shared the feature pass; rank 0 trains the head once, alone.
+        if not world.lead:
+            return None
+        run = dataclasses.replace(run, world=ddp.ONE_RANK)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(plan.param_groups, lr=config.lr)
     on_clock = run.clock.now() - start - plan.eval_seconds
     for note in plan.notes:
         log.note(note)
-    forward = torch.compile(plan.forward) if config.compile else plan.forward
+    forward = ddp.wrap(plan.forward, run.world, run.device)
+    forward = torch.compile(forward) if config.compile else forward
     t0 = run.clock.now()
     steps = _warm_up(run, plan, forward, optimizer, criterion)
     warm += run.clock.now() - t0
@@ -407,5 +440,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
                    {"image_size": run.prep.image_size, "device": run.device,
                     "head_path": info.path, "head_found_by": info.found_by,
                     "framework": "torch", "pixels": run.train_pixels.where,
-                    **device_facts(run.device)},
+                    **device_facts(run.device),
+                    **({"workers": world.size, "backend": world.backend}
+                       if world.size > 1 else {})},
                    head_state)

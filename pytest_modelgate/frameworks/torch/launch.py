@@ -238,6 +238,8 @@ def _stop(context: Any) -> None:
 def _rank_main(rank: int, job: RankJob, size: int, name: str, port: int, queue: Any,
                threads: int) -> None:
     """One spawned rank: join the group, train its share, send rank 0's result."""
+    import copy
+    import dataclasses
     import os
 
     import torch
@@ -251,6 +253,10 @@ def _rank_main(rank: int, job: RankJob, size: int, name: str, port: int, queue: 
         torch.set_num_threads(threads)
     dist.init_process_group(name, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=size, timeout=_timeout())
+    # A tensor sent to a spawned process lives in shared memory: without a copy of its
+    # own, every rank's optimizer and BatchNorm would write to the same weights.
+    job = dataclasses.replace(job, loaded=dataclasses.replace(
+        job.loaded, module=copy.deepcopy(job.loaded.module)))
     try:
         result = run_rank(FRAMEWORK, job, World(rank, size, rank, name),
                           lambda line: queue.put(("progress", rank, line)))
