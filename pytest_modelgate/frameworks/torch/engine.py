@@ -25,6 +25,7 @@ from ...train.config import TrainConfig
 from ...train.ranks import World
 from ...train.record import EpochLog, Trained
 from .. import HeadInfo
+from . import ddp
 from .device import (
     Clock,
     Order,
@@ -38,7 +39,6 @@ from .device import (
     share_cores_with_xdist_workers,
     to_input,
 )
-from . import ddp
 from .heads import get_submodule, replace_head, set_submodule, verify_width
 from .zoo import LoadedModel, Preprocess
 
