@@ -107,6 +107,58 @@ def test_the_report_names_the_device_model_precision_and_layout():
         assert text in html
 
 
+def _report_of(run, tmp_path):
+    """The HTML and the JSON run entry of a report holding one gate test on ``run``."""
+    with recording() as record:
+        assert_accuracy_above(run, 0.5)
+    tests = [{"nodeid": "test_x.py::test_y", "outcome": "passed", "duration": 1.0,
+              "record": record, "regressions": []}]
+    html_path, json_path = write_reports(
+        build_context(tests, baseline_path="b.json", baseline_found=False,
+                      updated_baseline=False), tmp_path)
+    (entry,) = json.loads(json_path.read_text())["tests"][0]["runs"]
+    return html_path.read_text(), entry
+
+
+@pytest.mark.parametrize(("device", "config", "text"), [
+    ("cpu", {"workers": 2, "backend": "gloo", "ranks": "spawn"},
+     "Device cpu &middot; 2 ranks (gloo, spawn); seed"),
+    ("cuda:0", {"device_name": "NVIDIA H200", "autocast_dtype": "bfloat16",
+                "channels_last": True, "workers": 8, "backend": "nccl", "ranks": "torchrun"},
+     "Device cuda:0 (NVIDIA H200) &middot; 8 ranks (nccl, torchrun), autocast bfloat16, "
+     "channels_last; seed"),
+    ("cuda:0", {"workers": 4, "backend": "nccl", "ranks": "ray", "sync_batchnorm": True},
+     "Device cuda:0 &middot; 4 ranks (nccl, ray, SyncBatchNorm); seed"),
+    ("cuda:0", {"workers": 2, "backend": "MirroredStrategy", "ranks": "here"},
+     "Device cuda:0 &middot; 2 ranks (MirroredStrategy); seed"),
+], ids=["gloo-spawn", "nccl-torchrun", "ray-syncbn", "keras"])
+def test_a_data_parallel_run_shows_its_world_next_to_the_device(tmp_path, device, config,
+                                                                   text):
+    import dataclasses
+
+    run = dataclasses.replace(make_run(Y_TRUE, Y_PRED), device=device,
+                              config={"image_size": 8, "batch_size": 64, **config})
+    html, entry = _report_of(run, tmp_path)
+    assert text in html
+    # The JSON twin keeps the facts themselves for machines, and the same words.
+    assert {k: entry["config"][k] for k in config} == config
+    assert entry["device"] == device and entry["world"] in text
+
+
+@pytest.mark.parametrize("config", [{}, {"workers": 1, "sync_batchnorm": False}],
+                         ids=["no-workers-key", "workers-1"])
+def test_a_one_process_run_reports_as_before(tmp_path, config):
+    import dataclasses
+
+    run = dataclasses.replace(make_run(Y_TRUE, Y_PRED),
+                              config={"image_size": 8, "device_name": "AMD EPYC 9654",
+                                      **config})
+    html, entry = _report_of(run, tmp_path)
+    assert "Device cpu (AMD EPYC 9654); seed" in html
+    assert "ranks" not in html and "&middot; 1" not in html
+    assert "world" not in entry and entry["device"] == "cpu"
+
+
 def test_an_fbeta_gate_is_reported_and_compared_like_f1():
     from pytest_modelgate import assert_fbeta_above
     from pytest_modelgate.specs import metric_spec

@@ -139,8 +139,28 @@ def _per_class_intervals(summary: dict) -> list[dict]:
     return rows
 
 
+def world(config: dict) -> str | None:
+    """A data-parallel run's ranks as the report names them next to its device, e.g.
+    ``8 ranks (nccl, torchrun)``; None for a one-process run (no ``workers`` key, or 1).
+
+    The record's ``config`` keeps ``workers``, ``backend`` and ``ranks`` themselves for
+    machines; this is the text a reader sees.
+    """
+    workers = int(config.get("workers") or 1)
+    if workers <= 1:
+        return None
+    how = [str(config[key]) for key in ("backend", "ranks") if config.get(key)
+           and config[key] != "here"]  # "here": one process (Keras' devices), nothing to add
+    if config.get("sync_batchnorm"):
+        how.append("SyncBatchNorm")  # BatchNorm over the global batch changes the result
+    return f"{workers} ranks" + (f" ({', '.join(how)})" if how else "")
+
+
 def _run_view(run: dict) -> dict:
     view = dict(run)
+    ranks = world(run.get("config") or {})
+    if ranks is not None:  # only then: a one-process run's entry stays as it was
+        view["world"] = ranks
     history = run["history"]
     view["matrix"] = _matrix(run["summary"])
     view["curve_test"] = _curve(history, "test_accuracy")
