@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -160,7 +161,10 @@ def test_pytest_runs_gates_on_a_session_ray_and_ends_it(pytester):
     """``--modelgate-ray=local`` as users run it: a Ray instance for the session, the gate
     trained there, and the instance shut down when the session ends."""
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\nmodelgate_device = cpu\n")
-    pytester.makeconftest('''
+    # The tests in a folder of their own, as most projects keep them: pytest puts that
+    # folder on sys.path, and the Ray workers must import the model's factory from it.
+    tests = pytester.mkdir("tests")
+    (tests / "conftest.py").write_text(textwrap.dedent('''
         import pytest
 
         @pytest.hookimpl(trylast=True)
@@ -168,8 +172,8 @@ def test_pytest_runs_gates_on_a_session_ray_and_ends_it(pytester):
             import ray
             with open("ray-after-session.txt", "w") as f:
                 f.write(str(ray.is_initialized()))
-    ''')
-    pytester.makepyfile(test_gate='''
+    '''))
+    (tests / "test_gate.py").write_text(textwrap.dedent('''
         import numpy as np
         import ray
         from torch import nn
@@ -193,7 +197,7 @@ def test_pytest_runs_gates_on_a_session_ray_and_ends_it(pytester):
             assert_accuracy_above(run, 0.8)
             with open("gcs.txt", "w") as f:
                 f.write(ray.get_runtime_context().gcs_address)
-    ''')
+    '''))
     result = pytester.runpytest(OPTION_ENABLE, f"{OPTION_RAY}=local")
     result.assert_outcomes(passed=1)
     assert (pytester.path / "ray-after-session.txt").read_text() == "False"

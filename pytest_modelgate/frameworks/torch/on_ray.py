@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
 import tempfile
 import threading
 import uuid
@@ -89,8 +90,13 @@ def connect(ray: ModuleType, address: str) -> None:
     if ray.is_initialized():
         return
     if address == "local":
+        # The workers unpickle the user's model factory by reference: they import the test
+        # modules and conftests from the driver's sys.path (pytest puts test folders there,
+        # and Ray passes on only the working directory).
+        path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
         _LocalRay.started = True
         return
     if address != "auto":
