@@ -6,6 +6,7 @@ Loading this module must stay light: no torch, torchvision, tensorflow or jinja2
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from collections.abc import Generator
 
@@ -240,6 +241,14 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[session_key].finish(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # A Ray instance --modelgate-ray=local started for this session ends with it. Only a
+    # session that sent a run to Ray has imported the module (the plugin never imports Ray).
+    on_ray = sys.modules.get("pytest_modelgate.frameworks.torch.on_ray")
+    if on_ray is not None:
+        on_ray.shutdown_local_ray()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
