@@ -59,14 +59,40 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     import_triton_before_tensorflow()
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml's: a torchrun rank but 0 writes no JUnit
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "modelgate: a model gate, skipped without --modelgate")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason otherwise")
-    ms = ModelGateSession(settings_from_config(config), controller=not is_xdist_worker(config))
+    lead = _torchrun_lead(config)
+    ms = ModelGateSession(settings_from_config(config),
+                          controller=lead and not is_xdist_worker(config))
     config.stash[session_key] = ms
     # Registered as a plugin so its pytest_runtest_logreport sees every report, those that
     # xdist workers send to the controller included.
     config.pluginmanager.register(ms, "modelgate-session")
+
+
+def _torchrun_lead(config: pytest.Config) -> bool:
+    """Under torchrun every rank runs this session and each fine-tune spans the world;
+    rank 0 alone writes the reports, JUnit XML and baseline (the others' JUnit is turned
+    off here). False on the other ranks.
+
+    Raises:
+        pytest.UsageError: ``-n`` under torchrun (xdist workers are no ranks).
+    """
+    from .train.ranks import torchrun_world
+
+    world = torchrun_world()
+    if world is None:
+        return True
+    if config.getoption("numprocesses", None):
+        raise pytest.UsageError(
+            f"-n under torchrun: every torchrun rank runs the whole session and each "
+            f"fine-tune spans the {world.size} ranks; drop -n, or drop torchrun and use -n "
+            f"with --modelgate-workers")
+    if not world.lead:
+        config.option.xmlpath = None
+    return world.lead
 
 
 def is_gate(item: pytest.Item) -> bool:
@@ -240,7 +266,15 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config.stash[session_key].finish(exitstatus)
+    from .train.ranks import torchrun_world
+
+    ms = session.config.stash[session_key]
+    if torchrun_world() is not None and ms.settings.enabled:
+        # Every torchrun rank exits with the worst rank's status: one verdict.
+        from .frameworks.torch.launch import worst_status
+
+        session.exitstatus = exitstatus = worst_status(int(exitstatus))
+    ms.finish(exitstatus)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

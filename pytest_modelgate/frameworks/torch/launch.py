@@ -42,6 +42,18 @@ def share_from_lead(value: Any) -> Any:
     return box[0]
 
 
+def worst_status(status: int) -> int:
+    """The highest exit status over the torchrun world's ranks (each rank's session ends
+    with it, so the world has one verdict)."""
+    import torch
+    import torch.distributed as dist
+
+    join_world()
+    box = torch.tensor([status], dtype=torch.int64)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box.item())
+
+
 def join_world() -> None:
     """Set up the torchrun world's default process group once per process: gloo for CPU
     tensors (the objects ``share_from_lead`` sends, the session's exit status, a CPU run)
