@@ -72,6 +72,20 @@ TWO_CPUS = textwrap.dedent("""
     prep = engine.Preprocess(image_size=8, channels=1)
     one = engine._features(engine._forward(model), x, prep, 8)
     two = engine._features(engine._forward(model, strategy), x, prep, 8, strategy)
+    # The copy in the strategy's scope keeps the weights; sync_batchnorm synchronises BN.
+    from pytest_modelgate.frameworks.keras.zoo import load_model
+    from pytest_modelgate.train.config import TrainConfig
+
+    loaded = load_model(keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)]))
+    with strategy.scope():
+        copy = engine._mirrored(loaded, TrainConfig(workers=2, sync_batchnorm=True))
+    out["weights_kept"] = all(np.array_equal(a, b) for a, b in
+                              zip(copy.get_weights(), loaded.model.get_weights(), strict=True))
+    out["mirrored"] = sorted({type(v.value).__name__ for v in copy.weights})
+    out["synchronized"] = [layer.synchronized for layer in copy.layers
+                           if isinstance(layer, keras.layers.BatchNormalization)]
     out["sharded_max_difference"] = float(np.abs(one - two).max())
     out["sharded_shape"] = list(two.shape)
     print("RESULT " + json.dumps(out))
@@ -107,6 +121,11 @@ def test_keras_workers_train_under_mirrored_strategy(two_cpus):
         assert two["accuracy"] > 0.5
         assert abs(two["accuracy"] - one["accuracy"]) <= 0.05
     assert "sharded over 2 replicas" in two_cpus["backbone"][1]["notes"][1]
+
+
+def test_keras_model_copied_into_the_strategy_keeps_its_weights(two_cpus):
+    assert two_cpus["weights_kept"] and two_cpus["synchronized"] == [True]
+    assert two_cpus["mirrored"] == ["MirroredVariable"]
 
 
 def test_keras_sharded_forward_pass_keeps_the_order(two_cpus):

@@ -129,15 +129,32 @@ def _scope(strategy: Any | None, device: str) -> Any:
     return tf.device(tf_device(device)) if strategy is None else strategy.scope()
 
 
-def _mirrored(loaded: LoadedModel, seed: int) -> Any:
+def _mirrored(loaded: LoadedModel, config: TrainConfig) -> Any:
     """The loaded model copied into the strategy's scope (its variables become mirrored
     ones; Keras trains only a model built in the scope), weights and all; then the seeds
-    again, so the new head starts as a one-worker run's does."""
+    again, so the new head starts as a one-worker run's does. ``sync_batchnorm``: its
+    BatchNormalization layers take their batch statistics over every replica's share
+    (Keras' ``synchronized``, read when the step is traced)."""
+    import keras
+
     from .zoo import clone
 
     model = clone(loaded.model, weights=True)
-    seed_everything(seed)
+    if config.sync_batchnorm:
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+    seed_everything(config.seed)
     return model
+
+
+def _all_layers(model: Any) -> list[Any]:
+    """Every layer of ``model``, nested models opened."""
+    out: list[Any] = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        out.extend(_all_layers(layer))
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -397,7 +414,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
     x_train, y_train = splits.train.images, np.asarray(splits.train.labels)
     x_test, y_test = splits.test.images, np.asarray(splits.test.labels)
     with _scope(strategy, device):
-        source = loaded.model if strategy is None else _mirrored(loaded, config.seed)
+        source = loaded.model if strategy is None else _mirrored(loaded, config)
         model, info = add_or_replace_head(source, num_classes, config.head,
                                           headless=loaded.headless, hook=head_finder)
         verify_width(model, prep.apply(x_test[:2]), num_classes, info)
@@ -442,9 +459,10 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
 
 def _strategy_note(strategy: Any, config: TrainConfig) -> str:
     devices = ", ".join(strategy.extended.worker_devices)
+    statistics = "over the global batch" if config.sync_batchnorm else "per replica"
     return (f"MirroredStrategy over {devices}: each step splits the global batch of "
             f"{config.batch_size} into {config.workers} of {config.batch_size // config.workers}"
-            " and averages their gradients")
+            f" and averages their gradients; BatchNorm statistics {statistics}")
 
 
 def _distributed_facts(strategy: Any | None) -> dict[str, Any]:
