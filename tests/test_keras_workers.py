@@ -146,3 +146,15 @@ def test_keras_workers_beyond_tensorflows_devices_are_refused(digits_small):
     assert "tf.config.set_logical_device_configuration(tf.config.list_physical_devices(" \
            "'CPU')[0], [tf.config.LogicalDeviceConfiguration()] * 3)" in message
     assert message.endswith("or use a PyTorch model, whose ranks are processes")
+
+
+def test_keras_runs_launch_no_rank_processes(digits_small):
+    from pytest_modelgate.frameworks import framework_for
+    from pytest_modelgate.train.config import TrainConfig
+
+    adapter = framework_for(small_sequential)
+    assert not adapter.rank_processes and adapter.backend("cpu") == "MirroredStrategy"
+    with pytest.raises(ModelGateError, match=r"workers=2 at 'ray': a Keras model's workers "
+                                             r"are devices of this process.*use a PyTorch"):
+        adapter.launch(None, digits_small, TrainConfig(workers=2), place="ray", progress=None,
+                       head_finder=None, ray="auto")
