@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from ...data import Splits
     from ...train.config import TrainConfig
-    from ...train.ranks import World
+    from ...train.ranks import RankResult, World
     from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
 
@@ -101,6 +101,17 @@ class KerasFramework:
 
     def backend(self, device: str) -> str:
         return "MirroredStrategy"
+
+    def launch(self, loaded: LoadedModel, data: Splits, config: TrainConfig, *, place: str,
+               progress: Callable[[str], None] | None,
+               head_finder: Callable[[Any], str | None] | None,
+               ray: str | None) -> RankResult | None:
+        """Never: a Keras run's ranks are devices of this process (``rank_processes`` is
+        False, so ``train.ranks`` keeps it here), spread by ``engine.distribute``."""
+        raise ModelGateError(
+            f"workers={config.workers} at {place!r}: a Keras model's workers are devices of "
+            "this process under tf.distribute.MirroredStrategy, not rank processes; run it "
+            "without torchrun or --modelgate-ray, or use a PyTorch model for those")
 
     def train(self, loaded: LoadedModel, data: Splits, config: TrainConfig, log: EpochLog,
               *, head_finder: Callable[[Any], str | None] | None,

@@ -6,10 +6,16 @@ and fit the head on them, so ten epochs cost about one forward pass over the dat
 Warm-up: one fit of the run's own shapes (a full batch and the last, smaller one) and one
 evaluation trace the step functions; then the weights and the optimizer's state are put
 back, so the timed epochs measure training, not TensorFlow's start-up.
+``workers=N`` trains under ``tf.distribute.MirroredStrategy`` over N devices of this
+process (the first N GPUs, else N logical CPU devices): the model is copied into the
+strategy's scope, each step splits the global batch over the replicas and averages their
+gradients, and the forward passes (a head-only run's features, the predictions) are
+sharded over the replicas too.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -71,6 +77,86 @@ def tf_device(device: str) -> str:
     return "/CPU:0" if device == "cpu" else f"/GPU:{device.partition(':')[2] or 0}"
 
 
+def _too_few_devices(workers: int, requested: str, gpus: int, cpus: int) -> ModelGateError:
+    usable = cpus if requested == "cpu" else gpus if requested != "auto" else max(gpus, cpus)
+    return ModelGateError(
+        f"workers={workers} trains a Keras model under tf.distribute.MirroredStrategy over "
+        f"{workers} devices of this process, but TensorFlow sees {gpus} GPU(s) and {cpus} "
+        f"logical CPU device(s) (device={requested!r}); use fewer workers (at most "
+        f"{usable}), or configure "
+        f"{workers} logical CPU devices before TensorFlow starts (in conftest.py, before any "
+        "model is built): tf.config.set_logical_device_configuration(tf.config."
+        "list_physical_devices('CPU')[0], [tf.config.LogicalDeviceConfiguration()] * "
+        f"{workers}), or use a PyTorch model, whose ranks are processes")
+
+
+def distribute(workers: int, requested: str, device: str) -> tuple[str, Any | None]:
+    """The device a run records and its ``MirroredStrategy`` (None for one worker): the
+    first ``workers`` GPUs when TensorFlow sees that many (``requested`` not ``cpu``), else
+    ``workers`` logical CPU devices (``requested`` ``auto`` or ``cpu``).
+
+    Raises:
+        ModelGateError: TensorFlow sees fewer devices than ``workers``.
+    """
+    if workers == 1:
+        return device, None
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if device != "cpu" and len(gpus) >= workers:
+        device, chosen = "cuda:0", gpus[:workers]
+    elif requested in ("auto", "cpu") and len(cpus) >= workers:
+        device, chosen = "cpu", cpus[:workers]
+    else:
+        raise _too_few_devices(workers, requested, len(gpus), len(cpus))
+    return device, _mirrored_strategy(tuple(d.name for d in chosen))
+
+
+@functools.cache
+def _mirrored_strategy(devices: tuple[str, ...]) -> Any:
+    """One ``MirroredStrategy`` per set of devices for the whole process: each new one
+    numbers its collectives from the same keys, so a second strategy over the same devices
+    collides with the first one's ("Shape mismatch in the collective instance 100")."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(devices=list(devices))
+
+
+def _scope(strategy: Any | None, device: str) -> Any:
+    import tensorflow as tf
+
+    return tf.device(tf_device(device)) if strategy is None else strategy.scope()
+
+
+def _mirrored(loaded: LoadedModel, config: TrainConfig) -> Any:
+    """The loaded model copied into the strategy's scope (its variables become mirrored
+    ones; Keras trains only a model built in the scope), weights and all; then the seeds
+    again, so the new head starts as a one-worker run's does. ``sync_batchnorm``: its
+    BatchNormalization layers take their batch statistics over every replica's share
+    (Keras' ``synchronized``, read when the step is traced)."""
+    import keras
+
+    from .zoo import clone
+
+    model = clone(loaded.model, weights=True)
+    if config.sync_batchnorm:
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+    seed_everything(config.seed)
+    return model
+
+
+def _all_layers(model: Any) -> list[Any]:
+    """Every layer of ``model``, nested models opened."""
+    out: list[Any] = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        out.extend(_all_layers(layer))
+    return out
+
+
 def seed_everything(seed: int) -> None:
     """Python, numpy and TensorFlow seeds (``keras.utils.set_random_seed``), and
     TensorFlow's deterministic kernels where it has them."""
@@ -114,21 +200,32 @@ def _dataset(images: np.ndarray, labels: np.ndarray, prep: Preprocess, batch: in
                                num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _forward(model: Any) -> Callable[[Any], Any]:
+def _forward(model: Any, strategy: Any | None = None) -> Callable[[Any], Any]:
     """``model`` in inference mode as one graph for any batch size: three times faster than
-    eager calls (1,258 digits at 64 px through MobileNet 0.25: 0.31 s against 0.94 s)."""
+    eager calls (1,258 digits at 64 px through MobileNet 0.25: 0.31 s against 0.94 s).
+    Under a strategy, one graph runs each replica's share of a distributed batch (traced
+    for the first shapes it meets, then for any batch size: ``reduce_retracing``)."""
     import tensorflow as tf
 
+    if strategy is not None:
+        return tf.function(lambda batch: strategy.run(lambda x: model(x, training=False),
+                                                      args=(batch,)), reduce_retracing=True)
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
     return tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
 
 def _features(forward: Callable[[Any], Any], images: np.ndarray, prep: Preprocess,
-              batch: int) -> np.ndarray:
+              batch: int, strategy: Any | None = None) -> np.ndarray:
+    """``forward`` over ``images`` in order; under a strategy each batch is split over the
+    replicas in order (replica i takes the i-th slice), so their outputs, in replica
+    order, are the batch's."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch).map(prep.batch_function())
-    return np.concatenate([forward(x).numpy() for x in ds])
+    if strategy is None:
+        return np.concatenate([forward(x).numpy() for x in ds])
+    return np.concatenate([part.numpy() for x in strategy.experimental_distribute_dataset(ds)
+                           for part in strategy.experimental_local_results(forward(x))])
 
 
 class _EpochTimer:
@@ -210,17 +307,21 @@ class _Plan:
 
 
 def _head_only(keras: Any, model: Any, head: Any, splits: Splits, prep: Preprocess,
-               config: TrainConfig) -> _Plan:
-    """The frozen backbone's output never changes: compute it once (after one batch that
-    pays the first call's costs off the clock) and fit the head alone on it."""
+               config: TrainConfig, strategy: Any | None) -> _Plan:
+    """The frozen backbone's output never changes: compute it once (after a few images
+    that pay the first calls' costs off the clock; under a strategy, sharded over the
+    replicas) and fit the head alone on it."""
     import tensorflow as tf
 
-    features = _forward(keras.Model(model.inputs, head.input))
-    features(prep.apply(splits.train.images[:2]))  # traced off the clock
+    features = _forward(keras.Model(model.inputs, head.input), strategy)
+    # Traced off the clock: under a strategy for two shapes (a full batch and a smaller
+    # last one), after which its graph takes any batch size.
+    few = 2 * config.workers
+    _features(features, splits.train.images[:few + 1], prep, few, strategy)
     start = time.perf_counter()
-    f_train = _features(features, splits.train.images, prep, config.batch_size * 2)
+    f_train = _features(features, splits.train.images, prep, config.batch_size * 2, strategy)
     setup_seconds = time.perf_counter() - start
-    f_test = _features(features, splits.test.images, prep, config.batch_size * 2)
+    f_test = _features(features, splits.test.images, prep, config.batch_size * 2, strategy)
     fitted = keras.Model(head.input, model.outputs[0])  # the head (flattened)
     y_test = np.asarray(splits.test.labels)
 
@@ -233,8 +334,9 @@ def _head_only(keras: Any, model: Any, head: Any, splits: Splits, prep: Preproce
     def evaluate() -> float:  # the head on the test features: one matrix product
         return float(np.mean(fitted(f_test, training=False).numpy().argmax(1) == y_test))
 
+    sharded = f" (sharded over {config.workers} replicas)" if strategy is not None else ""
     return _Plan(fitted, make, f_train, f_test, evaluate, setup_seconds,
-                 ["head-only: backbone features computed once; no augmentation"])
+                 [f"head-only: backbone features computed once{sharded}; no augmentation"])
 
 
 def _every_step(keras: Any, model: Any, head: Any, head_name: str, splits: Splits,
@@ -284,7 +386,10 @@ def _compile(keras: Any, plan: _Plan, model: Any, config: TrainConfig) -> None:
     skip XLA, whose compile cost more than the head's whole training (warm-up 0.60 s to
     0.45 s, training unchanged, for the digits example)."""
     whole = plan.fitted is model
-    per_call = 1 if whole else math.ceil(len(plan.train_x) / config.batch_size)
+    # Under MirroredStrategy (workers > 1) a step per call: several per call fail there
+    # (TensorFlow 2.21, Keras 3.15: "You must feed a value for placeholder tensor").
+    per_call = 1 if whole or config.workers > 1 else \
+        math.ceil(len(plan.train_x) / config.batch_size)
     plan.fitted.compile(optimizer=keras.optimizers.Adam(config.lr),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                         metrics=["accuracy"], steps_per_execution=per_call,
@@ -295,24 +400,29 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
           head_finder: Callable[[Any], str | None] | None = None,
           world: World | None = None) -> Trained:
     """Fine-tune ``loaded`` on ``splits``, reporting each epoch to ``log``; returns the
-    test probabilities, train predictions and the facts of the run."""
+    test probabilities, train predictions and the facts of the run. ``workers > 1``: under
+    ``MirroredStrategy`` (see ``distribute``); ``world`` is PyTorch's and unused here."""
     import tensorflow as tf
 
     keras = import_keras()
     _check_config(config)
-    device = resolve_device(config.device)
+    device, strategy = distribute(config.workers, config.device,
+                                  resolve_device(config.device))
     seed_everything(config.seed)
     prep = loaded.preprocess
     num_classes = len(splits.class_names)
     x_train, y_train = splits.train.images, np.asarray(splits.train.labels)
     x_test, y_test = splits.test.images, np.asarray(splits.test.labels)
-    with tf.device(tf_device(device)):
-        model, info = add_or_replace_head(loaded.model, num_classes, config.head,
+    with _scope(strategy, device):
+        source = loaded.model if strategy is None else _mirrored(loaded, config)
+        model, info = add_or_replace_head(source, num_classes, config.head,
                                           headless=loaded.headless, hook=head_finder)
         verify_width(model, prep.apply(x_test[:2]), num_classes, info)
         head = model.get_layer(info.path)
+        if strategy is not None:
+            log.note(_strategy_note(strategy, config))
         if config.freeze == "backbone":
-            plan = _head_only(keras, model, head, splits, prep, config)
+            plan = _head_only(keras, model, head, splits, prep, config, strategy)
         else:
             plan = _every_step(keras, model, head, info.path, splits, prep, config,
                                loaded.name)
@@ -331,9 +441,9 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
                    epochs=config.epochs, verbose=0, shuffle=False,  # shuffled by tf.data
                    callbacks=[_EpochTimer(fitted, log, evaluate).callback(keras)])
         if fitted is model:
-            forward = _forward(model)
-            logits = _features(forward, x_test, prep, config.batch_size * 2)
-            train_logits = _features(forward, x_train, prep, config.batch_size * 2)
+            forward = _forward(model, strategy)
+            logits = _features(forward, x_test, prep, config.batch_size * 2, strategy)
+            train_logits = _features(forward, x_train, prep, config.batch_size * 2, strategy)
         else:  # the head on the features: one matrix product each
             logits = fitted(plan.test_x, training=False).numpy()
             train_logits = fitted(plan.train_x, training=False).numpy()
@@ -342,6 +452,22 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
                    np.asarray(train_logits).argmax(1), plan.setup_seconds,
                    {"image_size": prep.image_size, "device": device, "head_path": info.path,
                     "head_found_by": info.found_by, "framework": "keras",
-                    **device_facts(device, keras)},
+                    **device_facts(device, keras), **_distributed_facts(strategy)},
                    {w.path.rsplit("/", 1)[-1]: w.numpy().astype(np.float32)
                     for w in head.weights})
+
+
+def _strategy_note(strategy: Any, config: TrainConfig) -> str:
+    devices = ", ".join(strategy.extended.worker_devices)
+    statistics = "over the global batch" if config.sync_batchnorm else "per replica"
+    return (f"MirroredStrategy over {devices}: each step splits the global batch of "
+            f"{config.batch_size} into {config.workers} of {config.batch_size // config.workers}"
+            f" and averages their gradients; BatchNorm statistics {statistics}")
+
+
+def _distributed_facts(strategy: Any | None) -> dict[str, Any]:
+    """What a data-parallel run adds to its record (nothing for one worker, whose record
+    stays as it was before ``workers`` existed; ``workers`` itself is the config's)."""
+    if strategy is None:
+        return {}
+    return {"backend": "MirroredStrategy", "devices": list(strategy.extended.worker_devices)}
