@@ -92,6 +92,30 @@ def test_two_ranks_train_one_run_the_same_way_every_time(digits_small):
     assert abs(accuracy(two) - accuracy(one)) <= 0.02
 
 
+def bn_cnn():
+    """A small CNN with BatchNorm, the layer data-parallel training changes most (each rank
+    normalises with its share of the batch)."""
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, 10))
+
+
+def test_two_ranks_learn_the_digits_as_well_as_one_process():
+    """The digits example's data (all ten digits, its split), every layer trained, the same
+    global batch and epochs: over three seeds the mean accuracy of workers=2 is within one
+    point of workers=1's. (Measured over six seeds: gaps of -0.19 to +0.19 points per seed,
+    +0.06 on the mean; one seed's noise between seeds is about one point.)"""
+    from pytest_modelgate.data import load_digits
+
+    data = load_digits(test_fraction=0.3, seed=0)
+    recipe = dict(epochs=5, freeze="none", lr=3e-3, batch_size=32, **GRAY)
+    means = {workers: np.mean([accuracy(run_finetune(bn_cnn, data, workers=workers, seed=seed,
+                                                     **recipe)) for seed in range(3)])
+             for workers in (1, 2)}
+    assert means[1] > 0.9
+    assert abs(means[2] - means[1]) <= 0.01, means
+
+
 def test_head_only_shares_the_feature_pass_and_trains_the_head_once(digits_small):
     one = run_finetune(tiny_cnn, digits_small, **{**RUN, "freeze": "backbone"})
     two = run_finetune(tiny_cnn, digits_small, workers=2, **{**RUN, "freeze": "backbone"})

@@ -114,26 +114,27 @@ def in_world(job: RankJob, progress: Callable[[str], None] | None) -> RankResult
                     progress)
 
 
-def _free_port() -> int:
-    """A TCP port for the ranks' rendezvous: ``MASTER_PORT`` when the user set one (it must
-    be free), else one the system hands out.
+def _store(workers: int) -> Any:
+    """The ranks' rendezvous: a ``TCPStore`` served by this process, which outlives every
+    rank (a rank 0 that hosted it and exited first left the others' teardown without it:
+    measured, ``terminate called without an active exception`` and SIGABRT in rank 1). On
+    ``MASTER_PORT`` when the user set one, else on a port the system hands out.
 
     Raises:
         ModelGateError: ``MASTER_PORT`` names a port in use.
     """
     import os
-    import socket
+
+    import torch.distributed as dist
 
     chosen = os.environ.get("MASTER_PORT", "")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", int(chosen) if chosen.isdigit() else 0))
-        except OSError as exc:
-            raise ModelGateError(
-                f"MASTER_PORT={chosen} is in use ({exc.strerror}): the workers' ranks "
-                "meet on it; unset MASTER_PORT (a free port is then picked) or choose a "
-                "free one") from None
-        return probe.getsockname()[1]
+    try:
+        return dist.TCPStore("127.0.0.1", int(chosen) if chosen.isdigit() else 0, workers + 1,
+                             is_master=True, timeout=_timeout(), wait_for_workers=False)
+    except (RuntimeError, OSError) as exc:
+        raise ModelGateError(
+            f"MASTER_PORT={chosen} is in use ({exc}): the workers' ranks meet on it; unset "
+            "MASTER_PORT (a free port is then picked) or choose a free one") from None
 
 
 def _check_gpus(config: TrainConfig) -> None:
@@ -171,12 +172,13 @@ def spawn(job: RankJob, progress: Callable[[str], None] | None) -> RankResult:
 
     config = job.config
     _check_gpus(config)
-    port = _free_port()
+    store = _store(config.workers)
     queue = mp.get_context("spawn").SimpleQueue()
     name = backend(config.device)
     try:
         context = mp.start_processes(
-            _rank_main, args=(job, config.workers, name, port, queue, _threads(config.workers)),
+            _rank_main, args=(job, config.workers, name, store.port, queue,
+                              _threads(config.workers)),
             nprocs=config.workers, join=False, start_method="spawn")
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
         raise ModelGateError(
@@ -263,8 +265,8 @@ def _rank_main(rank: int, job: RankJob, size: int, name: str, port: int, queue: 
     _die_with_parent()
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(threads)
-    dist.init_process_group(name, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=size, timeout=_timeout())
+    store = dist.TCPStore("127.0.0.1", port, size + 1, is_master=False, timeout=_timeout())
+    dist.init_process_group(name, store=store, rank=rank, world_size=size, timeout=_timeout())
     # A tensor sent to a spawned process lives in shared memory: without a copy of its
     # own, every rank's optimizer and BatchNorm would write to the same weights.
     job = dataclasses.replace(job, loaded=dataclasses.replace(
