@@ -47,26 +47,28 @@ def parse_device(value: str) -> str:
     raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(DEVICES)} or cuda:N")
 
 
+def _integer(value: str, minimum: int, not_int: str, too_small: str) -> int:
+    """``value`` as an int of at least ``minimum``, or argparse's error: ``not_int`` and
+    ``too_small`` are the messages, formatted with ``value``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(not_int.format(value=repr(value))) from None
+    if number < minimum:
+        raise argparse.ArgumentTypeError(too_small.format(value=number))
+    return number
+
+
 def parse_seed(value: str) -> int:
     """argparse ``type=`` for --modelgate-seed."""
-    try:
-        seed = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer seed") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {seed}")
-    return seed
+    return _integer(value, 0, "{value} is not an integer seed",
+                    "the seed must be non-negative, got {value}")
 
 
 def parse_workers(value: str) -> int:
     """argparse ``type=`` for --modelgate-workers: data-parallel ranks per fine-tune."""
-    try:
-        workers = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers") from None
-    if workers < 1:
-        raise argparse.ArgumentTypeError(f"workers must be at least 1, got {workers}")
-    return workers
+    return _integer(value, 1, "{value} is not a number of workers",
+                    "workers must be at least 1, got {value}")
 
 
 def parse_ray(value: str) -> str:

@@ -115,17 +115,17 @@ def test_a_ray_run_is_the_run_trained_here(digits_small, local_ray):
 
 
 def test_two_ray_workers_return_rank_0_s_record(digits_small, local_ray):
-    """Two Ray Train workers in one gloo group.
-
-    INTEGRATOR: until the DDP engine (``engine.train`` with ``world=``) is in main, each
-    worker trains alone on the whole split, so only the record's shape is checked here.
-    After merging, also check what the engine records (``run.config["backend"] ==
-    "gloo"``) and that the accuracy is close to the workers=1 run's.
-    """
+    """Two Ray Train workers in one gloo group train the run two spawned local ranks
+    train: the same engine and world size, so the same predictions (CPU, same seed)."""
     run = run_finetune(tiny_cnn, digits_small, ray=local_ray, workers=2, **RUN)
+    spawned = run_finetune(tiny_cnn, digits_small, workers=2, **RUN)
     assert run.probabilities.shape == (len(digits_small.test), 3)
     assert len(run.history) == 2
-    assert run.config["ranks"] == "ray" and run.config["workers"] == 2
+    assert (run.config["ranks"], run.config["workers"], run.config["backend"]) == \
+        ("ray", 2, "gloo")
+    assert spawned.config["ranks"] == "spawn"
+    np.testing.assert_array_equal(run.y_pred, spawned.y_pred)
+    np.testing.assert_allclose(run.probabilities, spawned.probabilities, atol=1e-5)
 
 
 def test_more_workers_than_the_cluster_has_are_refused_not_awaited(digits_small, local_ray):

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..cache import RunCache
-from ..data import Splits
 from ..errors import user_error_frames
-from ..run import FinetuneRun
 from .config import stopped_by_budget
+
+if TYPE_CHECKING:  # imported when a run starts: the plugin reads train.ranks without numpy
+    from ..cache import RunCache
+    from ..data import Splits
+    from ..run import FinetuneRun
 
 __all__ = ["run_finetune", "stopped_by_budget"]
 
@@ -66,6 +68,7 @@ def run_finetune(
     (``batch_size`` stays the global batch); ``ray`` is a Ray cluster's address the ranks
     run on (``train.ranks`` decides where they run).
     """
+    from ..cache import RunCache
     from .plan import plan_run
     from .runner import Runner
 

@@ -19,16 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..data import Splits
 from ..errors import ModelGateError, user_error_frames
-from ..run import EpochStats, FinetuneRun
-from .config import TrainConfig
-from .record import EpochLog, Trained, run_record
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and the record load with a run: the plugin reads torchrun_world
+    import numpy as np
+
+    from ..data import Splits
     from ..frameworks import Framework
+    from ..run import EpochStats, FinetuneRun
+    from .config import TrainConfig
+    from .record import Trained
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -129,6 +129,8 @@ def run_rank(framework: Framework, job: RankJob, world: World,
              progress: Callable[[str], None] | None = None) -> RankResult | None:
     """What every rank runs, in a process group of ``world`` already set up: the adapter
     trains its share. Rank 0 returns the result (the others None)."""
+    from .record import EpochLog
+
     log = EpochLog(job.config, progress if world.lead else None)
     trained = framework.train(job.loaded, job.data, job.config, log,
                                          head_finder=HeadHint(job.head_hint), world=world)
@@ -141,6 +143,8 @@ def record_of(result: RankResult, data: Splits, config: TrainConfig
               ) -> tuple[FinetuneRun, dict[str, np.ndarray]]:
     """The run record and the head's weights of rank 0's result, as ``record.fit`` makes
     them in this process."""
+    from .record import EpochLog, run_record
+
     log = EpochLog(config)
     log.history, log.notes, log.seconds = list(result.history), list(result.notes), \
         result.seconds

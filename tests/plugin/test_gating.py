@@ -173,6 +173,28 @@ def test_bad_seed_option(project):
     result.stderr.fnmatch_lines(["*argument --modelgate-seed: 'abc' is not an integer seed"])
 
 
+@pytest.mark.parametrize("option, message", [
+    ("--modelgate-workers=0", "*argument --modelgate-workers: workers must be at least 1, "
+                              "got 0"),
+    ("--modelgate-workers=two", "*argument --modelgate-workers: 'two' is not a number of "
+                                "workers"),
+    ("--modelgate-ray=head-node", "*argument --modelgate-ray: 'head-node' is not a Ray "
+                                  "address: use auto, local, HOST:PORT*"),
+])
+def test_bad_scaling_options_name_the_fix(project, option, message):
+    result = project.runpytest(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_a_bad_workers_ini_value_names_the_key(project):
+    project.makeini("[pytest]\nmodelgate_workers = -2\n")
+    result = project.runpytest(OPTION_ENABLE)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini option modelgate_workers = '-2': workers must be at "
+                                 "least 1, got -2*"])
+
+
 @pytest.mark.parametrize("keywords, message", [
     ("seed=-1", "@pytest.mark.modelgate(seed=-1): the seed must be non-negative, got -1"),
     ("seed=1.5", "@pytest.mark.modelgate(seed=1.5): 1.5 is not an integer seed"),
@@ -180,6 +202,8 @@ def test_bad_seed_option(project):
                      "cuda, mps or cuda:N"),
     ("full_race='yes'", "@pytest.mark.modelgate(full_race='yes'): full_race must be True or "
                         "False"),
+    ("workers=0", "@pytest.mark.modelgate(workers=0): workers must be at least 1, got 0"),
+    ("workers='2'", "@pytest.mark.modelgate(workers='2'): '2' is not a number of workers"),
 ])
 def test_a_bad_marker_value_is_a_usage_error_naming_the_test(project, keywords, message):
     """Checked at collection as the option's value would be, before anything trains (a

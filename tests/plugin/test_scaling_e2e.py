@@ -60,3 +60,23 @@ def test_xdist_under_torchrun_is_refused_with_the_reason(project, monkeypatch):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*-n under torchrun: every torchrun rank runs the whole "
                                  "session*"])
+
+
+def test_the_marker_and_the_option_set_a_test_s_workers(project):
+    project.makepyfile(test_gates="""
+        import pytest
+        from conftest import GRAY
+
+        @pytest.mark.modelgate(workers=2)
+        def test_marked(finetune, digits, tiny):
+            run = finetune(tiny, digits, epochs=1, freeze="none", batch_size=32, **GRAY)
+            assert (run.config["workers"], run.config["ranks"]) == (2, "spawn")
+
+        def test_by_option(finetune, digits, tiny):
+            run = finetune(tiny, digits, epochs=1, freeze="none", batch_size=30, **GRAY)
+            assert "workers" not in run.config or run.config["workers"] == 1
+    """)
+    project.runpytest(OPTION_ENABLE).assert_outcomes(passed=2)
+    # --modelgate-workers=3: the unmarked test's batch of 30 divides, the marked keeps 2.
+    project.runpytest(OPTION_ENABLE, "--modelgate-workers=3").assert_outcomes(passed=1,
+                                                                              failed=1)
