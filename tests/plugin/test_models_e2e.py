@@ -232,7 +232,7 @@ def test_marker_settings_and_progress_lines(project):
     typo = project.runpytest("--modelgate", "-k", "typo")
     assert typo.ret == pytest.ExitCode.USAGE_ERROR
     assert ("test_marked.py::test_typo: @pytest.mark.modelgate takes only the keywords "
-            "device, full_race, seed; got ['sed']") in typo.stderr.str()
+            "device, full_race, seed, workers; got ['sed']") in typo.stderr.str()
 
 
 def test_a_keras_and_a_pytorch_model_are_gated_side_by_side(project):
