@@ -62,21 +62,18 @@ def test_xdist_under_torchrun_is_refused_with_the_reason(project, monkeypatch):
                                  "session*"])
 
 
-def test_the_marker_and_the_option_set_a_test_s_workers(project):
+def test_the_option_sets_workers_and_a_marker_overrides_it(project):
     project.makepyfile(test_gates="""
         import pytest
         from conftest import GRAY
 
-        @pytest.mark.modelgate(workers=2)
+        @pytest.mark.modelgate(workers=1)
         def test_marked(finetune, digits, tiny):
-            run = finetune(tiny, digits, epochs=1, freeze="none", batch_size=32, **GRAY)
-            assert (run.config["workers"], run.config["ranks"]) == (2, "spawn")
+            run = finetune(tiny, digits, epochs=1, freeze="none", batch_size=30, **GRAY)
+            assert "ranks" not in run.config
 
         def test_by_option(finetune, digits, tiny):
-            run = finetune(tiny, digits, epochs=1, freeze="none", batch_size=30, **GRAY)
-            assert "workers" not in run.config or run.config["workers"] == 1
+            run = finetune(tiny, digits, epochs=1, freeze="none", batch_size=32, **GRAY)
+            assert (run.config["workers"], run.config["ranks"]) == (2, "spawn")
     """)
-    project.runpytest(OPTION_ENABLE).assert_outcomes(passed=2)
-    # --modelgate-workers=3: the unmarked test's batch of 30 divides, the marked keeps 2.
-    project.runpytest(OPTION_ENABLE, "--modelgate-workers=3").assert_outcomes(passed=1,
-                                                                              failed=1)
+    project.runpytest(OPTION_ENABLE, "--modelgate-workers=2").assert_outcomes(passed=2)
