@@ -102,15 +102,16 @@ def bn_cnn():
 
 def test_two_ranks_learn_the_digits_as_well_as_one_process():
     """The digits example's data (all ten digits, its split), every layer trained, the same
-    global batch and epochs: over three seeds the mean accuracy of workers=2 is within one
+    global batch and epochs: over two seeds the mean accuracy of workers=2 is within one
     point of workers=1's. (Measured over six seeds: gaps of -0.19 to +0.19 points per seed,
-    +0.06 on the mean; one seed's noise between seeds is about one point.)"""
+    +0.06 on the mean, while one seed differs from the next by about one point: two seeds
+    keep the check well inside its bound.)"""
     from pytest_modelgate.data import load_digits
 
     data = load_digits(test_fraction=0.3, seed=0)
     recipe = dict(epochs=5, freeze="none", lr=3e-3, batch_size=32, **GRAY)
     means = {workers: np.mean([accuracy(run_finetune(bn_cnn, data, workers=workers, seed=seed,
-                                                     **recipe)) for seed in range(3)])
+                                                     **recipe)) for seed in range(2)])
              for workers in (1, 2)}
     assert means[1] > 0.9
     assert abs(means[2] - means[1]) <= 0.01, means
