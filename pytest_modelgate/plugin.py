@@ -59,7 +59,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     import_triton_before_tensorflow()
 
 
-@pytest.hookimpl(tryfirst=True)  # before junitxml's: a torchrun rank but 0 writes no JUnit
+# Not tryfirst: pytest's cache (a tryfirst hook) must be set up before the session reads
+# it, and junitxml's hook, registered before this plugin, still runs after this one.
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "modelgate: a model gate, skipped without --modelgate")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason otherwise")
@@ -158,7 +159,7 @@ def _marker_value_problem(name: str, value: object) -> str | None:
     if name == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
         return f"{value!r} is not an integer seed"
     if name == "workers" and (not isinstance(value, int) or isinstance(value, bool)):
-        return f"{value!r} is not a number of workers"
+        return f"workers must be an int, got {value!r}"
     parse = {"device": parse_device, "seed": parse_seed, "workers": parse_workers}[name]
     try:
         parse(str(value))

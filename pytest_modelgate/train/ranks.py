@@ -154,9 +154,10 @@ def record_of(result: RankResult, data: Splits, config: TrainConfig
 def fit(framework: Framework, loaded: Any, data: Splits, config: TrainConfig, *,
         progress: Callable[[str], None] | None = None,
         head_finder: Callable[[Any], str | None] | None = None, ray: str | None = None
-        ) -> tuple[FinetuneRun, dict[str, np.ndarray]]:
+        ) -> tuple[FinetuneRun | None, dict[str, np.ndarray]]:
     """Train ``loaded`` where its ranks run (``where_ranks_run``); returns the run record
-    and the trained head's weights, the same from every place."""
+    and the trained head's weights, the same from every place (under torchrun, on rank 0;
+    the other ranks get (None, {}) and rank 0's record from ``Runner``)."""
     from .record import fit as fit_here
 
     place = where_ranks_run(framework, config, ray)
@@ -165,4 +166,6 @@ def fit(framework: Framework, loaded: Any, data: Splits, config: TrainConfig, *,
                         head_finder=head_finder)
     result = framework.launch(loaded, data, config, place=place, progress=progress,
                               head_finder=head_finder, ray=ray)
+    if result is None:  # a torchrun rank but 0: the record comes from rank 0 (Runner)
+        return None, {}
     return record_of(result, data, config)

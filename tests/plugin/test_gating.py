@@ -150,6 +150,17 @@ def test_gate(finetune, digits, pretrained_tiny):
 """
 
 
+def test_runs_are_cached_in_pytest_s_cache_by_default(project):
+    """No option: the runs go to pytest's own cache folder (a plugin hook that ran before
+    pytest set its cache up once left every default session uncached)."""
+    project.makeini("[pytest]\nmodelgate_device = cpu\n")   # pytest's cache on
+    project.makepyfile(test_cached=CACHED_FILE)
+    project.runpytest(OPTION_ENABLE).stdout.fnmatch_lines(
+        ["run cache: 0 run(s) loaded, 2 trained (*.pytest_cache*modelgate*)"])
+    project.runpytest(OPTION_ENABLE).stdout.fnmatch_lines(
+        ["run cache: 2 run(s) loaded, 0 trained (*.pytest_cache*modelgate*)"])
+
+
 def test_unchanged_second_run_retrains_nothing(project):
     project.makepyfile(test_cached=CACHED_FILE)
     args = (OPTION_ENABLE, "--modelgate-cache-dir=runs")
@@ -203,7 +214,7 @@ def test_a_bad_workers_ini_value_names_the_key(project):
     ("full_race='yes'", "@pytest.mark.modelgate(full_race='yes'): full_race must be True or "
                         "False"),
     ("workers=0", "@pytest.mark.modelgate(workers=0): workers must be at least 1, got 0"),
-    ("workers='2'", "@pytest.mark.modelgate(workers='2'): '2' is not a number of workers"),
+    ("workers='2'", "@pytest.mark.modelgate(workers='2'): workers must be an int, got '2'"),
 ])
 def test_a_bad_marker_value_is_a_usage_error_naming_the_test(project, keywords, message):
     """Checked at collection as the option's value would be, before anything trains (a

@@ -28,27 +28,37 @@ def test_asks_too_much(finetune, digits, tiny):
 """
 
 
-def test_torchrun_runs_the_gates_over_its_world_with_one_report_and_one_status(project):
-    project.makepyfile(test_gates=GATES)
+def _torchrun(project, *args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "-m", "pytest",
-         OPTION_ENABLE, "-p", "no:cacheprovider", "--junitxml=junit.xml"],
+         OPTION_ENABLE, "--junitxml=junit.xml", "--modelgate-cache-dir=runs", *args],
         cwd=project.path, capture_output=True, text=True, timeout=600, env=env)
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    # One verdict: both ranks failed the session (torchrun lists each rank's exit code).
-    assert "rank      : 0" in out and "rank      : 1" in out, out
-    report = json.loads((project.path / "reports" / "modelgate.json").read_text())
-    tests = {t["nodeid"].rpartition("::")[2]: t for t in report["tests"]}
-    assert tests["test_learns"]["outcome"] == "passed"
-    assert tests["test_asks_too_much"]["outcome"] == "failed"
-    runs = [run for t in tests.values() for run in t["runs"]]
-    assert {(r["config"]["workers"], r["config"]["backend"], r["config"]["ranks"])
-            for r in runs} == {(2, "gloo", "torchrun")}
-    assert {r["world"] for r in runs} == {"2 ranks (gloo, torchrun)"}
-    assert (project.path / "junit.xml").is_file()
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_torchrun_runs_the_gates_over_its_world_with_one_report_and_one_status(project):
+    project.makepyfile(test_gates=GATES)
+    for session, cache_line in (("trained", "run cache: 0 run(s) loaded, 1 trained*"),
+                                ("cached", "run cache: 1 run(s) loaded, 0 trained*")):
+        status, out = _torchrun(project)
+        assert status == 1, out
+        # Both ranks ran the same session and agree: the same outcome on each.
+        finals = [line for line in out.splitlines()
+                  if line.startswith("=") and "1 failed, 1 passed" in line]
+        assert len(finals) == 2, out
+        assert "AttributeError" not in out and "RuntimeError" not in out, out
+        assert pytest.LineMatcher(out.splitlines()).fnmatch_lines([cache_line]) is None
+        report = json.loads((project.path / "reports" / "modelgate.json").read_text())
+        tests = {t["nodeid"].rpartition("::")[2]: t for t in report["tests"]}
+        assert tests["test_learns"]["outcome"] == "passed"
+        assert tests["test_asks_too_much"]["outcome"] == "failed"
+        runs = [run for t in tests.values() for run in t["runs"]]
+        assert {(r["config"]["workers"], r["config"]["backend"], r["config"]["ranks"])
+                for r in runs} == {(2, "gloo", "torchrun")}, session
+        assert {r["world"] for r in runs} == {"2 ranks (gloo, torchrun)"}
+        assert (project.path / "junit.xml").is_file()
 
 
 def test_xdist_under_torchrun_is_refused_with_the_reason(project, monkeypatch):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ...errors import user_error_frames
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -15,6 +17,11 @@ if TYPE_CHECKING:
     from ...train.ranks import RankResult, World
     from ...train.record import EpochLog, Trained
     from .zoo import LoadedModel
+
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py): the
+# adapter's methods pass the engine's and the launcher's errors through.
+__tracebackhide__ = user_error_frames
 
 
 def weights_hash(module: Any) -> str:
