@@ -66,7 +66,9 @@ class TrainConfig:
             raise ModelGateError(
                 f"batch_size={self.batch_size} does not divide over workers={self.workers}: "
                 f"batch_size is the global batch and each rank takes batch_size / workers of "
-                f"it; use a batch_size that is a multiple of {self.workers}")
+                f"it; use a batch_size that is a multiple of {self.workers}, or workers "
+                f"that divide {self.batch_size} (set by workers=, the marker's workers or "
+                f"--modelgate-workers)")
         if not isinstance(self.sync_batchnorm, bool):
             raise ModelGateError(f"sync_batchnorm must be True or False, got "
                                  f"{self.sync_batchnorm!r}")
