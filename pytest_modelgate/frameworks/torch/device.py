@@ -107,12 +107,20 @@ def share_cores_with_xdist_workers() -> int | None:
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
     if not workers.isdigit() or int(workers) < 2 or "OMP_NUM_THREADS" in os.environ:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = max(1, (cores or 1) // int(workers))
+    share = core_share(int(workers))
     if torch.get_num_threads() <= share:
         return None
     torch.set_num_threads(share)
     return share
+
+
+def core_share(processes: int) -> int:
+    """The threads one of ``processes`` busy processes gets: this machine's cores (those
+    this process may use) divided among them, at least 1."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // processes)
 
 
 def seed_everything(seed: int) -> None:

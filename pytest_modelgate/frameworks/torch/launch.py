@@ -153,10 +153,10 @@ def _threads(workers: int) -> int:
     """Each CPU rank's share of the cores (a user's OMP_NUM_THREADS decides instead)."""
     import os
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from .device import core_share
+
     xdist = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    processes = workers * (int(xdist) if xdist.isdigit() and int(xdist) > 1 else 1)
-    return max(1, (cores or 1) // processes)
+    return core_share(workers * (int(xdist) if xdist.isdigit() and int(xdist) > 1 else 1))
 
 
 def spawn(job: RankJob, progress: Callable[[str], None] | None) -> RankResult:
