@@ -561,3 +561,36 @@ def test_grayscale_and_rgb_files_in_one_split_are_widened(tmp_path):
     np.testing.assert_array_equal(splits.train.images[0, ..., 1], x[0])
     again = from_folder(tmp_path, cache=tmp_path / ".cache")
     assert again.train.ids == splits.train.ids
+
+
+def test_platform_files_in_class_folders_are_skipped_and_counted(tmp_path):
+    """macOS's ``._name.jpg`` (AppleDouble: no image), a hidden ``.x.png``, ``.DS_Store``,
+    ``Thumbs.db`` and ``desktop.ini`` are the platforms' files, not samples: none stops the
+    load or joins a split, and the split says how many it left out."""
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3}, "test": {"ants": 2, "bees": 2}})
+    ants, bees = tmp_path / "train" / "ants", tmp_path / "train" / "bees"
+    (ants / "._0.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    _write(ants / ".hidden.png", _images(1, seed=5)[0])
+    (ants / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (bees / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (tmp_path / "test" / "bees" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    for cache in (tmp_path / "arrays", tmp_path / "arrays", False):  # decoded, cached, none
+        splits = from_folder(tmp_path, cache=cache)
+        assert len(splits.train) == 6 and len(splits.test) == 4
+        assert not any(os.path.basename(s).startswith(".") for s in splits.train.sources)
+        assert [os.path.basename(s) for s in splits.train.skipped] == [
+            ".DS_Store", "._0.png", ".hidden.png", "Thumbs.db"]
+        assert [os.path.basename(s) for s in splits.test.skipped] == ["desktop.ini"]
+        assert repr(splits.train).endswith("; 4 platform files skipped (.DS_Store, ._0.png, "
+                                           ".hidden.png, ...))")
+        assert repr(splits.test).endswith("; 1 platform file skipped (desktop.ini))")
+    # The leak scan of the same folders lists the same files.
+    from pytest_modelgate.leakage.prepare import _image_files
+
+    assert _image_files(tmp_path / "train") == sorted(splits.train.sources)
+    # A folder split by test_fraction keeps the count, on train.
+    _tree(tmp_path / "all", {"": {"ants": 4, "bees": 4}})
+    (tmp_path / "all" / "ants" / "._1.png").write_bytes(b"\x00\x05\x16\x07")
+    split = from_folder(tmp_path / "all", test_fraction=0.5, cache=False)
+    assert len(split.train) + len(split.test) == 8
+    assert [os.path.basename(s) for s in split.train.skipped] == ["._1.png"]

@@ -12,14 +12,13 @@ import numpy as np
 
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
 from .arraycache import ArrayCache, file_stats
-from .decode import IMAGE_SUFFIXES, decode_all
+from .decode import IMAGE_SUFFIXES, decode_all, list_images
 from .sources import stratified_split
-from .splits import ImageSet, Splits, content_id
+from .splits import ImageSet, Splits, content_id, with_skipped
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
 
-_SUFFIX_TUPLE = tuple(sorted(IMAGE_SUFFIXES))  # str.endswith takes a tuple: one C call a name
 SPLIT_FOLDERS = ("train", "test", "val")
 
 
@@ -33,11 +32,14 @@ def from_folder(root: str | Path, *, size: tuple[int, int] | None = None,
     (the val folder is then the test split, as in the PyTorch transfer-learning tutorial),
     or (with ``test_fraction``) ``root/<class>/*`` split by ``stratified_split`` with
     ``seed``. Class names are the train subdirectory names, sorted; hidden folders are
-    skipped. Grayscale and RGB files may mix (grayscale is widened to RGB); ``size=(H, W)``
-    resizes every image. Files are decoded on all cores, and each split's decoded arrays
-    are kept (``cache``: None for ``default_array_cache()``, a folder, or False for none)
-    as a memory-mapped ``.npy`` keyed by every file's path, size and modification time and
-    ``size=``: loading an unchanged folder again reads no image file.
+    skipped, and so are the platforms' files in class folders (hidden names such as
+    ``.DS_Store`` and macOS's ``._name.jpg``, ``Thumbs.db``, ``desktop.ini``): each split
+    lists them in ``ImageSet.skipped`` and its repr counts them. Grayscale and RGB files may
+    mix (grayscale is widened to RGB); ``size=(H, W)`` resizes every image. Files are
+    decoded on all cores, and each split's decoded arrays are kept (``cache``: None for
+    ``default_array_cache()``, a folder, or False for none) as a memory-mapped ``.npy``
+    keyed by every file's path, size and modification time and ``size=``: loading an
+    unchanged folder again reads no image file.
 
     Raises:
         ModelGateError: a class folder in test or val that train lacks, an empty class
@@ -55,8 +57,10 @@ def from_folder(root: str | Path, *, size: tuple[int, int] | None = None,
                 "use its split, or point from_folder at a folder of class folders"
             )
         every = _read_split(root.parent, root.name, size, None, cache=cache)
-        return stratified_split(every.images, every.labels, class_names=every.class_names,
-                                test_fraction=test_fraction, seed=seed, sources=every.sources)
+        split = stratified_split(every.images, every.labels, class_names=every.class_names,
+                                 test_fraction=test_fraction, seed=seed, sources=every.sources)
+        with_skipped(split.train, every.skipped)  # the folder's, named once: on train
+        return split
     if "train" not in present and root.is_dir() and any(root.iterdir()):
         raise ModelGateError(
             f"{root} has no train/ folder; from_folder expects {root}/train/<class>/* and "
@@ -116,15 +120,14 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
     paths: list[str] = []
     listed: list[tuple[str, list[str]]] = []
     labels: list[int] = []
+    skipped: list[str] = []
     for idx, cls in enumerate(names):
         folder = base / cls
         if not folder.is_dir():
             continue  # a class the test split does not show
-        # Names sorted as strings: sorting 60,000 Path objects took longer than loading
-        # the whole cached split, and plain names (listdir) cost less than DirEntry objects.
-        found_names = [n for n in os.listdir(folder) if n.lower().endswith(_SUFFIX_TUPLE)]
-        found_names.sort()
+        found_names, left_out = list_images(folder)
         prefix = os.path.join(folder, "")
+        skipped += [prefix + n for n in left_out]
         files = [prefix + n for n in found_names]  # strings: 60,000 Paths cost 0.5 s
         listed.append((prefix, found_names))
         if not files:
@@ -143,13 +146,13 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
         stats = file_stats(listed)
         hit = cached.load(name or split, stats)
         if hit is not None:
-            return hit
+            return with_skipped(hit, skipped)
     if cached is not None and paths:
         # The workers stat each file as they decode it: the first load of a folder pays
         # for no separate pass over 60,000 files.
         direct = cached.decode_into(paths, size, labels, names, name or split, sources)
         if direct is not None:
-            return direct
+            return with_skipped(direct, skipped)
     if cached is not None and stats is None:
         stats = file_stats(listed)  # before decoding: a file changed meanwhile is a miss
     images, ids = decode_all(paths, size)
@@ -172,4 +175,4 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
                     sources=tuple(sources), _ids=tuple(ids))
     if cached is not None and stats is not None:
         cached.store(data, stats)
-    return data
+    return with_skipped(data, skipped)

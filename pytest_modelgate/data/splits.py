@@ -8,11 +8,13 @@ content id: a hash of its decoded pixels. The same picture saved as PNG or BMP h
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ModelGateError, user_error_frames
+from ..wording import counted
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -32,6 +34,8 @@ class ImageSet:
     """One split: ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels`` class indices.
 
     ``sources`` optionally names where each image came from (a file path), for messages.
+    ``skipped`` names the files a loader left out as the platform's, not samples
+    (``from_folder``: ``.DS_Store``, ``._name.jpg``, ``Thumbs.db``); the repr counts them.
     """
 
     images: np.ndarray
@@ -42,6 +46,7 @@ class ImageSet:
     ids: tuple[str, ...] = field(init=False)
     # Content ids computed before (the decoded-array cache stores them): not recomputed.
     _ids: tuple[str, ...] | None = field(default=None, repr=False)
+    skipped: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
@@ -96,8 +101,14 @@ class ImageSet:
         # Short: pytest prints arguments in tracebacks, and pixel arrays say nothing there.
         shape = "x".join(str(d) for d in self.images.shape[1:])
         names = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
+        left_out = ""
+        if self.skipped:
+            shown = [os.path.basename(p) for p in self.skipped[:3]]
+            more = ", ..." if len(self.skipped) > 3 else ""
+            left_out = (f"; {counted(len(self.skipped), 'platform file')} skipped "
+                        f"({', '.join(shown)}{more})")
         return (f"ImageSet({self.name!r}, {len(self)} images of {shape}, "
-                f"{len(self.class_names)} classes: {names})")
+                f"{len(self.class_names)} classes: {names}{left_out})")
 
     def describe(self, index: int) -> str:
         """Human name of a sample: its source path when known, else split, index and id."""
@@ -112,6 +123,13 @@ class ImageSet:
         h.update("|".join(self.ids).encode())
         h.update(self.labels.tobytes())
         return h.hexdigest()[:16]
+
+
+def with_skipped(data: ImageSet, skipped: list[str] | tuple[str, ...]) -> ImageSet:
+    """``data``, just built by a loader, with the files its listing left out. Set in place:
+    rebuilding the set would hash every image again for its content ids."""
+    object.__setattr__(data, "skipped", tuple(skipped))
+    return data
 
 
 @dataclass(frozen=True, eq=False, repr=False)
