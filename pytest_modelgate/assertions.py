@@ -31,6 +31,7 @@ from .metrics import (
 )
 from .run import FinetuneRun, Predictions
 from .specs import GATE_AVERAGES, MetricName, fbeta_name
+from .wording import counted
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -615,7 +616,8 @@ def _leak_thumbnail(value: Any, split: str, index: int, describe: dict) -> str |
 def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                       max_distance: int | None = None, min_similarity: float | None = None,
                       allow: Any = (), on_error: str = "raise", embeddings: Any = None,
-                      max_listed: int = 10, cache: Any = None) -> None:
+                      min_aligned: float | None = None, max_listed: int = 10,
+                      cache: Any = None) -> None:
     """No test image may also sit in train: the same pixels (in any file format), a mirror,
     or a near-duplicate (re-encoded, resized, brightened, noisy: see ``leakage``).
 
@@ -623,7 +625,8 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     one ``Splits``. ``preset="strict"`` (default) or ``"loose"`` sets the near-duplicate
     thresholds (``max_distance``, ``min_similarity`` override them); ``embeddings=`` (a
     model name such as ``"efficientnet_lite0"``, a module, or a feature function) adds the
-    stage that finds crops. Under ``pytest --modelgate`` each image's thumbnail is kept in
+    stage that finds crops; ``min_aligned`` (default 0.93) is how closely a crop must match
+    to confirm its pair there. Under ``pytest --modelgate`` each image's thumbnail is kept in
     the run cache by content id, so a rerun thumbnails only new images (``cache=`` a folder
     instead, or False for none). ``allow`` accepts
     known pairs ``(train_ref, test_ref)`` or test images (content id, path, index). The
@@ -636,9 +639,10 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     __tracebackhide__ = True
     from .leakage import scan_leaks
 
+    aligned = {} if min_aligned is None else {"min_aligned": min_aligned}
     scan = scan_leaks(train, test, preset=preset, max_distance=max_distance,
                       min_similarity=min_similarity, allow=allow, on_error=on_error,
-                      embeddings=embeddings, cache=cache)
+                      embeddings=embeddings, cache=cache, **aligned)
     describe = scan.describe
     labels = scan.labels
     n_test = len(labels["test"])
@@ -653,14 +657,15 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
 
     notes = []
     if scan.test_duplicates:
-        notes.append(f"{len(scan.test_duplicates)} duplicate pair(s) inside the test split "
+        notes.append(f"{counted(len(scan.test_duplicates), 'duplicate pair')} inside the test "
+                     "split "
                      "(they count twice in every test figure): "
                      + "; ".join(f"{describe['test'](p.train_index)} ~ "
                                  f"{describe['test'](p.test_index)}"
                                  for p in scan.test_duplicates[:3]))
     if scan.label_conflicts:
-        notes.append(f"{len(scan.label_conflicts)} label conflict(s), one picture under two "
-                     "labels: " + "; ".join(
+        notes.append(f"{counted(len(scan.label_conflicts), 'label conflict')}, one picture "
+                     "under two labels: " + "; ".join(
                          f"{describe[sa](i)} ({labels[sa][i]}) ~ {describe[sb](j)} "
                          f"({labels[sb][j]})" for sa, i, sb, j in scan.label_conflicts[:3]))
     for note in notes:
@@ -679,17 +684,39 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(scan.by_stage().items()))
     more = (f"\n    ... and {len(scan.pairs) - max_listed} more"
             if len(scan.pairs) > max_listed else "")
-    allowed = f"; {len(scan.allowed)} allowed pair(s) left out" if scan.allowed else ""
+    allowed = (f"; {counted(len(scan.allowed), 'allowed pair')} left out"
+               if scan.allowed else "")
+    # The first line stands alone (the report and the verdict lines show only it): it
+    # names the first leaked test images rather than ending on a colon.
+    leaked = list(dict.fromkeys(p.test_index for p in scan.pairs))
+    named = ", ".join(describe["test"](i) for i in leaked[:2]) + (
+        ", ..." if len(leaked) > 2 else "")
     raise AssertionError(
         f"{scan.leaked_test_images} of {n_test} test images also sit in train "
-        f"({len(scan.pairs)} pairs: {stages}{allowed}); test figures overstate the model:\n"
+        f"({counted(len(scan.pairs), 'pair')}: {stages}{allowed}), so test figures overstate "
+        f"the model: {named}\n"
         + "\n".join(pair_line(p) for p in scan.pairs[:max_listed]) + more
         + ("\n  " + "\n  ".join(notes) if notes else "")
-        + "\n  Fix: remove these images from one split (stratified_split() keeps exact "
-          "duplicates on one side); accept a known pair with allow=[(train_ref, test_ref)]; "
-          f"or loosen the near-duplicate check (preset='loose', max_distance=, "
-          f"min_similarity=; now preset={scan.preset!r})."
+        + "\n  Fix: " + _leak_fix(scan, min_aligned)
     )
+
+
+def _leak_fix(scan: Any, min_aligned: float | None) -> str:
+    """The fix line: what governs each stage that found a pair, and only those stages."""
+    from .leakage.embeddings import MIN_ALIGNED
+
+    stages = {p.stage for p in scan.pairs}
+    loosen = []
+    if stages & {"phash"}:
+        loosen.append("loosen the near-duplicate check (preset='loose', max_distance=, "
+                      f"min_similarity=; now preset={scan.preset!r})")
+    if "embedding" in stages:
+        now = MIN_ALIGNED if min_aligned is None else min_aligned
+        loosen.append("ask the embedding stage for a closer crop match (min_aligned= above "
+                      f"{now:g}) or leave that stage out (embeddings=None)")
+    return ("remove these images from one split (stratified_split() keeps exact duplicates "
+            "on one side); accept a known pair with allow=[(train_ref, test_ref)]"
+            + "".join(f"; or {how}" for how in loosen) + ".")
 
 
 def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,

@@ -177,8 +177,8 @@ def test_label_conflicts_and_duplicates_inside_test(patches):
     with pytest.warns(ModelGateWarning) as record, pytest.raises(AssertionError):
         assert_no_leakage(train, test)
     text = " ".join(str(w.message) for w in record)
-    assert "1 duplicate pair(s) inside the test split" in text
-    assert "2 label conflict(s), one picture under two labels" in text
+    assert "1 duplicate pair inside the test split" in text
+    assert "2 label conflicts, one picture under two labels" in text
     assert "(dog) ~ test[0]" in text
 
 
@@ -388,3 +388,36 @@ def test_leaked_pairs_are_recorded_with_thumbnails_for_the_report(patches):
         [{"nodeid": "t.py::test_leak", "outcome": "failed", "record": record}],
         baseline_path=None, baseline_found=False, updated_baseline=False))
     assert html.count('<figure class="pair"') == 1 and "hash distance" in html
+
+
+def test_the_failure_s_first_line_names_the_leaked_images(patches):
+    """The report and the verdict lines show a failure's first line: it names test images,
+    and does not end on a colon with the names cut off."""
+    train = _set(np.concatenate([patches[:80], patches[85:88]]), "train")
+    with pytest.raises(AssertionError) as info:
+        assert_no_leakage(train, _set(patches[80:], "test"))
+    first = str(info.value).split("\n")[0]
+    assert first == ("3 of 38 test images also sit in train (3 pairs: 3 by pixels), so test "
+                     "figures overstate the model: test[5] (id " + _set(patches[80:], "test")
+                     .ids[5] + "), test[6] (id " + _set(patches[80:], "test").ids[6]
+                     + "), ...")
+
+
+def test_the_fix_for_an_embedding_stage_pair_names_what_governs_that_stage(patches):
+    crop = resized(patches[90][4:44, 3:45], 48 / 40)[:48, :48]
+    train = _set(np.concatenate([patches[:80], crop[None]]), "train")
+    test = _set(patches[80:], "test")
+
+    def features(images):
+        return np.stack([np.asarray(Image.fromarray(a).convert("L").resize((8, 8)),
+                                    dtype=np.float32).ravel() for a in images])
+
+    with pytest.raises(AssertionError) as info:
+        assert_no_leakage(train, test, embeddings=features)
+    message = str(info.value)
+    assert "by embedding" in message
+    fix = message.split("\n  Fix: ")[1]
+    assert "min_aligned=" in fix and "embeddings=None" in fix and "allow=" in fix
+    assert "preset='loose'" not in fix and "max_distance=" not in fix  # they govern the hash
+    # min_aligned= reaches the stage: asking for a closer match leaves the crop out.
+    assert_no_leakage(train, test, embeddings=features, min_aligned=0.9999)

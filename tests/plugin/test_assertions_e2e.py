@@ -74,7 +74,8 @@ def test_each_assertion_passes_and_fails_with_its_message(project):
         r"E +AssertionError: accuracy = 0\.\d{3} < 0\.990 required \[n=162, 95% CI .*\]; "
         r"lowest recall:",
         r"E +AssertionError: 20 of 20 test images also sit in train \(20 pairs: 20 by "
-        r"pixels\); test figures overstate the model:",
+        r"pixels\), so test figures overstate the model: test\[0\] \(id \w+\), test\[1\] "
+        r"\(id \w+\), \.\.\.$",
         r"E +AssertionError: speedup to accuracy 0\.900 = [\d.]+x < 1000\.00x required: "
         r"pretrained [\d.]+m?s \(epoch \d+\), scratch ",
         r"E +class +precision +recall +n$",
