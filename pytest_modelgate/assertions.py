@@ -114,6 +114,11 @@ def _as_predictions(run: Any) -> Predictions:
 
 def _check_fraction(value: Any, argname: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if not isinstance(value, bool) and isinstance(value, (int, float)) and 1 < value <= 100:
+            meant = f"{value / 100:.3f}".rstrip("0")
+            meant += "0" * (4 - len(meant))  # 0.9 reads as 0.90, 0.875 stays
+            raise ModelGateError(f"{argname}={value!r} is a fraction in [0, 1]: did you mean "
+                                 f"{meant}?")
         raise ModelGateError(f"{argname} must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -213,7 +218,10 @@ class _Check:
             return
         head = "; ".join(lines[:1]) if len(lines) == 1 else (
             f"{len(lines)} classes below the threshold:\n  " + "\n  ".join(lines))
-        lowest = f"; lowest {kind}: {_lowest(self.summary, kind)}" if kind else ""
+        # One failing figure: the lowest classes follow on its line; several: a line of
+        # their own, not glued to the last class's.
+        sep = "; " if len(lines) == 1 else "\n  "
+        lowest = f"{sep}lowest {kind}: {_lowest(self.summary, kind)}" if kind else ""
         raise AssertionError(f"{head}{lowest}\n{_context(self.p, self.summary)}\n  Fix: {fix}")
 
 

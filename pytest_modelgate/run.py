@@ -244,7 +244,7 @@ class Predictions:
         return float(t[ok[0]])
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class FinetuneRun:
     """Predictions on the test split, class names, per-epoch history and timing of one run.
 
@@ -279,6 +279,17 @@ class FinetuneRun:
     # The run's model as it was before fine-tuning (its pretrained weights), loaded anew
     # at a given image size: the leakage embedding stage's features (embeddings=run).
     backbone: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        # One line: print(run) and pytest's tracebacks show it, and whole prediction arrays
+        # say nothing there (run.to_dict() and the report hold everything).
+        kind = "pretrained" if self.pretrained else "scratch"
+        names = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
+        cached = ", cached" if self.cached else ""
+        return (f"FinetuneRun({self.model!r}, {kind}, freeze={self.freeze}, accuracy "
+                f"{self.accuracy:.3f} on {len(self.y_true)} test images, "
+                f"{len(self.class_names)} classes: {names}, {self.seconds:.2f}s on "
+                f"{self.device}{cached})")
 
     @property
     def predictions(self) -> Predictions:

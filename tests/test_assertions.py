@@ -95,12 +95,14 @@ def test_accuracy_pass_and_fail():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda r: assert_recall_above(r, 1.5), r"threshold must be a number in \[0, 1\]"),
+        (lambda r: assert_recall_above(r, 1.5), r"threshold=1\.5 is a fraction in \[0, 1\]"),
         (lambda r: assert_recall_above(r, 0.5, label="cow"), "label='cow' is not a class"),
         (lambda r: assert_accuracy_above("run", 0.5), "run must be the result of finetune"),
         (lambda r: assert_faster_than_scratch(r, target_accuracy=0.8, min_speedup=0),
          "min_speedup must be positive"),
         (lambda r: assert_faster_than_scratch(r, target_accuracy=2),
+         "target_accuracy=2 is a fraction in"),
+        (lambda r: assert_faster_than_scratch(r, target_accuracy=-0.1),
          "target_accuracy must be a number"),
         (lambda r: assert_faster_than_scratch(r, target_accuracy=0.5),
          "cannot race from scratch"),
@@ -435,7 +437,7 @@ def test_plain_tuples_work_like_runs():
         (lambda: assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.5, label="cat",
                                      per_class=True), "label= or per_class=True, not both"),
         (lambda: assert_beats_majority(make_run(Y_TRUE, Y_PRED), margin=2),
-         r"margin must be a number in \[0, 1\]"),
+         r"margin=2 is a fraction in \[0, 1\]: did you mean 0\.02\?"),
         (lambda: assert_recall_above([0, 1], 0.5), "a tuple \\(y_true, y_pred"),
     ],
 )
@@ -476,3 +478,38 @@ def test_the_early_stop_never_changes_the_verdict():
             except AssertionError:
                 verdicts.append(False)
         assert verdicts[0] == verdicts[1] == verdicts[2], (accuracies, per_epoch, min_speedup)
+
+
+def test_per_class_gives_the_lowest_classes_a_line_of_their_own():
+    with pytest.raises(AssertionError) as info:
+        assert_recall_above(make_run(Y_TRUE, Y_PRED), 0.9, per_class=True)
+    lines = str(info.value).split("\n")
+    assert lines[2].startswith("  recall(<b>eel</b>) = 0.600 < 0.900 required [n=5, 95% CI ")
+    assert lines[2].endswith("]")  # the last class's line ends with its own interval
+    assert lines[3] == "  lowest recall: <b>eel</b> 0.600, cat 0.800, dog 1.000"
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, t: assert_accuracy_above(r, t),
+    lambda r, t: assert_recall_above(r, t, label="cat"),
+    lambda r, t: assert_precision_above(r, t),
+])
+def test_a_percentage_for_a_fraction_asks_did_you_mean(call):
+    run = make_run(Y_TRUE, Y_PRED)
+    with pytest.raises(ModelGateError,
+                       match=r"^threshold=90 is a fraction in \[0, 1\]: did you mean 0\.90\?$"):
+        call(run, 90)
+    with pytest.raises(ModelGateError, match=r"threshold=87\.5 .* did you mean 0\.875\?"):
+        call(run, 87.5)
+    with pytest.raises(ModelGateError, match=r"threshold must be a number in \[0, 1\], got 300"):
+        call(run, 300)
+
+
+def test_a_run_prints_as_one_short_line():
+    run = make_run(Y_TRUE, Y_PRED)
+    assert repr(run) == str(run) == (
+        "FinetuneRun('toy', pretrained, freeze=backbone, accuracy 0.840 on 25 test images, "
+        "3 classes: cat, dog, <b>eel</b>, 2.00s on cpu)")
+    cached = dataclasses.replace(run, cached=True, pretrained=False, freeze="none")
+    assert repr(cached).endswith(", 2.00s on cpu, cached)")
+    assert "scratch" in repr(cached)
