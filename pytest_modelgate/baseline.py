@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError, user_error_frames
-from .specs import INCONCLUSIVE, METRICS, REGRESSED, MetricName, metric_spec
+from .specs import INCONCLUSIVE, METRICS, REGRESSED, MetricName, format_metric, metric_spec
+from .wording import counted
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -413,18 +414,21 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
     tested = any(r.p is not None for r in regressions)
     regressed = [r for r in regressions if r.verdict == REGRESSED]
     if regressed:
-        head = (f"{len(regressed)} metric(s) regressed beyond tolerance against baseline {path}"
+        head = (f"{counted(len(regressed), 'metric')} regressed beyond tolerance against "
+                f"baseline {path}"
                 + (", significantly" if tested and any(r.p is not None for r in regressed)
                    else "") + ":")
     else:
-        head = (f"{len(regressions)} metric(s) below tolerance against baseline {path}, but "
+        head = (f"{counted(len(regressions), 'metric')} below tolerance against baseline "
+                f"{path}, but "
                 "not significantly (inconclusive):")
     lines = [head, f"  {'metric':<{width}}  {'baseline':>9}  {'current':>9}  {'allowed':>9}"
              + ("  verdict        p       level" if tested else "")]
     for r in regressions:
         op = ">=" if metric_spec(r.name).higher_is_better else "<="
-        row = (f"  {r.name:<{width}}  {r.baseline:>9.4f}  {r.current:>9.4f}  "
-               f"{op} {r.allowed:.4f}")
+        row = (f"  {r.name:<{width}}  {format_metric(r.name, r.baseline, 4):>9}  "
+               f"{format_metric(r.name, r.current, 4):>9}  "
+               f"{op} {format_metric(r.name, r.allowed, 4)}")
         if tested:
             p = f"{r.p:.4f}" if r.p is not None else "-"
             level = f"{r.level:.4f}" if r.level is not None else "-"

@@ -25,6 +25,7 @@ from .options import (
 )
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
+from .specs import metric_number
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -228,7 +229,7 @@ def _junit_properties(item: pytest.Item, record: dict, verdict: str) -> None:
     them: CI systems that read JUnit XML show them."""
     values = {m["name"]: m["value"] for m in record["metrics"]}
     for name, value in values.items():
-        item.user_properties.append((f"modelgate.{name}", round(float(value), 6)))
+        item.user_properties.append((f"modelgate.{name}", metric_number(name, value)))
     item.user_properties.append(("modelgate.verdict", verdict))
 
 

@@ -22,7 +22,8 @@ from .baseline import (
 from .errors import BaselineError
 from .options import INI_PARSERS, OPTION_UPDATE
 from .settings import GateSettings, resolve
-from .specs import VERDICTS
+from .specs import VERDICTS, format_metric
+from .wording import counted
 
 
 def _ini(config: pytest.Config, name: str) -> Any:
@@ -199,7 +200,8 @@ class ModelGateSession:
         regressed = [r for r in regressions if r.verdict == REGRESSED]
         verdict = REGRESSED if regressed else INCONCLUSIVE
         shown = regressed or regressions
-        reason = "; ".join(f"{r.name} {r.baseline:.3f} -> {r.current:.3f}"
+        reason = "; ".join(f"{r.name} {format_metric(r.name, r.baseline)} -> "
+                           f"{format_metric(r.name, r.current)}"
                            + (f" (p={r.p:.3g})" if r.p is not None else "")
                            for r in shown[:3]) + (" ..." if len(shown) > 3 else "")
         changes = None
@@ -308,7 +310,8 @@ class ModelGateSession:
         """The terminal summary's ``modelgate`` section."""
         lines = []
         n_metrics = sum(len(t["record"]["metrics"]) for t in self.tests.values())
-        lines.append(f"{len(self.tests)} gate test(s) recorded {n_metrics} metric(s)")
+        lines.append(f"{counted(len(self.tests), 'gate test')} recorded "
+                     f"{counted(n_metrics, 'metric')}")
         lines.extend(self.verdict_lines())
         if self.interrupted or self.not_run:
             what = "gate test(s)" if self.expected_are_gates else "test(s)"

@@ -83,6 +83,7 @@ class MetricSpec:
     default_tolerance: float = 0.02
     relative: bool = False
     compared: bool = True
+    integer: bool = False  # a count (leaked pairs): shown as a whole number, never 3.000
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -102,7 +103,8 @@ METRICS: dict[str, MetricSpec] = {
         # runs, so it is compared only when asked (--modelgate-tolerance speedup=50%).
         MetricSpec("speedup", higher_is_better=True, upper=None, default_tolerance=0.5,
                    relative=True, compared=False),
-        MetricSpec("leaked_pairs", higher_is_better=False, upper=None, default_tolerance=0.0),
+        MetricSpec("leaked_pairs", higher_is_better=False, upper=None, default_tolerance=0.0,
+                   integer=True),
     )
 }
 
@@ -126,6 +128,34 @@ def metric_spec(name: str) -> MetricSpec:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         known = ", ".join(sorted(METRICS))
         raise ModelGateError(f"unknown metric {base!r}{hint} Known metrics: {known}") from None
+
+
+def is_count(name: str) -> bool:
+    """Whether a metric is a count (its spec's ``integer``); an unknown name is not."""
+    try:
+        return metric_spec(name).integer
+    except ModelGateError:
+        return False
+
+
+def format_metric(name: str, value: float, digits: int = 3, *, sign: bool = False) -> str:
+    """A metric's value as the terminal and the report show it: ``0.875``, or ``3`` for a
+    count. ``sign``: a delta, ``+0.012`` or ``+3``.
+
+    Example:
+        >>> format_metric("recall[cat]", 0.8751), format_metric("leaked_pairs", 3.0)
+        ('0.875', '3')
+    """
+    plus = "+" if sign else ""
+    if is_count(name):
+        return f"{round(float(value)):{plus}d}"
+    return f"{float(value):{plus}.{digits}f}"
+
+
+def metric_number(name: str, value: float) -> int | float:
+    """A metric's value for JUnit properties and other machine readers: an int for a count,
+    else rounded to 6 digits."""
+    return round(float(value)) if is_count(name) else round(float(value), 6)
 
 
 def fbeta_name(beta: float) -> str:

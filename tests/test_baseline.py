@@ -82,9 +82,9 @@ def test_compare_orients_by_direction():
     assert [(r.name, r.allowed) for r in regs] == [
         ("accuracy", pytest.approx(0.88)), ("leaked_pairs", 0), ("speedup", 2.0)]
     text = format_regressions(regs, __import__("pathlib").Path("modelgate-baseline.json"))
-    assert "3 metric(s) regressed beyond tolerance" in text
+    assert "3 metrics regressed beyond tolerance" in text
     assert "accuracy         0.9000     0.8700  >= 0.8800" in text
-    assert "leaked_pairs     0.0000     1.0000  <= 0.0000" in text
+    assert "leaked_pairs          0          1  <= 0" in text
     assert text.endswith("raise --modelgate-tolerance.")
     assert "--modelgate-update-baseline" in text
 
@@ -161,3 +161,16 @@ def test_the_committed_example_baseline_is_small_and_paired():
     assert packed["n"] == 539 and packed["ids"] == "content"
     assert head_only["env"]["device"] == "cpu"
     assert all(m.get("samples") for m in head_only["metrics"].values())
+
+
+def test_counts_are_worded_in_the_singular_and_plural():
+    base = {"metrics": {"accuracy": {"value": 0.90}, "leaked_pairs": {"value": 0}}}
+    path = __import__("pathlib").Path("b.json")
+    one = format_regressions(compare([metric("accuracy", 0.8)], base, Tolerance()), path)
+    assert one.startswith("1 metric regressed beyond tolerance against baseline b.json")
+    two = format_regressions(compare([metric("accuracy", 0.8),
+                                      metric("leaked_pairs", 3, higher=False)], base,
+                                     Tolerance()), path)
+    assert two.startswith("2 metrics regressed beyond tolerance")
+    # A count shows as one: 3 leaked pairs, not 3.0000.
+    assert "leaked_pairs          0          3  <= 0\n" in two + "\n"

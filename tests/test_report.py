@@ -173,3 +173,46 @@ def test_an_fbeta_gate_is_reported_and_compared_like_f1():
     html = render_html(build_context(tests, baseline_path="b.json", baseline_found=False,
                                      updated_baseline=False))
     assert "f2[cat]" in html
+
+
+def test_the_race_chart_starts_each_curve_at_its_first_measured_point():
+    """No point at (0 s, accuracy 0) that no run measured: a pretrained model does not
+    start at accuracy 0, and the chart must not say it does."""
+    from pytest_modelgate import assert_faster_than_scratch
+    from pytest_modelgate.report.context import chart
+
+    from .test_assertions import _racer
+
+    run = make_run(Y_TRUE, Y_PRED, accuracies=(0.7, 0.9), scratch=_racer((0.3, 0.6, 0.92), 5.0))
+    with recording() as record:
+        assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=2, full_race=True)
+    tests = [{"nodeid": "t.py::t", "outcome": "passed", "duration": 1.0, "record": record,
+              "regressions": []}]
+    ctx = build_context(tests, baseline_path="b.json", baseline_found=False,
+                        updated_baseline=False)
+    drawn = ctx["tests"][0]["races"][0]["chart"]
+    measured = [[(1.0, 0.7), (2.0, 0.9)], [(5.0, 0.3), (10.0, 0.6), (15.0, 0.92)]]
+    expected = chart([{"label": "", "colour": "", "points": p} for p in measured],
+                     x_label="", y_label="", y_range=(0.0, 1.0))
+    assert [s["dots"] for s in drawn["series"]] == [s["dots"] for s in expected["series"]]
+
+
+def test_a_count_metric_shows_as_a_whole_number():
+    from types import SimpleNamespace
+
+    from pytest_modelgate.plugin import _junit_properties
+
+    metric = {"name": "leaked_pairs", "value": 3, "threshold": 0, "passed": False, "n": 40,
+              "higher_is_better": False}
+    tests = [{"nodeid": "t.py::t", "outcome": "failed", "duration": 1.0,
+              "record": {"metrics": [metric], "runs": {}, "races": []}, "regressions": []}]
+    baseline = {"t.py::t": {"metrics": {"leaked_pairs": {"value": 0}}}}
+    ctx = build_context(tests, baseline_path="b.json", baseline_found=True,
+                        updated_baseline=False, baseline=baseline)
+    html = render_html(ctx)
+    assert "<td>3</td>" in html and "3.000" not in html and "+3.000" not in html
+    assert "<td>0</td>" in html and ">+3</td>" in html  # baseline 0, delta +3
+    item = SimpleNamespace(user_properties=[])
+    _junit_properties(item, {"metrics": [metric]}, "failed")
+    assert item.user_properties[0] == ("modelgate.leaked_pairs", 3)
+    assert type(item.user_properties[0][1]) is int

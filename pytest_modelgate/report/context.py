@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._version import __version__
-from ..specs import VERDICTS, MetricName
+from ..specs import VERDICTS, MetricName, format_metric
 from ..thumbnails import thumbnail
 
 CURVE_W, CURVE_H = 320, 120
@@ -200,8 +200,10 @@ def _race_view(race: dict, runs: dict) -> dict:
         run = runs.get(rid)
         if run and run["history"]:
             series.append({"label": f"{label}: test accuracy", "colour": colour,
-                           "points": [(0.0, 0.0)] + [(h["seconds"], h["test_accuracy"])
-                                                     for h in run["history"]]})
+                           # From the first measured point: no run was measured at
+                           # 0 s, and a pretrained one does not start at accuracy 0.
+                           "points": [(h["seconds"], h["test_accuracy"])
+                                      for h in run["history"]]})
     if series:
         view["chart"] = chart(series, x_label="training seconds", y_label="test accuracy",
                               y_range=(0.0, 1.0),
@@ -215,12 +217,14 @@ def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[d
     base = (baseline or {}).get("metrics", {})
     rows = []
     for m in metrics:
-        row = _pr_view(m)
+        row = dict(_pr_view(m), value_text=format_metric(m["name"], m["value"]))
         entry = base.get(m["name"])
         if entry is not None:
             delta = float(m["value"]) - float(entry["value"])
             better = delta > 0 if m["higher_is_better"] else delta < 0
             row = dict(row, baseline=float(entry["value"]), delta=delta,
+                       baseline_text=format_metric(m["name"], entry["value"]),
+                       delta_text=format_metric(m["name"], delta, sign=True),
                        direction="better" if better else "worse" if delta else "same",
                        verdict=verdict_of.get(m["name"]))
         rows.append(row)

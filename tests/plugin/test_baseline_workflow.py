@@ -49,7 +49,7 @@ def test_baseline_workflow(project):
     result = project.runpytest(OPTION_ENABLE, "--modelgate-significance=off")
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([
-        r"2 metric\(s\) regressed beyond tolerance against baseline "
+        r"2 metrics regressed beyond tolerance against baseline "
         r".*modelgate-baseline.json:",
         r" +metric +baseline +current +allowed",
         rf" +accuracy +{good_accuracy:.4f} +0\.\d{{4}} +>= {good_accuracy - 0.02:.4f}",

@@ -48,7 +48,7 @@ def test_ctrl_c_during_an_update_leaves_the_baseline_untouched(project):
     assert baseline.read_bytes() == before
     result.stdout.fnmatch_lines([
         "*= modelgate =*",
-        "1 gate test(s) recorded 1 metric(s)",
+        "1 gate test recorded 1 metric",
         "session interrupted: 2 gate test(s) did not run or finish: test_gates.py::test_b, "
         "test_gates.py::test_c",
         "baseline not written, *modelgate-baseline.json left as it was: the session was "

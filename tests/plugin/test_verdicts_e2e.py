@@ -52,7 +52,7 @@ def test_regressed_inconclusive_and_passed(project):
     result = project.runpytest(OPTION_ENABLE)
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([
-        r".*1 metric\(s\) regressed beyond tolerance against baseline .*, significantly:",
+        r".*1 metric regressed beyond tolerance against baseline .*, significantly:",
         r" +metric +baseline +current +allowed +verdict +p +level",
         r" +accuracy +1\.0000 +0\.9000 +>= 0\.9800 +regressed +0\.000\d +0\.0500",
         r" +accuracy: McNemar exact \(b=100, c=0\), and paired bootstrap .*",
@@ -69,7 +69,7 @@ def test_regressed_inconclusive_and_passed(project):
     result = project.runpytest(OPTION_ENABLE)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
-        "*ModelGateWarning: test_arrays.py::test_gate: inconclusive: 1 metric(s) below "
+        "*ModelGateWarning: test_arrays.py::test_gate: inconclusive: 1 metric below "
         "tolerance against baseline *, but not significantly (inconclusive):",
         "*accuracy: this drop would need about * test samples to show it exceeds the "
         "tolerance (has 1000)",
@@ -111,7 +111,7 @@ def test_a_failed_threshold_is_its_own_verdict(project):
     # The section starts on its own line, right under its rule.
     lines = result.stdout.lines
     rule = next(i for i, line in enumerate(lines) if "= modelgate =" in line)
-    assert lines[rule + 1] == "1 gate test(s) recorded 1 metric(s)"
+    assert lines[rule + 1] == "1 gate test recorded 1 metric"
 
 
 def test_a_changed_test_set_is_compared_unpaired(project):
