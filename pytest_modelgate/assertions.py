@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelGateError, ModelGateWarning, user_error_frames
+from .errors import ModelGateError, ModelGateWarning, user_error_frames, warn_user
 from .gate import current_gate
 from .gate import recording as recording  # re-exported: ``with recording() as record:``
 from .metrics import (
@@ -126,18 +126,23 @@ def _check_confidence(confidence: Any) -> float | None:
     return confidence
 
 
+def _figure(value: float | None) -> str:
+    """A per-class figure as messages show it: "n/a" where it is undefined (None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _per_class_table(summary: dict) -> str:
     # As wide as the longest name: "defect_scratch" and "defect_scratch_deep" must differ.
     width = max(len("class"), *(len(row["label"]) for row in summary["per_class"]))
     rows = [f"    {'class':<{width}} {'precision':>9} {'recall':>7} {'n':>5}"]
     for row in summary["per_class"]:
-        rows.append(f"    {row['label']:<{width}} {row['precision']:>9.3f} "
-                    f"{row['recall']:>7.3f} {row['support']:>5}")
+        rows.append(f"    {row['label']:<{width}} {_figure(row['precision']):>9} "
+                    f"{_figure(row['recall']):>7} {row['support']:>5}")
     return "\n".join(rows)
 
 
 def _lowest(summary: dict, key: str, k: int = 3) -> str:
-    rows = sorted((r for r in summary["per_class"] if r["support"] or r["predicted"]),
+    rows = sorted((r for r in summary["per_class"] if r.get(key) is not None),
                   key=lambda r: r[key])[:k]
     return ", ".join(f"{r['label']} {r[key]:.3f}" for r in rows)
 
@@ -262,9 +267,21 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
     how = "fbeta" if beta is not None else kind
     if beta is not None:   # F-beta per class, next to F1 in the rows the message shows
         for i, row in enumerate(rows):
-            row[kind] = float(class_metric_from_cm(check.cm, how, i, beta))
-    present = [i for i, r in enumerate(rows) if r["support"] or r["predicted"]]
-    indices = ([_class_index(p, label)] if label is not None else present)
+            row[kind] = (float(class_metric_from_cm(check.cm, how, i, beta))
+                         if row["support"] else None)
+    # A class the test split has no images of has no recall: it is measured nowhere, and
+    # averaged nowhere (macro averages run over the classes of the test split).
+    tested = [i for i, r in enumerate(rows) if r["support"]]
+    if label is not None:
+        indices = [_class_index(p, label)]
+        if not rows[indices[0]]["support"]:
+            raise ModelGateError(p.no_test_images(indices[0]))
+    else:
+        indices = tested
+        untested = [r["label"] for r in rows if not r["support"]]
+        if per_class and untested:
+            warn_user(f"per_class=True: {p.test_split_text} has no images of {untested}; "
+                      "checked the other classes")
     _support_check(p, check.summary, indices, min_support, insufficient)
     lines: list[str] = []
     if label is not None or per_class:
@@ -277,13 +294,21 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
             else:
                 n = row["support"] if kind == "recall" else row["predicted"]
                 interval = wilson_interval(row["tp"], n, check.level)
+            # zero_division 0: a class the model never predicts fails a precision gate.
+            value = float(class_metric_from_cm(check.cm, how, i, beta or 1.0))
             line = check.judge(str(MetricName(kind, row["label"])), f"{kind}({row['label']})",
-                               row[kind], n, interval)
+                               value, n, interval)
+            if line and kind == "precision" and not n:
+                line += f"; the model never predicts {row['label']!r}"
             if line:
                 lines.append(line)
     else:
+        # Micro counts every prediction, those of classes the test split lacks included
+        # (micro equals accuracy); macro and weighted run over the test split's classes.
         mask = np.zeros(len(rows), dtype=bool)
-        mask[present] = True
+        mask[tested] = True
+        if average == "micro":
+            mask |= np.asarray([bool(r["predicted"]) for r in rows])
         value = float(average_from_cm(check.cm, how, average, mask, beta or 1.0))
         interval = check.bootstrap(
             lambda c: average_from_cm(c, how, average, mask, beta or 1.0))
@@ -437,6 +462,13 @@ def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
     n = int(cm.sum())
     support = cm.sum(axis=1)
     k_present = int((support > 0).sum())
+    if k_present < 2:
+        only = p.class_names[int(np.argmax(support))]
+        others = [name for name, count in zip(p.class_names, support, strict=True) if not count]
+        raise ModelGateError(
+            f"{p.test_split_text} holds one class, {only!r}: always predicting it is right "
+            "every time, so no model can beat guessing; add test images of "
+            + ", ".join(repr(name) for name in others))
     chance_ba = 1 / k_present
     ba = float(balanced_accuracy_from_cm(cm))
     mcc = float(mcc_from_cm(cm))
