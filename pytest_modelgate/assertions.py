@@ -335,6 +335,10 @@ def assert_recall_above(run: Any, threshold: float, *, label: str | int | None =
     Recall is the share of a class's test samples the model finds: the figure to gate when a
     miss is costly (a defect shipped, a tumour not flagged).
 
+    Macro and weighted averages (and ``per_class=True``) run over the classes the test split
+    has images of; a class it lacks has no figure, so ``label=`` naming it raises a
+    ``ModelGateError`` saying so.
+
     Args:
         confidence: e.g. ``0.95``: the interval's lower bound must clear the threshold, so a
             pass is not luck of a small test set.
