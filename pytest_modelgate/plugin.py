@@ -226,9 +226,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 def _junit_properties(item: pytest.Item, record: dict, verdict: str) -> None:
     """Each metric (the last value of a name) and the verdict, as record_property would add
     them: CI systems that read JUnit XML show them."""
-    values = {m["name"]: m["value"] for m in record["metrics"]}
-    for name, value in values.items():
-        item.user_properties.append((f"modelgate.{name}", round(float(value), 6)))
+    last = {m["name"]: m for m in record["metrics"]}
+    for name, m in last.items():
+        value = round(float(m["value"]), 6)
+        # A lower bound (a race stopped at its verdict) is no number to plot: ">2.311625".
+        item.user_properties.append((f"modelgate.{name}",
+                                     f">{value}" if m.get("lower_bound") else value))
     item.user_properties.append(("modelgate.verdict", verdict))
 
 

@@ -199,8 +199,7 @@ class ModelGateSession:
         regressed = [r for r in regressions if r.verdict == REGRESSED]
         verdict = REGRESSED if regressed else INCONCLUSIVE
         shown = regressed or regressions
-        reason = "; ".join(f"{r.name} {r.baseline:.3f} -> {r.current:.3f}"
-                           + (f" (p={r.p:.3g})" if r.p is not None else "")
+        reason = "; ".join(r.change() + (f" (p={r.p:.3g})" if r.p is not None else "")
                            for r in shown[:3]) + (" ..." if len(shown) > 3 else "")
         changes = None
         if images:
