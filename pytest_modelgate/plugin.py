@@ -25,6 +25,7 @@ from .options import (
 )
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
+from .specs import ERROR
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -208,8 +209,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         try:
             result = yield
         except BaseException as exc:
-            verdict = "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
-            item.stash[payload_key] = session.payload(record, verdict, str(exc).split("\n")[0])
+            verdict = exception_verdict(exc)
+            item.stash[payload_key] = session.unfinished(item.nodeid, record, verdict,
+                                                         str(exc).split("\n")[0])
             _junit_properties(item, record, verdict)
             raise
         outcome = session.judge(item.nodeid, record, gate.images)
@@ -221,6 +223,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         # The table is the whole story: no traceback into the plugin.
         pytest.fail(outcome.message, pytrace=False)
     return result
+
+
+def exception_verdict(exc: BaseException) -> str:
+    """A gate test's verdict from what its call raised: a failed assertion (or
+    ``pytest.fail``) is ``failed``, the model missed the bar; anything else, a
+    ``ModelGateError`` first of all, is ``error``: the gate never judged the model."""
+    if isinstance(exc, pytest.skip.Exception):
+        return "skipped"
+    if isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        return "failed"
+    return ERROR
 
 
 def _junit_properties(item: pytest.Item, record: dict, verdict: str) -> None:
