@@ -77,7 +77,11 @@ def _run_id(run: FinetuneRun) -> str:
 
 def _record_metric(name: str, value: float, threshold: float | None, passed: bool, *,
                    n: int, interval: tuple[float, float] | None = None,
-                   source: Any = None, detail: Any = None, confidence: float = 0.95) -> None:
+                   source: Any = None, detail: Any = None, confidence: float = 0.95,
+                   lower_bound: bool = False) -> None:
+    """Record one metric; ``lower_bound``: the true value is at least ``value`` (a race
+    stopped before scratch reached the target), which the report, JUnit and the baseline
+    comparison must not read as a measurement."""
     record = _record()
     if record is None:
         return
@@ -95,6 +99,7 @@ def _record_metric(name: str, value: float, threshold: float | None, passed: boo
         "run": _run_id(source) if isinstance(source, FinetuneRun) else None,
         "samples": _samples_key(source),
         "detail": detail,
+        "lower_bound": bool(lower_bound),
     })
 
 
@@ -801,7 +806,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     if record is not None:
         record["races"].append(race)
     _record_metric("speedup", speedup, min_speedup, passed, n=len(run.y_true), source=run,
-                   detail=race)
+                   detail=race, lower_bound=bool(bound))
     scratch_text = (
         f"{_secs(scratch_seconds)} (epoch {scratch_epoch})" if scratch_epoch is not None
         else f"never in {len(scratch.history)} epochs, {_secs(scratch_seconds)} "

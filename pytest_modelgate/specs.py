@@ -23,8 +23,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # A gate test's verdict beyond pytest's outcome: worse than the baseline beyond tolerance,
 # significantly (regressed) or not (inconclusive).
 REGRESSED, INCONCLUSIVE = "regressed", "inconclusive"
+# The gate could not judge the model (a ModelGateError: an unknown model, a bad argument; or
+# any exception but a failed assertion), as against "failed": the model missed the bar.
+ERROR = "error"
 # The order the summary and the report list gate tests in: what to look at first.
-VERDICTS = ("failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
+VERDICTS = (ERROR, "failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,7 @@ def test_faster_than_scratch_passes_and_records_the_race():
     (race,) = record["races"]
     assert race["speedup"] == pytest.approx(7.5) and not race["lower_bound"]
     assert not race["stopped_early"]
+    assert record["metrics"][0]["lower_bound"] is False
     assert record["metrics"][0]["name"] == "speedup"
     assert set(record["runs"]) == {"toy (pretrained, freeze=backbone)",
                                    "toy (scratch, freeze=none)"}
@@ -175,6 +176,9 @@ def test_scratch_never_reaching_target_gives_a_lower_bound():
     with recording() as record:
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=1.2)
     assert record["races"][0]["lower_bound"]
+    # The metric itself says it is a bound: the report, JUnit and the baseline read it there.
+    (speedup,) = record["metrics"]
+    assert speedup["name"] == "speedup" and speedup["lower_bound"] is True
     with pytest.raises(AssertionError, match=r"= > 1\.50x < 4\.00x required.*scratch never in "
                                              r"2 epochs, 3\.00s \(best 0\.400\)"):
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=4)

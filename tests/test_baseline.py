@@ -89,6 +89,30 @@ def test_compare_orients_by_direction():
     assert "--modelgate-update-baseline" in text
 
 
+def test_a_lower_bound_is_stored_as_one_and_never_regresses_for_moving():
+    """A race stopped at its verdict gives a lower bound (the true speedup is larger): it
+    passes at or above the allowed value, decides nothing below it, and a measured value
+    against a bound baseline is held to the bound."""
+    bound = dict(metric("speedup", 2.311625), lower_bound=True)
+    entry = baseline_entry({"metrics": [bound]})
+    assert entry["metrics"]["speedup"]["lower_bound"] is True
+    measured = baseline_entry({"metrics": [metric("speedup", 2.53)]})
+    assert "lower_bound" not in measured["metrics"]["speedup"]  # old files read the same
+
+    tol = parse_tolerance("speedup=5%")
+    # A bound against a bound: 2.53 then 2.31 moved with the machine's timing, no more.
+    assert compare([bound], {"metrics": {"speedup": {"value": 2.53, "lower_bound": True}}},
+                   tol) == []
+    # A bound below a measured baseline's allowed value says nothing about the true figure.
+    assert compare([bound], {"metrics": {"speedup": {"value": 6.0}}}, tol) == []
+    # A measurement below a bound baseline's allowed value is below the true one's too.
+    (reg,) = compare([metric("speedup", 1.5)],
+                     {"metrics": {"speedup": {"value": 2.53, "lower_bound": True}}}, tol)
+    assert reg.name == "speedup" and reg.baseline_lower_bound and not reg.current_lower_bound
+    text = format_regressions([reg], __import__("pathlib").Path("modelgate-baseline.json"))
+    assert "speedup    >2.5300     1.5000  >= 2.4035" in text
+
+
 def test_save_and_load_round_trip_merges_and_sorts(tmp_path):
     path = tmp_path / "sub" / "modelgate-baseline.json"
     save_baseline(path, {"t.py::b": entry(metric("recall[x]", 0.5)),

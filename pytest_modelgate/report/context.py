@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._version import __version__
+from ..baseline import shown
 from ..specs import VERDICTS, MetricName
 from ..thumbnails import thumbnail
 
@@ -236,13 +237,19 @@ def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[d
     base = (baseline or {}).get("metrics", {})
     rows = []
     for m in metrics:
-        row = _pr_view(m)
+        row = dict(_pr_view(m), lower_bound=bool(m.get("lower_bound")),
+                   shown=shown(float(m["value"]), bool(m.get("lower_bound"))))
         entry = base.get(m["name"])
         if entry is not None:
             delta = float(m["value"]) - float(entry["value"])
             better = delta > 0 if m["higher_is_better"] else delta < 0
-            row = dict(row, baseline=float(entry["value"]), delta=delta,
-                       direction="better" if better else "worse" if delta else "same",
+            bound = bool(entry.get("lower_bound"))
+            # A bound on either side makes the delta no measured change: shown uncoloured.
+            direction = ("bound" if bound or row["lower_bound"] else
+                         "better" if better else "worse" if delta else "same")
+            row = dict(row, baseline=float(entry["value"]), delta=delta, direction=direction,
+                       baseline_lower_bound=bound,
+                       baseline_shown=shown(float(entry["value"]), bound),
                        verdict=verdict_of.get(m["name"]))
         rows.append(row)
     return rows
@@ -300,7 +307,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": counts,
         "verdicts": [{"verdict": v, "count": verdicts[v]} for v in VERDICTS if v in verdicts],
-        "attention": [t for t in out_tests if t["verdict"] in ("failed", "regressed",
+        "attention": [t for t in out_tests if t["verdict"] in ("error", "failed", "regressed",
                                                                "inconclusive")],
         "baseline": {"path": baseline_path, "found": baseline_found,
                      "updated": updated_baseline},
