@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelGateError, ModelGateWarning, user_error_frames
+from .errors import ModelGateError, ModelGateWarning, user_error_frames, warn_user
 from .gate import current_gate
 from .gate import recording as recording  # re-exported: ``with recording() as record:``
 from .metrics import (
@@ -78,7 +78,11 @@ def _run_id(run: FinetuneRun) -> str:
 
 def _record_metric(name: str, value: float, threshold: float | None, passed: bool, *,
                    n: int, interval: tuple[float, float] | None = None,
-                   source: Any = None, detail: Any = None, confidence: float = 0.95) -> None:
+                   source: Any = None, detail: Any = None, confidence: float = 0.95,
+                   lower_bound: bool = False) -> None:
+    """Record one metric; ``lower_bound``: the true value is at least ``value`` (a race
+    stopped before scratch reached the target), which the report, JUnit and the baseline
+    comparison must not read as a measurement."""
     record = _record()
     if record is None:
         return
@@ -96,6 +100,7 @@ def _record_metric(name: str, value: float, threshold: float | None, passed: boo
         "run": _run_id(source) if isinstance(source, FinetuneRun) else None,
         "samples": _samples_key(source),
         "detail": detail,
+        "lower_bound": bool(lower_bound),
     })
 
 
@@ -132,18 +137,23 @@ def _check_confidence(confidence: Any) -> float | None:
     return confidence
 
 
+def _figure(value: float | None) -> str:
+    """A per-class figure as messages show it: "n/a" where it is undefined (None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _per_class_table(summary: dict) -> str:
     # As wide as the longest name: "defect_scratch" and "defect_scratch_deep" must differ.
     width = max(len("class"), *(len(row["label"]) for row in summary["per_class"]))
     rows = [f"    {'class':<{width}} {'precision':>9} {'recall':>7} {'n':>5}"]
     for row in summary["per_class"]:
-        rows.append(f"    {row['label']:<{width}} {row['precision']:>9.3f} "
-                    f"{row['recall']:>7.3f} {row['support']:>5}")
+        rows.append(f"    {row['label']:<{width}} {_figure(row['precision']):>9} "
+                    f"{_figure(row['recall']):>7} {row['support']:>5}")
     return "\n".join(rows)
 
 
 def _lowest(summary: dict, key: str, k: int = 3) -> str:
-    rows = sorted((r for r in summary["per_class"] if r["support"] or r["predicted"]),
+    rows = sorted((r for r in summary["per_class"] if r.get(key) is not None),
                   key=lambda r: r[key])[:k]
     return ", ".join(f"{r['label']} {r[key]:.3f}" for r in rows)
 
@@ -271,9 +281,21 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
     how = "fbeta" if beta is not None else kind
     if beta is not None:   # F-beta per class, next to F1 in the rows the message shows
         for i, row in enumerate(rows):
-            row[kind] = float(class_metric_from_cm(check.cm, how, i, beta))
-    present = [i for i, r in enumerate(rows) if r["support"] or r["predicted"]]
-    indices = ([_class_index(p, label)] if label is not None else present)
+            row[kind] = (float(class_metric_from_cm(check.cm, how, i, beta))
+                         if row["support"] else None)
+    # A class the test split has no images of has no recall: it is measured nowhere, and
+    # averaged nowhere (macro averages run over the classes of the test split).
+    tested = [i for i, r in enumerate(rows) if r["support"]]
+    if label is not None:
+        indices = [_class_index(p, label)]
+        if not rows[indices[0]]["support"]:
+            raise ModelGateError(p.no_test_images(indices[0]))
+    else:
+        indices = tested
+        untested = [r["label"] for r in rows if not r["support"]]
+        if per_class and untested:
+            warn_user(f"per_class=True: {p.test_split_text} has no images of {untested}; "
+                      "checked the other classes")
     _support_check(p, check.summary, indices, min_support, insufficient)
     lines: list[str] = []
     if label is not None or per_class:
@@ -286,13 +308,21 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
             else:
                 n = row["support"] if kind == "recall" else row["predicted"]
                 interval = wilson_interval(row["tp"], n, check.level)
+            # zero_division 0: a class the model never predicts fails a precision gate.
+            value = float(class_metric_from_cm(check.cm, how, i, beta or 1.0))
             line = check.judge(str(MetricName(kind, row["label"])), f"{kind}({row['label']})",
-                               row[kind], n, interval)
+                               value, n, interval)
+            if line and kind == "precision" and not n:
+                line += f"; the model never predicts {row['label']!r}"
             if line:
                 lines.append(line)
     else:
+        # Micro counts every prediction, those of classes the test split lacks included
+        # (micro equals accuracy); macro and weighted run over the test split's classes.
         mask = np.zeros(len(rows), dtype=bool)
-        mask[present] = True
+        mask[tested] = True
+        if average == "micro":
+            mask |= np.asarray([bool(r["predicted"]) for r in rows])
         value = float(average_from_cm(check.cm, how, average, mask, beta or 1.0))
         interval = check.bootstrap(
             lambda c: average_from_cm(c, how, average, mask, beta or 1.0))
@@ -318,6 +348,10 @@ def assert_recall_above(run: Any, threshold: float, *, label: str | int | None =
 
     Recall is the share of a class's test samples the model finds: the figure to gate when a
     miss is costly (a defect shipped, a tumour not flagged).
+
+    Macro and weighted averages (and ``per_class=True``) run over the classes the test split
+    has images of; a class it lacks has no figure, so ``label=`` naming it raises a
+    ``ModelGateError`` saying so.
 
     Args:
         confidence: e.g. ``0.95``: the interval's lower bound must clear the threshold, so a
@@ -446,6 +480,13 @@ def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
     n = int(cm.sum())
     support = cm.sum(axis=1)
     k_present = int((support > 0).sum())
+    if k_present < 2:
+        only = p.class_names[int(np.argmax(support))]
+        others = [name for name, count in zip(p.class_names, support, strict=True) if not count]
+        raise ModelGateError(
+            f"{p.test_split_text} holds one class, {only!r}: always predicting it is right "
+            "every time, so no model can beat guessing; add test images of "
+            + ", ".join(repr(name) for name in others))
     chance_ba = 1 / k_present
     ba = float(balanced_accuracy_from_cm(cm))
     mcc = float(mcc_from_cm(cm))
@@ -800,7 +841,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     if record is not None:
         record["races"].append(race)
     _record_metric("speedup", speedup, min_speedup, passed, n=len(run.y_true), source=run,
-                   detail=race)
+                   detail=race, lower_bound=bool(bound))
     scratch_text = (
         f"{_secs(scratch_seconds)} (epoch {scratch_epoch})" if scratch_epoch is not None
         else f"never in {len(scratch.history)} epochs, {_secs(scratch_seconds)} "

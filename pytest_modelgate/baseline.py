@@ -251,6 +251,8 @@ def metrics_table(metrics: Iterable[dict]) -> dict[str, dict[str, Any]]:
             entry["confidence"] = m.get("confidence", 0.95)
         if m.get("samples"):
             entry["samples"] = m["samples"]
+        if m.get("lower_bound"):
+            entry["lower_bound"] = True  # absent (older files too): a measurement
         table[m["name"]] = entry
     return table
 
@@ -307,9 +309,30 @@ class Regression:
     n: int = 0
     note: str | None = None
     samples: tuple[str | None, str | None] = (None, None)  # (baseline, current) sample keys
+    baseline_lower_bound: bool = False  # the baseline's value is a lower bound (">2.53")
+    current_lower_bound: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def change(self) -> str:
+        """``speedup >2.530 -> 1.500``: the move, each side marked where it is a bound."""
+        before = format_metric(self.name, self.baseline, lower_bound=self.baseline_lower_bound)
+        now = format_metric(self.name, self.current, lower_bound=self.current_lower_bound)
+        return f"{self.name} {before} -> {now}"
+
+
+def proves_worse(current: float, current_bound: bool, allowed: float, base_bound: bool,
+                 higher_is_better: bool) -> bool:
+    """Whether ``current`` is worse than ``allowed`` for certain, where either side may be a
+    lower bound (the true value at least that). A bound of a higher-is-better metric below
+    the allowed value says nothing of the true value: not worse. Against a bound baseline
+    the allowed value is itself a lower bound of the true allowed value: a measurement of a
+    higher-is-better metric below it is below the true one too (a lower-is-better metric's
+    bound baseline decides nothing)."""
+    if higher_is_better:
+        return current < allowed and not current_bound
+    return current > allowed and not base_bound
 
 
 def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None,
@@ -373,8 +396,8 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
         base = base_metrics[name]
         allowed = tolerance.allowed(name, float(base["value"]))
         current = float(entry["value"])
-        worse = current < allowed if entry["higher_is_better"] else current > allowed
-        if worse:
+        if proves_worse(current, bool(entry.get("lower_bound")), allowed,
+                        bool(base.get("lower_bound")), entry["higher_is_better"]):
             beyond.append((name, base, entry, allowed))
     out: list[Regression] = []
     tests = {}
@@ -382,7 +405,9 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
         keys = (base.get("samples"), entry.get("samples"))
         common: dict[str, Any] = dict(
             name=name, baseline=float(base["value"]), current=float(entry["value"]),
-            allowed=allowed, n=int(entry.get("n") or 0), samples=keys)
+            allowed=allowed, n=int(entry.get("n") or 0), samples=keys,
+            baseline_lower_bound=bool(base.get("lower_bound")),
+            current_lower_bound=bool(entry.get("lower_bound")))
         if alpha is None:
             out.append(Regression(**common))
             continue
@@ -426,8 +451,9 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
              + ("  verdict        p       level" if tested else "")]
     for r in regressions:
         op = ">=" if metric_spec(r.name).higher_is_better else "<="
-        row = (f"  {r.name:<{width}}  {format_metric(r.name, r.baseline, 4):>9}  "
-               f"{format_metric(r.name, r.current, 4):>9}  "
+        row = (f"  {r.name:<{width}}  "
+               f"{format_metric(r.name, r.baseline, 4, lower_bound=r.baseline_lower_bound):>9}  "
+               f"{format_metric(r.name, r.current, 4, lower_bound=r.current_lower_bound):>9}  "
                f"{op} {format_metric(r.name, r.allowed, 4)}")
         if tested:
             p = f"{r.p:.4f}" if r.p is not None else "-"

@@ -43,3 +43,16 @@ def user_error_frames(excinfo: Any) -> bool:
     arguments; any other error (a bug here) keeps every frame. ``--full-trace`` shows all.
     """
     return excinfo is not None and excinfo.errisinstance(ModelGateError)
+
+
+def warn_user(message: str) -> None:
+    """Warn with a ``ModelGateWarning`` that points at the first line outside this package
+    (the user's call), however deep inside it the warning is raised."""
+    import sys
+    import warnings
+
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and \
+            frame.f_globals.get("__name__", "").partition(".")[0] == "pytest_modelgate":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, ModelGateWarning, stacklevel=level)

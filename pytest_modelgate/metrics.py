@@ -191,16 +191,20 @@ def classification_summary(
 
     Returns a JSON-ready dict: ``n``, ``accuracy``, ``confusion_matrix`` (lists),
     ``class_names`` and ``per_class`` (one dict per class with precision, recall, f1, support).
+    A figure that is undefined is None (JSON null, "n/a" in messages and the report), not
+    scikit-learn's zero_division 0: precision of a class never predicted, recall and F1 of a
+    class the test split has no images of.
     """
     cm = confusion_matrix(y_true, y_pred, len(class_names))
     pc = per_class(cm)
     rows = []
     for i, name in enumerate(class_names):
+        seen, called = bool(pc["support"][i]), bool(pc["predicted"][i])
         rows.append({
             "label": str(name),
-            "precision": float(pc["precision"][i]),
-            "recall": float(pc["recall"][i]),
-            "f1": float(pc["f1"][i]),
+            "precision": float(pc["precision"][i]) if called else None,
+            "recall": float(pc["recall"][i]) if seen else None,
+            "f1": float(pc["f1"][i]) if seen else None,
             "support": int(pc["support"][i]),
             "predicted": int(pc["predicted"][i]),
             "tp": int(pc["tp"][i]),

@@ -25,7 +25,7 @@ from .options import (
 )
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
-from .specs import metric_number
+from .specs import ERROR, metric_number
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -209,8 +209,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         try:
             result = yield
         except BaseException as exc:
-            verdict = "skipped" if isinstance(exc, pytest.skip.Exception) else "failed"
-            item.stash[payload_key] = session.payload(record, verdict, str(exc).split("\n")[0])
+            verdict = exception_verdict(exc)
+            item.stash[payload_key] = session.unfinished(item.nodeid, record, verdict,
+                                                         str(exc).split("\n")[0])
             _junit_properties(item, record, verdict)
             raise
         outcome = session.judge(item.nodeid, record, gate.images)
@@ -224,12 +225,26 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     return result
 
 
+def exception_verdict(exc: BaseException) -> str:
+    """A gate test's verdict from what its call raised: a failed assertion (or
+    ``pytest.fail``) is ``failed``, the model missed the bar; anything else, a
+    ``ModelGateError`` first of all, is ``error``: the gate never judged the model."""
+    if isinstance(exc, pytest.skip.Exception):
+        return "skipped"
+    if isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        return "failed"
+    return ERROR
+
+
 def _junit_properties(item: pytest.Item, record: dict, verdict: str) -> None:
     """Each metric (the last value of a name) and the verdict, as record_property would add
     them: CI systems that read JUnit XML show them."""
-    values = {m["name"]: m["value"] for m in record["metrics"]}
-    for name, value in values.items():
-        item.user_properties.append((f"modelgate.{name}", metric_number(name, value)))
+    last = {m["name"]: m for m in record["metrics"]}
+    for name, m in last.items():
+        value = metric_number(name, m["value"])  # an int for a count (leaked_pairs 3)
+        # A lower bound (a race stopped at its verdict) is no number to plot: ">2.311625".
+        item.user_properties.append((f"modelgate.{name}",
+                                     f">{value}" if m.get("lower_bound") else value))
     item.user_properties.append(("modelgate.verdict", verdict))
 
 

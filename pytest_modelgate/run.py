@@ -87,6 +87,9 @@ class Predictions:
     # Ids of the test samples (content ids from an ImageSet), so a baseline can tell whether
     # the test set changed; without them the samples are identified by position and label.
     sample_ids: tuple[str, ...] | None = None
+    # The test split's name where it has one ("val" for from_folder's train/ and val/), so
+    # a message about the test images can name the folder the user knows.
+    test_split: str | None = None
 
     def __post_init__(self) -> None:
         k = len(self.class_names)
@@ -177,6 +180,19 @@ class Predictions:
         """Confusion matrix and per-class figures (see ``metrics.classification_summary``)."""
         return classification_summary(self.y_true, self.y_pred, self.class_names)
 
+    @property
+    def test_split_text(self) -> str:
+        """How messages name the test split: ``the test split (val)``."""
+        named = self.test_split not in (None, "test")
+        return "the test split" + (f" ({self.test_split})" if named else "")
+
+    def no_test_images(self, index: int) -> str:
+        """The message of a figure asked of a class the test split has no images of."""
+        name = self.class_names[index]
+        return (f"{self.test_split_text} has no images of class {name!r}, so no figure of "
+                f"that class can be measured; add test images of {name!r}, or gate a class "
+                "the test split has")
+
     # --- binary operating points -------------------------------------------------------
 
     def positive_index(self, positive: str | int | None = None) -> int:
@@ -213,6 +229,8 @@ class Predictions:
     def pr_curve(self, positive: str | int | None = None) -> dict[str, np.ndarray]:
         """Precision, recall and thresholds of the positive class (scikit-learn's order)."""
         index, s = self._positive_scores(positive)
+        if not np.any(self.y_true == index):
+            raise ModelGateError(self.no_test_images(index))
         precision, recall, thresholds = precision_recall_curve(self.y_true == index, s)
         return {"precision": precision, "recall": recall, "thresholds": thresholds}
 
@@ -297,7 +315,8 @@ class FinetuneRun:
         return Predictions(self.y_true, self.y_pred, self.class_names, self.probabilities,
                            self.train_y_true, self.train_y_pred, self.history,
                            source=self.label,
-                           sample_ids=None if self.test_set is None else self.test_set.ids)
+                           sample_ids=None if self.test_set is None else self.test_set.ids,
+                           test_split=None if self.test_set is None else self.test_set.name)
 
     @property
     def label(self) -> str:
@@ -347,21 +366,30 @@ class FinetuneRun:
             "train_accuracy": self.predictions.train_accuracy,
             "cached": self.cached,
             "summary": self.summary(),
-            "pr_curve": self._pr_curve_view(),
+            **self._pr_curve_view(),
         }
 
-    def _pr_curve_view(self) -> dict | None:
+    def _pr_curve_view(self) -> dict:
         """Binary runs: the precision-recall curve of class 1 (at most 200 points) and the
-        operating point of the arg-max predictions, for the report."""
+        operating point of the arg-max predictions, for the report; or ``pr_note``, why
+        there is none. Recording a run never fails the gate that records it."""
         if len(self.class_names) != 2 or self.probabilities is None:
-            return None
-        curve = self.predictions.pr_curve(1)
+            return {"pr_curve": None, "pr_note": None}
+        p = self.predictions
+        if not np.any(self.y_true == 1):
+            return {"pr_curve": None, "pr_note": "precision-recall curve not drawn: "
+                    f"{p.test_split_text} has no images of {self.class_names[1]!r}"}
+        try:
+            curve = p.pr_curve(1)
+        except ModelGateError as exc:
+            return {"pr_curve": None, "pr_note": f"precision-recall curve not drawn: {exc}"}
         step = max(1, len(curve["recall"]) // 200)
         positives = self.y_true == 1
         called = self.y_pred == 1
         tp = int(np.sum(positives & called))
         point = [tp / max(int(positives.sum()), 1), tp / max(int(called.sum()), 1)]
-        return {"positive": self.class_names[1], "operating_point": point,
-                "points": [[round(float(r), 4), round(float(p), 4)] for r, p in
-                           zip(curve["recall"][::step], curve["precision"][::step],
-                               strict=True)]}
+        return {"pr_curve": {
+            "positive": self.class_names[1], "operating_point": point,
+            "points": [[round(float(r), 4), round(float(q), 4)] for r, q in
+                       zip(curve["recall"][::step], curve["precision"][::step], strict=True)]},
+            "pr_note": None}

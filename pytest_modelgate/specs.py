@@ -23,8 +23,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # A gate test's verdict beyond pytest's outcome: worse than the baseline beyond tolerance,
 # significantly (regressed) or not (inconclusive).
 REGRESSED, INCONCLUSIVE = "regressed", "inconclusive"
+# The gate could not judge the model (a ModelGateError: an unknown model, a bad argument; or
+# any exception but a failed assertion), as against "failed": the model missed the bar.
+ERROR = "error"
 # The order the summary and the report list gate tests in: what to look at first.
-VERDICTS = ("failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
+VERDICTS = (ERROR, "failed", REGRESSED, INCONCLUSIVE, "skipped", "passed")
 
 
 @dataclass(frozen=True)
@@ -138,18 +141,23 @@ def is_count(name: str) -> bool:
         return False
 
 
-def format_metric(name: str, value: float, digits: int = 3, *, sign: bool = False) -> str:
+def format_metric(name: str, value: float, digits: int = 3, *, sign: bool = False,
+                  lower_bound: bool = False) -> str:
     """A metric's value as the terminal and the report show it: ``0.875``, or ``3`` for a
-    count. ``sign``: a delta, ``+0.012`` or ``+3``.
+    count. ``sign``: a delta, ``+0.012`` or ``+3``. ``lower_bound``: the true value is at
+    least this one (a stopped race's speedup), ``>2.312``.
 
     Example:
         >>> format_metric("recall[cat]", 0.8751), format_metric("leaked_pairs", 3.0)
         ('0.875', '3')
+        >>> format_metric("speedup", 2.311625, lower_bound=True)
+        '>2.312'
     """
     plus = "+" if sign else ""
+    mark = ">" if lower_bound else ""
     if is_count(name):
-        return f"{round(float(value)):{plus}d}"
-    return f"{float(value):{plus}.{digits}f}"
+        return f"{mark}{round(float(value)):{plus}d}"
+    return f"{mark}{float(value):{plus}.{digits}f}"
 
 
 def metric_number(name: str, value: float) -> int | float:

@@ -158,6 +158,7 @@ def test_faster_than_scratch_passes_and_records_the_race():
     (race,) = record["races"]
     assert race["speedup"] == pytest.approx(7.5) and not race["lower_bound"]
     assert not race["stopped_early"]
+    assert record["metrics"][0]["lower_bound"] is False
     assert record["metrics"][0]["name"] == "speedup"
     assert set(record["runs"]) == {"toy (pretrained, freeze=backbone)",
                                    "toy (scratch, freeze=none)"}
@@ -177,6 +178,9 @@ def test_scratch_never_reaching_target_gives_a_lower_bound():
     with recording() as record:
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=1.2)
     assert record["races"][0]["lower_bound"]
+    # The metric itself says it is a bound: the report, JUnit and the baseline read it there.
+    (speedup,) = record["metrics"]
+    assert speedup["name"] == "speedup" and speedup["lower_bound"] is True
     with pytest.raises(AssertionError, match=r"= > 1\.50x < 4\.00x required.*scratch never in "
                                              r"2 epochs, 3\.00s \(best 0\.400\)"):
         assert_faster_than_scratch(run, target_accuracy=0.9, min_speedup=4)
@@ -513,3 +517,94 @@ def test_a_run_prints_as_one_short_line():
     cached = dataclasses.replace(run, cached=True, pretrained=False, freeze="none")
     assert repr(cached).endswith(", 2.00s on cpu, cached)")
     assert "scratch" in repr(cached)
+
+
+# --- a test split that lacks a class (issue 22) ---------------------------------------------
+
+def _no_bees_run():
+    """hymenoptera_data with no bees in val/: 8 ants, one of them called a bee."""
+    from pytest_modelgate.data import ImageSet
+
+    y_true, y_pred = np.zeros(8, dtype=int), np.array([0] * 7 + [1])
+    bee = np.where(y_pred == 1, 0.8, 0.1)
+    images = np.random.default_rng(0).integers(0, 256, (8, 4, 4), dtype=np.uint8)
+    return dataclasses.replace(
+        make_run(y_true, y_pred), class_names=("ants", "bees"),
+        probabilities=np.stack([1 - bee, bee], axis=1),
+        train_y_true=np.array([0, 0, 1, 1]), train_y_pred=np.array([0, 0, 1, 1]),
+        test_set=ImageSet(images, y_true, ("ants", "bees"), name="val"))
+
+
+def test_split_wide_gates_work_when_the_test_split_lacks_a_class():
+    run = _no_bees_run()
+    with recording() as record:
+        assert_accuracy_above(run, 0.8)
+        assert_balanced_accuracy_above(run, 0.8)
+        assert_no_overfitting(run, max_gap=0.2)
+        assert_recall_above(run, 0.8)            # macro over the classes val has: ants
+        assert_f1_above(run, 0.8, average="micro")
+    assert [m["value"] for m in record["metrics"]] == [0.875, 0.875, 0.125, 0.875, 0.875]
+    (entry,) = record["runs"].values()
+    assert entry["pr_curve"] is None
+    assert entry["pr_note"] == ("precision-recall curve not drawn: the test split (val) has no "
+                                "images of 'bees'")
+    bees = entry["summary"]["per_class"][1]
+    assert (bees["recall"], bees["f1"], bees["precision"], bees["support"]) == (None, None,
+                                                                                 0.0, 0)
+
+
+@pytest.mark.parametrize("gate", [
+    lambda r: assert_recall_above(r, 0.5, label="bees"),
+    lambda r: assert_precision_above(r, 0.5, label="bees"),
+    lambda r: assert_f1_above(r, 0.5, label="bees"),
+    lambda r: assert_recall_above(r, 0.5, label="bees", min_support=5),
+    lambda r: assert_precision_at_recall(r, recall=0.9, min_precision=0.5),
+    lambda r: assert_recall_at_precision(r, precision=0.9, min_recall=0.5, positive="bees"),
+])
+def test_a_gate_on_the_missing_class_says_the_test_split_has_none(gate):
+    with recording() as record, pytest.raises(ModelGateError) as info:
+        gate(_no_bees_run())
+    assert str(info.value).startswith(
+        "the test split (val) has no images of class 'bees', so no figure of that class can "
+        "be measured; add test images of 'bees', or gate a class the test split has")
+    assert record["metrics"] == []
+
+
+def test_a_missing_class_shows_as_na_and_is_left_out_of_per_class_and_macro():
+    # cat and dog in the test split; eel only in train, and predicted once (a false alarm).
+    p = Predictions.from_arrays([0, 0, 1, 1], [0, 0, 1, 2], class_names=["cat", "dog", "eel"])
+    with recording() as record:
+        assert_recall_above(p, 0.7)          # (1.0 + 0.5) / 2: eel's n/a recall is left out
+    assert record["metrics"][0]["value"] == 0.75
+    with pytest.warns(ModelGateWarning, match=r"per_class=True: the test split has no images "
+                                              r"of \['eel'\]; checked the other classes"):
+        with pytest.raises(AssertionError) as info:
+            assert_recall_above(p, 0.9, per_class=True)
+    message = str(info.value)
+    assert message.startswith("recall(dog) = 0.500 < 0.900 required [n=2")
+    assert "lowest recall: dog 0.500, cat 1.000\n" in message
+    assert "    eel       0.000     n/a     0" in message
+
+
+def test_a_class_the_model_never_predicts_has_na_precision_and_fails_its_gate():
+    p = Predictions.from_arrays([0, 0, 1, 1, 2], [0, 0, 1, 1, 1],
+                                class_names=["cat", "dog", "eel"])
+    assert p.summary()["per_class"][2]["precision"] is None
+    assert_precision_above(p, 0.5)                       # macro runs, eel counts as 0
+    with pytest.raises(AssertionError) as info:
+        assert_precision_above(p, 0.5, label="eel")
+    message = str(info.value)
+    assert message.startswith("precision(eel) = 0.000 < 0.500 required [n=0, 95% CI "
+                              "0.000-1.000]; the model never predicts 'eel'")
+    assert "    eel         n/a   0.000     1" in message
+
+
+def test_beats_majority_on_a_test_split_of_one_class_says_why_it_cannot_pass():
+    with pytest.raises(ModelGateError, match=r"^the test split \(val\) holds one class, 'ants': "
+                                             r"always predicting it is right every time, so no "
+                                             r"model can beat guessing; add test images of "
+                                             r"'bees'"):
+        assert_beats_majority(_no_bees_run())
+    # Three classes, one missing: the other two are compared as usual.
+    assert_beats_majority(Predictions.from_arrays([0, 0, 1, 1], [0, 0, 1, 1],
+                                                  class_names=["cat", "dog", "eel"]))

@@ -85,8 +85,34 @@ def test_compare_orients_by_direction():
     assert "3 metrics regressed beyond tolerance" in text
     assert "accuracy         0.9000     0.8700  >= 0.8800" in text
     assert "leaked_pairs          0          1  <= 0" in text
+    assert regs[1].change() == "leaked_pairs 0 -> 1"  # the verdict reason's wording
     assert text.endswith("raise --modelgate-tolerance.")
     assert "--modelgate-update-baseline" in text
+
+
+def test_a_lower_bound_is_stored_as_one_and_never_regresses_for_moving():
+    """A race stopped at its verdict gives a lower bound (the true speedup is larger): it
+    passes at or above the allowed value, decides nothing below it, and a measured value
+    against a bound baseline is held to the bound."""
+    bound = dict(metric("speedup", 2.311625), lower_bound=True)
+    entry = baseline_entry({"metrics": [bound]})
+    assert entry["metrics"]["speedup"]["lower_bound"] is True
+    measured = baseline_entry({"metrics": [metric("speedup", 2.53)]})
+    assert "lower_bound" not in measured["metrics"]["speedup"]  # old files read the same
+
+    tol = parse_tolerance("speedup=5%")
+    # A bound against a bound: 2.53 then 2.31 moved with the machine's timing, no more.
+    assert compare([bound], {"metrics": {"speedup": {"value": 2.53, "lower_bound": True}}},
+                   tol) == []
+    # A bound below a measured baseline's allowed value says nothing about the true figure.
+    assert compare([bound], {"metrics": {"speedup": {"value": 6.0}}}, tol) == []
+    # A measurement below a bound baseline's allowed value is below the true one's too.
+    (reg,) = compare([metric("speedup", 1.5)],
+                     {"metrics": {"speedup": {"value": 2.53, "lower_bound": True}}}, tol)
+    assert reg.name == "speedup" and reg.baseline_lower_bound and not reg.current_lower_bound
+    text = format_regressions([reg], __import__("pathlib").Path("modelgate-baseline.json"))
+    assert "speedup    >2.5300     1.5000  >= 2.4035" in text
+    assert reg.change() == "speedup >2.530 -> 1.500"
 
 
 def test_save_and_load_round_trip_merges_and_sorts(tmp_path):

@@ -594,3 +594,28 @@ def test_platform_files_in_class_folders_are_skipped_and_counted(tmp_path):
     split = from_folder(tmp_path / "all", test_fraction=0.5, cache=False)
     assert len(split.train) + len(split.test) == 8
     assert [os.path.basename(s) for s in split.train.skipped] == ["._1.png"]
+
+
+def test_a_test_split_without_a_class_warns_naming_it_and_its_folder(tmp_path):
+    # hymenoptera_data with no bees in val/: before, it loaded silently and every gate of
+    # the run failed later on "no positive samples".
+    _tree(tmp_path, {"train": {"ants": 3, "bees": 3, "wasps": 2}, "val": {"ants": 2}})
+    with pytest.warns(ModelGateWarning) as caught:
+        splits = from_folder(tmp_path)
+    (warning,) = [w for w in caught if "no images of" in str(w.message)]
+    message = str(warning.message)
+    assert message.startswith("the val split has no images of classes ['bees', 'wasps'] that "
+                              "train has (3 and 2 train images)")
+    assert "recall, precision and F1 of those classes show as n/a" in message
+    assert "macro averages run over the classes val has" in message
+    assert f"add val images of them under {tmp_path / 'val' / 'bees'}/" in message
+    assert warning.filename == __file__  # points at the user's line, not the package
+    assert splits.class_names == ("ants", "bees", "wasps") and len(splits.test) == 2
+
+
+def test_arrays_whose_test_split_lacks_a_class_warn():
+    x = _images(6)
+    with pytest.warns(ModelGateWarning, match=r"^the test split has no images of class "
+                                              r"\['b'\] that train has \(2 train images\)"
+                                              r".* add test images of it"):
+        from_arrays(x[:4], [0, 0, 1, 1], x[4:], [0, 0], class_names=["a", "b"])

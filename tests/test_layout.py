@@ -135,3 +135,9 @@ def test_every_module_that_raises_our_errors_hides_its_frames_for_them():
             if path.name != "errors.py" and any(e in (text := path.read_text()) for e in ours)
             and "__tracebackhide__ = user_error_frames" not in text]
     assert bare == []
+    # An adapter package raises nothing itself, but every load and train passes through its
+    # methods: without the marker each error showed frameworks/<name>/__init__.py (issue 22).
+    adapters = [str(path.relative_to(PACKAGE.parent))
+                for path in sorted((PACKAGE / "frameworks").glob("*/__init__.py"))
+                if "__tracebackhide__ = user_error_frames" not in path.read_text()]
+    assert adapters == []

@@ -355,3 +355,13 @@ def test_class_indices_checked_against_the_class_count():
     assert mg.as_label_array([0, 1.0, True], "y_true", 2).tolist() == [0, 1, 1]
     with pytest.raises(ModelGateError, match=r"y_pred holds labels \[2\] outside 0..1"):
         mg.as_label_array([0, 2], "y_pred", 2)
+
+
+def test_summary_leaves_undefined_figures_as_none():
+    # class 2 absent from the truth (recall and F1 undefined), class 1 never predicted
+    # (precision undefined): None (JSON null, "n/a" in the report), never a made-up 0.
+    s = classification_summary(np.array([0, 0, 1]), np.array([0, 2, 0]), ["a", "b", "c"])
+    a, b, c = s["per_class"]
+    assert a["precision"] == 0.5 and a["recall"] == 0.5
+    assert (b["precision"], b["recall"], b["f1"]) == (None, 0.0, 0.0)
+    assert (c["precision"], c["recall"], c["f1"]) == (0.0, None, None)

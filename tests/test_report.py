@@ -200,6 +200,7 @@ def test_the_race_chart_starts_each_curve_at_its_first_measured_point():
 def test_a_count_metric_shows_as_a_whole_number():
     from types import SimpleNamespace
 
+    from pytest_modelgate.baseline import Regression
     from pytest_modelgate.plugin import _junit_properties
 
     metric = {"name": "leaked_pairs", "value": 3, "threshold": 0, "passed": False, "n": 40,
@@ -212,7 +213,63 @@ def test_a_count_metric_shows_as_a_whole_number():
     html = render_html(ctx)
     assert "<td>3</td>" in html and "3.000" not in html and "+3.000" not in html
     assert "<td>0</td>" in html and ">+3</td>" in html  # baseline 0, delta +3
+    # The baseline comparison table: whole numbers too, never 0.0000 or 3.0000.
+    tests[0]["regressions"] = [Regression("leaked_pairs", 0.0, 3.0, 0.0).to_dict()]
+    html = render_html(build_context(tests, baseline_path="b.json", baseline_found=True,
+                                     updated_baseline=False, baseline=baseline))
+    assert "<td>0</td><td>3</td><td>0</td>" in html and "0.0000" not in html
+    assert ">+3 regressed</td>" in html
     item = SimpleNamespace(user_properties=[])
     _junit_properties(item, {"metrics": [metric]}, "failed")
     assert item.user_properties[0] == ("modelgate.leaked_pairs", 3)
     assert type(item.user_properties[0][1]) is int
+
+
+def _context_of(run):
+    with recording() as record:
+        assert_accuracy_above(run, 0.0)
+    tests = [{"nodeid": "test_x.py::test_gate", "outcome": "passed", "duration": 1.0,
+              "record": record, "regressions": []}]
+    return build_context(tests, baseline_path="modelgate-baseline.json", baseline_found=False,
+                         updated_baseline=False)
+
+
+def test_a_class_missing_from_the_test_split_shows_as_na_and_its_curve_as_a_note(tmp_path):
+    from .test_assertions import _no_bees_run
+
+    ctx = _context_of(_no_bees_run())
+    (run,) = ctx["tests"][0]["runs"]
+    assert "pr_chart" not in run
+    bees = run["per_class"][1]
+    assert (bees["recall"], bees["recall_ci"], bees["f1"], bees["f1_ci"]) == (None,) * 4
+    html = render_html(ctx)
+    assert ("precision-recall curve not drawn: the test split (val) has no images of "
+            "&#39;bees&#39;") in html
+    assert html.count(">n/a<") == 2                    # bees' recall and F1
+    data = json.loads(write_reports(ctx, tmp_path)[1].read_text())
+    assert data["tests"][0]["runs"][0]["summary"]["per_class"][1]["recall"] is None
+
+
+def test_a_chart_that_cannot_be_drawn_is_left_out_with_a_note():
+    # A record whose curve cannot be drawn (here: no operating point) costs the chart, never
+    # the report of every gate of the session.
+    ctx = _context_of(make_run(Y_TRUE, Y_PRED))
+    record = ctx["tests"][0]["runs"][0]
+    broken = dict(record, pr_curve={"positive": "dog", "points": [[1.0, 0.5]],
+                                    "operating_point": None})
+    tests = [{"nodeid": "t.py::t", "outcome": "passed",
+              "record": {"metrics": [], "runs": {"r": broken}, "races": []}}]
+    ctx = build_context(tests, baseline_path="b.json", baseline_found=False,
+                        updated_baseline=False)
+    (run,) = ctx["tests"][0]["runs"]
+    assert "pr_chart" not in run
+    assert run["chart_notes"][0].startswith("precision-recall curve of dog not drawn: ")
+    assert "precision-recall curve of dog not drawn: " in render_html(ctx)
+
+
+def test_a_class_never_predicted_shows_na_precision():
+    run = make_run([0, 0, 1, 1, 2], [0, 0, 1, 1, 1])
+    (view,) = _context_of(run)["tests"][0]["runs"]
+    eel = view["per_class"][2]
+    assert (eel["precision"], eel["precision_ci"], eel["recall"]) == (None, None, 0.0)
+    assert ">n/a<" in render_html(_context_of(run))

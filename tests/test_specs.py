@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_modelgate.specs import GATE_AVERAGES, VERDICTS, MetricName
+from pytest_modelgate.specs import GATE_AVERAGES, VERDICTS, MetricName, format_metric
 
 
 @pytest.mark.parametrize(("text", "base", "arg", "label", "average"), [
@@ -38,3 +38,12 @@ def test_one_vocabulary_shared_by_its_users():
     assert session.VERDICTS is VERDICTS and context.VERDICTS is VERDICTS
     assert options.DEVICES is config.DEVICES
     assert GATE_AVERAGES == ("macro", "micro", "weighted")
+
+
+def test_one_format_for_counts_bounds_and_deltas():
+    assert format_metric("accuracy", 0.8431) == "0.843"
+    assert format_metric("leaked_pairs", 3.0) == "3" and format_metric("leaked_pairs", 3, 4) == "3"
+    assert format_metric("leaked_pairs", 3.0, sign=True) == "+3"
+    assert format_metric("accuracy", -0.0123, sign=True) == "-0.012"
+    assert format_metric("speedup", 2.311625, lower_bound=True) == ">2.312"
+    assert format_metric("speedup", 2.53, 4, lower_bound=True) == ">2.5300"

@@ -45,6 +45,10 @@ def from_folder(root: str | Path, *, size: tuple[int, int] | None = None,
         ModelGateError: a class folder in test or val that train lacks, an empty class
             folder, no test or val folder, unreadable images, mixed sizes without ``size=``.
 
+    Warns:
+        ModelGateWarning: a test or val folder without some of train's classes (their
+            per-class figures cannot be measured), or a folder beside the splits.
+
     Example:
         >>> splits = from_folder("hymenoptera_data", size=(224, 224))  # doctest: +SKIP
     """

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelGateError, user_error_frames
+from ..errors import ModelGateError, user_error_frames, warn_user
 from ..wording import counted
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -134,7 +135,11 @@ def with_skipped(data: ImageSet, skipped: list[str] | tuple[str, ...]) -> ImageS
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Splits:
-    """Train and test (optionally val) splits over the same class names."""
+    """Train and test (optionally val) splits over the same class names.
+
+    A test or val split without some of train's classes is allowed (a small test set may
+    lack a rare class) but warned about with a ``ModelGateWarning`` naming them.
+    """
 
     train: ImageSet
     test: ImageSet
@@ -166,12 +171,38 @@ class Splits:
             raise ModelGateError(
                 "the train split holds a single class: a classifier gate needs at least two"
             )
+        for part in parts[1:]:
+            missing = sorted(trained - set(np.unique(part.labels).tolist()))
+            if missing:
+                warn_user(self._missing_classes(part, missing))
         shapes = {p.images.shape[1:] for p in parts}
         if len(shapes) > 1:
             raise ModelGateError(
                 f"splits hold images of different shapes {sorted(map(str, shapes))}; "
                 "resize them to one size (from_folder(..., size=(H, W)) does this)"
             )
+
+    def _missing_classes(self, part: ImageSet, missing: list[int]) -> str:
+        """What a split without some of train's classes costs, and where the images go."""
+        names = [self.class_names[i] for i in missing]
+        counts = [str(int(np.sum(self.train.labels == i))) for i in missing]
+        tally = (", ".join(counts[:-1]) + " and " if len(counts) > 1 else "") + counts[-1]
+        one = len(names) == 1
+        it = "it" if one else "them"
+        head = (f"the {part.name} split has no images of {'class' if one else 'classes'} "
+                f"{names} that train has ({tally} train images)")
+        where = ""
+        if part.sources and Path(part.sources[0]).parent.name in self.class_names:
+            base = Path(part.sources[0]).parent.parent   # from_folder: <split>/<class>/file
+            where = " under " + ", ".join(f"{base / name}/" for name in names)
+        fix = (f"add {part.name} images of {it}{where}, or leave {it} out of train if the "
+               f"model need not learn {it}")
+        if part is self.val:   # val beside test: loaded and checked, not gated
+            return f"{head}; {fix}"
+        those = "that class" if one else "those classes"
+        return (f"{head}: recall, precision and F1 of {those} show as n/a, a gate on "
+                f"{'it' if one else 'one of them'} fails saying so, and macro averages run "
+                f"over the classes {part.name} has. Fix: {fix}")
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -105,13 +105,28 @@ def _pr_view(metric: dict) -> dict:
             not isinstance(detail, dict):
         return metric
     view = dict(metric)
-    points = [(float(r), float(p)) for r, p in detail["curve"]]
-    chosen = detail.get("point")
-    view["pr_chart"] = chart(
-        [{"label": f"precision-recall of {detail['positive']}", "colour": COLOURS["test"],
-          "points": points}], x_label="recall", y_label="precision", x_max=1.0,
-        y_range=(0.0, 1.0), point=(float(chosen[0]), float(chosen[1])) if chosen else None)
+
+    def draw() -> dict:
+        chosen = detail.get("point")
+        return chart(
+            [{"label": f"precision-recall of {detail['positive']}", "colour": COLOURS["test"],
+              "points": [(float(r), float(p)) for r, p in detail["curve"]]}],
+            x_label="recall", y_label="precision", x_max=1.0, y_range=(0.0, 1.0),
+            point=(float(chosen[0]), float(chosen[1])) if chosen else None)
+
+    _draw(view, "pr_chart", f"precision-recall curve of {detail.get('positive')}", draw)
     return view
+
+
+def _draw(view: dict, key: str, title: str, build: Any) -> None:
+    """``view[key] = build()``, or a line in ``view["chart_notes"]`` saying why the chart is
+    missing: a record the report cannot draw costs that chart, never the report (written
+    for every gate of the session) and never a gate."""
+    try:
+        view[key] = build()
+    except Exception as exc:  # noqa: BLE001 - any chart's failure, shown where it was
+        view.setdefault("chart_notes", []).append(
+            f"{title} not drawn: {type(exc).__name__}: {exc}")
 
 
 def _per_class_intervals(summary: dict) -> list[dict]:
@@ -130,10 +145,14 @@ def _per_class_intervals(summary: dict) -> list[dict]:
     boot = bootstrap_confusion(cm, 1000, seed=0) if cm.sum() else None
     rows = []
     for i, row in enumerate(summary["per_class"]):
-        out = dict(row)
-        out["recall_ci"] = list(wilson_interval(row["tp"], row["support"]))
-        out["precision_ci"] = list(wilson_interval(row["tp"], row["predicted"]))
-        if boot is not None:
+        # An undefined figure (None: a class never predicted, or absent from the test
+        # split) has no interval either.
+        out = dict(row, recall_ci=None, precision_ci=None, f1_ci=None)
+        if row.get("recall") is not None:
+            out["recall_ci"] = list(wilson_interval(row["tp"], row["support"]))
+        if row.get("precision") is not None:
+            out["precision_ci"] = list(wilson_interval(row["tp"], row["predicted"]))
+        if boot is not None and row.get("f1") is not None:
             out["f1_ci"] = list(percentile_interval(class_metric_from_cm(boot, "f1", i)))
         rows.append(out)
     return rows
@@ -167,27 +186,29 @@ def _run_view(run: dict) -> dict:
     view["curve_train"] = _curve(history, "train_accuracy")
     view["per_class"] = _per_class_intervals(run["summary"])
     if history:
-        view["accuracy_chart"] = chart(
+        _draw(view, "accuracy_chart", "accuracy chart", lambda: chart(
             [{"label": "test accuracy", "colour": COLOURS["test"],
               "points": [(h["epoch"], h["test_accuracy"]) for h in history]},
              {"label": "train accuracy (running)", "colour": COLOURS["train"], "dashed": True,
               "points": [(h["epoch"], h["train_accuracy"]) for h in history]}],
             x_label="epoch", y_label="accuracy", x_max=len(history), y_range=(0.0, 1.0),
-            integer_x=True)
-        view["loss_chart"] = chart(
+            integer_x=True))
+        _draw(view, "loss_chart", "loss chart", lambda: chart(
             [{"label": "train loss", "colour": COLOURS["loss"],
               "points": [(h["epoch"], h["loss"]) for h in history]}],
-            x_label="epoch", y_label="loss", x_max=len(history), integer_x=True)
+            x_label="epoch", y_label="loss", x_max=len(history), integer_x=True))
         seconds = [h["seconds"] for h in history]
         view["epoch_seconds"] = [round(b - a, 3) for a, b in zip([0.0, *seconds], seconds,
                                                                   strict=False)]
+    if run.get("pr_note"):   # why the run has no curve (a class the test split lacks)
+        view.setdefault("chart_notes", []).append(run["pr_note"])
     if run.get("pr_curve"):
         pr = run["pr_curve"]
-        view["pr_chart"] = chart(
+        _draw(view, "pr_chart", f"precision-recall curve of {pr.get('positive')}", lambda: chart(
             [{"label": f"precision-recall of {pr['positive']}", "colour": COLOURS["test"],
               "points": [(float(r), float(p)) for r, p in pr["points"]]}],
             x_label="recall", y_label="precision", x_max=1.0, y_range=(0.0, 1.0),
-            point=tuple(pr["operating_point"]))
+            point=tuple(pr["operating_point"])))
     return view
 
 
@@ -205,9 +226,9 @@ def _race_view(race: dict, runs: dict) -> dict:
                            "points": [(h["seconds"], h["test_accuracy"])
                                       for h in run["history"]]})
     if series:
-        view["chart"] = chart(series, x_label="training seconds", y_label="test accuracy",
-                              y_range=(0.0, 1.0),
-                              marks=[{"y": race["target_accuracy"], "label": "target"}])
+        _draw(view, "chart", "race chart", lambda: chart(
+            series, x_label="training seconds", y_label="test accuracy", y_range=(0.0, 1.0),
+            marks=[{"y": race["target_accuracy"], "label": "target"}]))
     return view
 
 
@@ -217,18 +238,33 @@ def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[d
     base = (baseline or {}).get("metrics", {})
     rows = []
     for m in metrics:
-        row = dict(_pr_view(m), value_text=format_metric(m["name"], m["value"]))
+        bound = bool(m.get("lower_bound"))
+        row = dict(_pr_view(m), lower_bound=bound,
+                   shown=format_metric(m["name"], m["value"], lower_bound=bound))
         entry = base.get(m["name"])
         if entry is not None:
             delta = float(m["value"]) - float(entry["value"])
             better = delta > 0 if m["higher_is_better"] else delta < 0
-            row = dict(row, baseline=float(entry["value"]), delta=delta,
-                       baseline_text=format_metric(m["name"], entry["value"]),
-                       delta_text=format_metric(m["name"], delta, sign=True),
-                       direction="better" if better else "worse" if delta else "same",
+            base_bound = bool(entry.get("lower_bound"))
+            # A bound on either side makes the delta no measured change: shown uncoloured.
+            direction = ("bound" if base_bound or bound else
+                         "better" if better else "worse" if delta else "same")
+            row = dict(row, baseline=float(entry["value"]), delta=delta, direction=direction,
+                       baseline_lower_bound=base_bound,
+                       baseline_shown=format_metric(m["name"], entry["value"],
+                                                    lower_bound=base_bound),
+                       delta_shown=format_metric(m["name"], delta, sign=True),
                        verdict=verdict_of.get(m["name"]))
         rows.append(row)
     return rows
+
+
+def _regression_view(r: dict) -> dict:
+    """A baseline comparison row with its figures as the terminal's table prints them: a
+    count whole (``3``), a bound marked (``>2.5300``)."""
+    return dict(r, **{f"{side}_shown": format_metric(
+        r["name"], r[side], 4, lower_bound=bool(r.get(f"{side}_lower_bound")))
+        for side in ("baseline", "current", "allowed")})
 
 
 def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
@@ -263,7 +299,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
                                     regressions),
             "runs": [dict(_run_view(r), id=rid) for rid, r in record["runs"].items()],
             "races": [_race_view(race, record["runs"]) for race in record["races"]],
-            "regressions": regressions,
+            "regressions": [_regression_view(r) for r in regressions],
             "verdict": verdict,
             "reason": t.get("reason"),
             "changes": t.get("changes"),
@@ -283,7 +319,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "counts": counts,
         "verdicts": [{"verdict": v, "count": verdicts[v]} for v in VERDICTS if v in verdicts],
-        "attention": [t for t in out_tests if t["verdict"] in ("failed", "regressed",
+        "attention": [t for t in out_tests if t["verdict"] in ("error", "failed", "regressed",
                                                                "inconclusive")],
         "baseline": {"path": baseline_path, "found": baseline_found,
                      "updated": updated_baseline},

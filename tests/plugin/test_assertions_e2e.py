@@ -79,7 +79,7 @@ def test_each_assertion_passes_and_fails_with_its_message(project):
         r"E +AssertionError: speedup to accuracy 0\.900 = [\d.]+x < 1000\.00x required: "
         r"pretrained [\d.]+m?s \(epoch \d+\), scratch ",
         r"E +class +precision +recall +n$",
-        r"E +seven +\d\.\d{3} +\d\.\d{3} +54$",
+        r"E +seven +(\d\.\d{3}|n/a) +\d\.\d{3} +54$",  # n/a: the weak run never calls seven
     ])
     for name in ("recall_pass", "precision_pass", "accuracy_pass", "leakage_pass",
                  "faster_pass"):

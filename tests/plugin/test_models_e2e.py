@@ -324,3 +324,47 @@ def test_races_stop_at_the_verdict_unless_asked_to_run_in_full(project):
     again = project.runpytest(OPTION_ENABLE)
     again.assert_outcomes(passed=2)
     assert not races()["test_race"]["stopped_early"]
+
+
+def test_model_errors_show_the_users_line_not_the_packages_frames(project):
+    """A ModelGateError from finetune (an unknown name, a bad constructor argument, Keras
+    weights not in its cache) ends at the user's line: the adapters' frames are hidden."""
+    pytest.importorskip("keras", reason="needs pytest-modelgate[tensorflow]")
+    project.makepyfile(test_errors="""
+        import urllib.error
+
+        import pytest
+
+        @pytest.fixture
+        def offline(monkeypatch):
+            # Keras would download a missing weights file: fail it as an offline machine does.
+            from keras.src.utils import file_utils
+
+            def refuse(url, *args, **kwargs):
+                raise urllib.error.URLError("offline")
+
+            monkeypatch.setattr(file_utils, "urlretrieve", refuse)
+
+        def test_unknown_torch_model(finetune, digits):
+            finetune("resnet_nope", digits, epochs=1)
+
+        def test_unknown_keras_model(finetune, digits):
+            finetune("keras:MobileNetV9", digits, epochs=1)
+
+        def test_bad_constructor_argument(finetune, digits):
+            finetune("keras:MobileNet(bogus=1)", digits, epochs=1, weights=None)
+
+        def test_missing_keras_weights(finetune, digits, offline):
+            finetune("keras:MobileNetV2(alpha=0.35)", digits, epochs=1, image_size=96)
+    """)
+    result = project.runpytest(OPTION_ENABLE, "--tb=long", "--showlocals")
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines([
+        "E   *ModelGateError: unknown model name 'resnet_nope'*",
+        "E   *ModelGateError: unknown keras.applications model 'MobileNetV9'*",
+        "E   *ModelGateError: model='keras:MobileNet(bogus=1)': *unexpected keyword*'bogus'",
+        "E   *ModelGateError: pretrained weights for 'keras:MobileNetV2(alpha=0.35)' at 96 px "
+        "are not in the Keras cache*",
+    ])
+    result.stdout.no_fnmatch_line("*pytest_modelgate/*")
+    result.stdout.no_fnmatch_line("*pytest_modelgate?frameworks*")

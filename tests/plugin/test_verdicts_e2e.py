@@ -189,3 +189,91 @@ def test_a_baseline_from_another_device_class_is_not_compared(project):
     result = project.runpytest(OPTION_ENABLE, "--modelgate-baseline-env=any")
     assert report(project)["tests"][0]["baseline_note"] is None
     assert "not compared" not in result.stdout.str()
+
+
+# A race's speedup as assert_faster_than_scratch records it when scratch was stopped at the
+# verdict (a lower bound), without the minute a real race takes.
+BOUND_GATE = """
+import json, pathlib
+import pytest
+from pytest_modelgate.assertions import _record_metric
+
+@pytest.mark.modelgate
+def test_race():
+    value = json.loads(pathlib.Path(__file__).with_name("speedup.json").read_text())
+    _record_metric("speedup", value, 2.0, True, n=10, lower_bound=True)
+"""
+
+
+def test_a_stopped_races_speedup_is_a_lower_bound_everywhere(project):
+    project.makepyfile(test_race=BOUND_GATE)
+    (project.path / "speedup.json").write_text("2.53")
+    project.runpytest(OPTION_UPDATE).assert_outcomes(passed=1)
+    doc = json.loads((project.path / "modelgate-baseline.json").read_text())
+    assert doc["tests"]["test_race.py::test_race"]["metrics"]["speedup"]["lower_bound"] is True
+
+    # The bound moved with the machine's timing (2.53 then 2.31): not a regression.
+    (project.path / "speedup.json").write_text("2.311625")
+    result = project.runpytest(OPTION_ENABLE, "--modelgate-tolerance=speedup=5%",
+                               "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["  PASSED  test_race.py::test_race"])
+    case = ET.parse(project.path / "junit.xml").getroot().find(".//testcase")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["modelgate.speedup"] == ">2.311625"
+    (row,) = report(project)["tests"][0]["metrics"]
+    assert row["lower_bound"] is True and row["baseline_lower_bound"] is True
+    assert row["shown"] == ">2.312" and row["baseline_shown"] == ">2.530"
+    html = (project.path / "reports" / "modelgate.html").read_text()
+    assert "&gt;2.312" in html
+
+
+def test_a_gate_failing_its_floor_still_shows_its_baseline_comparison(project):
+    project.makepyfile(test_arrays=ARRAY_GATE)
+    y = np.repeat([0, 1], 500)
+    write_predictions(project, y, flipped(y, 157))  # accuracy 0.843
+    project.runpytest(OPTION_UPDATE).assert_outcomes(passed=1)
+    write_predictions(project, y, flipped(y, 280), threshold=0.8)  # 0.720, under its floor
+    result = project.runpytest(OPTION_ENABLE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "verdicts: 1 failed (significance 0.05, Holm-corrected per test)",
+        "  FAILED  test_arrays.py::test_gate: accuracy = 0.720 < 0.800 required *; against "
+        "the baseline: accuracy 0.843 -> 0.720 (p=*)",
+    ])
+    test = report(project)["tests"][0]
+    assert test["verdict"] == "failed"
+    assert [r["name"] for r in test["regressions"]] == ["accuracy"]
+
+
+def test_a_configuration_error_is_its_own_verdict(project):
+    project.makepyfile(test_arrays=ARRAY_GATE, test_config="""
+        import numpy as np
+        import pytest
+        from pytest_modelgate import assert_accuracy_above
+
+        @pytest.mark.modelgate
+        def test_typo():
+            assert_accuracy_above((np.array([0, 1]), np.array([0, 1])), 300)
+    """)
+    y = np.repeat([0, 1], 50)
+    write_predictions(project, y, flipped(y, 40), threshold=0.9)
+    result = project.runpytest(OPTION_ENABLE, "--junitxml=junit.xml")
+    result.assert_outcomes(failed=2)  # pytest's own count: an exception in the test body
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "verdicts: 1 error, 1 failed",
+        "  ERROR   test_config.py::test_typo: threshold must be a number in [0, 1], got 300",
+        "  FAILED  test_arrays.py::test_gate: accuracy = 0.600 < 0.900 required *",
+    ])
+    doc = report(project)
+    assert {t["nodeid"]: t["verdict"] for t in doc["tests"]} == {
+        "test_config.py::test_typo": "error", "test_arrays.py::test_gate": "failed"}
+    assert doc["verdicts"] == [{"verdict": "error", "count": 1},
+                               {"verdict": "failed", "count": 1}]
+    cases = ET.parse(project.path / "junit.xml").getroot().iter("testcase")
+    verdicts = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+                ["modelgate.verdict"] for c in cases}
+    assert verdicts == {"test_typo": "error", "test_gate": "failed"}
+    html = (project.path / "reports" / "modelgate.html").read_text()
+    assert '<span class="badge error">error</span>' in html
