@@ -100,6 +100,55 @@ def rotate_reflect(im: Image.Image, degrees: float) -> Image.Image:
     return turned.crop((pad, pad, pad + im.width, pad + im.height))
 
 
+def colour(im: Image.Image, f: float) -> Image.Image:
+    return ImageEnhance.Color(im).enhance(f)
+
+
+def photometric(im: Image.Image) -> Image.Image:
+    """At least one of: brightness, contrast, colour +-15%, JPEG 60-95 (each at random)."""
+    done = False
+    while not done:
+        for p, edit in ((0.5, lambda x: bright(x, u(0.85, 1.15))),
+                        (0.5, lambda x: contrast(x, u(0.85, 1.15))),
+                        (0.5, lambda x: colour(x, u(0.85, 1.15))),
+                        (0.6, lambda x: jpeg(x, u(60, 95)))):
+            if rng.random() < p:
+                im, done = edit(im), True
+    return im
+
+
+def cut(im: Image.Image, low: float = 0.03, high: float = 0.15, move: int = 3) -> Image.Image:
+    """Cut by 3-15% of the side, the window moved up to 3 px off centre (the border
+    repeated where it runs off), then kept at its size or zoomed back (each half the
+    time)."""
+    a = np.asarray(im)
+    h, w = a.shape[:2]
+    f = u(low, high)
+    cw, ch = round(w * (1 - f)), round(h * (1 - f))
+    p = np.pad(a, ((move, move), (move, move), (0, 0)), mode="edge")
+    x = round((w - cw) / 2 + int(rng.integers(-move, move + 1))) + move
+    y = round((h - ch) / 2 + int(rng.integers(-move, move + 1))) + move
+    out = Image.fromarray(p[y:y + ch, x:x + cw])
+    return out.resize((w, h), Image.Resampling.BICUBIC) if rng.random() < 0.5 else out
+
+
+def crop_resized(im: Image.Image) -> Image.Image:
+    """A crop keeping 85-95% of the side, anywhere, resized back."""
+    keep = u(0.85, 0.95)
+    cw, ch = round(im.width * keep), round(im.height * keep)
+    x, y = int(rng.integers(0, im.width - cw + 1)), int(rng.integers(0, im.height - ch + 1))
+    return im.crop((x, y, x + cw, y + ch)).resize(im.size, Image.Resampling.BICUBIC)
+
+
+# Compound edits (issue 22): what real cross-split duplicates are. The aligned stage's
+# thresholds were chosen on another corpus of the same recipe (other images, other random
+# edits); none of its choices were made on these. "(test is the crop)": the edited copy of
+# a train image is planted in test, so the test image holds less of the picture.
+COMPOUND = {
+    "compound: cut/zoom 3-15% + shift + colour/JPEG": lambda im: photometric(cut(im)),
+    "crop keeping 85-95%, resized back": crop_resized,
+}
+
 TRANSFORMS = {
     "jpeg 50-95": lambda im: jpeg(im, u(50, 95)),
     "resize 0.5-2x": lambda im: resize(im, either((0.5, 0.9), (1.1, 2.0))),
@@ -138,7 +187,7 @@ def build_corpus(root: Path, per: int) -> dict[str, list[tuple[str, str]]]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.symlink_to(f)
     planted: dict[str, list[tuple[str, str]]] = {}
-    picks = rng.choice(len(test_files), per * len(TRANSFORMS), replace=False)
+    picks = rng.choice(len(test_files), per * (len(TRANSFORMS) + len(COMPOUND)), replace=False)
     for t, (name, fn) in enumerate(TRANSFORMS.items()):
         out = root / "train" / "planted"
         out.mkdir(parents=True, exist_ok=True)
@@ -149,6 +198,26 @@ def build_corpus(root: Path, per: int) -> dict[str, list[tuple[str, str]]]:
             fn(Image.open(src).convert("RGB")).save(copy)
             pairs.append((str(copy), str(root / "test" / src.parent.name / src.name)))
         planted[name] = pairs
+    train_files = sorted(CIFAR.glob("train/*/*.jpg"))
+    chosen = rng.choice(len(train_files), per * len(COMPOUND), replace=False)
+    for t, (name, fn) in enumerate(COMPOUND.items()):
+        planted[name] = []
+        out = root / "train" / "planted"
+        back = root / "test" / "planted"
+        back.mkdir(parents=True, exist_ok=True)
+        for k in picks[len(TRANSFORMS) * per + t * per:len(TRANSFORMS) * per + (t + 1) * per]:
+            src = test_files[int(k)]
+            copy = out / f"c{t:02d}_{k}.png"
+            fn(Image.open(src).convert("RGB")).save(copy)
+            planted[name].append((str(copy), str(root / "test" / src.parent.name / src.name)))
+        reverse = name + " (test is the crop)"
+        planted[reverse] = []
+        for k in chosen[t * per:(t + 1) * per]:
+            src = train_files[int(k)]
+            copy = back / f"r{t:02d}_{k}.png"
+            fn(Image.open(src).convert("RGB")).save(copy)
+            planted[reverse].append((str(root / "train" / src.parent.name / src.name),
+                                     str(copy)))
     return planted
 
 
@@ -262,7 +331,8 @@ def main() -> None:
         rows = {}
         for preset in PRESETS:
             seconds, found, scan = ours(root, preset)
-            untouched = {(a, b) for a, b in found if a not in originals}
+            copies = {o for pairs in planted.values() for _, o in pairs}
+            untouched = {(a, b) for a, b in found if a not in originals and b not in copies}
             rows[preset] = recall(found, planted)
             if "--dump" in sys.argv:  # the untouched pairs, to look at
                 import json
@@ -296,7 +366,7 @@ def main() -> None:
             print(f"speed ratio imagededup / strict: {seconds / ours(root, 'strict')[0]:.1f}x")
         names = list(rows)
         print("\nrecall of planted copies: " + " | ".join(names))
-        for t in TRANSFORMS:
+        for t in planted:
             print(f"  {t:28s} " + "  ".join(f"{rows[n][t]:.2f}" for n in names))
     if "--quick" not in sys.argv:
         growth()

@@ -668,11 +668,13 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                       min_aligned: float | None = None, max_listed: int = 10,
                       cache: Any = None) -> None:
     """No test image may also sit in train: the same pixels (in any file format), a mirror,
-    or a near-duplicate (re-encoded, resized, brightened, noisy: see ``leakage``).
+    or a near-duplicate (re-encoded, resized, brightened, noisy; with the default preset
+    also cut, zoomed, shifted or turned, several edits at once: see ``leakage``).
 
     ``train`` and ``test`` are ImageSets or folders (every image below, any size), or pass
     one ``Splits``. ``preset="strict"`` (default) or ``"loose"`` sets the near-duplicate
-    thresholds (``max_distance``, ``min_similarity`` override them); ``embeddings=`` (a
+    thresholds (``max_distance``, ``min_similarity`` override them; ``min_similarity``
+    also sets the aligned stage's correlation); ``embeddings=`` (a
     model name such as ``"efficientnet_lite0"``, a module, or a feature function) adds the
     stage that finds crops; ``min_aligned`` (default 0.93) is how closely a crop must match
     to confirm its pair there. Under ``pytest --modelgate`` each image's thumbnail is kept in
@@ -699,8 +701,10 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     def pair_line(p: Any, a: str = "train", b: str = "test") -> str:
         how = p.kind if p.stage == "pixels" else (
             f"{p.kind}: hash distance {p.distance} <= {p.threshold}, similarity "
-            f"{p.similarity:.3f}" + (f", test image {p.alignment}" if p.alignment else "")
+            f"{p.similarity:.3f}"
         ) if p.stage == "phash" else (
+            f"{p.kind}: aligned similarity {p.similarity:.3f}, detail {p.detail:.2f}; "
+            f"{p.alignment}") if p.stage == "aligned" else (
             f"{p.kind}: embedding cosine {p.cosine:.3f}, aligned similarity {p.similarity:.3f}")
         return f"    {describe[b](p.test_index)}  ~  {describe[a](p.train_index)}  ({how})"
 
@@ -722,7 +726,7 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     detail = [{"train": describe["train"](p.train_index), "test": describe["test"](p.test_index),
                "kind": p.kind, "stage": p.stage, "distance": p.distance,
                "threshold": p.threshold, "similarity": p.similarity, "cosine": p.cosine,
-               "alignment": p.alignment,
+               "alignment": p.alignment, "detail": p.detail,
                "train_src": _leak_thumbnail(train, "train", p.train_index, describe),
                "test_src": _leak_thumbnail(test, "test", p.test_index, describe)}
               for p in scan.pairs[:max_listed]]
@@ -756,9 +760,12 @@ def _leak_fix(scan: Any, min_aligned: float | None) -> str:
 
     stages = {p.stage for p in scan.pairs}
     loosen = []
-    if stages & {"phash"}:
+    if "phash" in stages:
         loosen.append("loosen the near-duplicate check (preset='loose', max_distance=, "
                       f"min_similarity=; now preset={scan.preset!r})")
+    if "aligned" in stages:
+        loosen.append("ask the aligned stage for closer copies (min_similarity= above "
+                      f"{scan.aligned_similarity:g}) or leave it out (preset='loose')")
     if "embedding" in stages:
         now = MIN_ALIGNED if min_aligned is None else min_aligned
         loosen.append("ask the embedding stage for a closer crop match (min_aligned= above "

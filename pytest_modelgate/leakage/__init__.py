@@ -10,9 +10,13 @@ Stages, each named in every pair it finds:
    each candidate is then confirmed by the correlation of the two 16x16 greyscale
    thumbnails (mirror-aware), which keeps distinct images with similar hashes (two white
    cars on a white background) from being called copies. Finds re-encoded, resized,
-   brightened, contrast-changed and noisy copies. With ``geometric`` presets (``strict``),
-   test images are then searched again as shifted and turned variants of their thumbnail
-   (``_variants``), which finds copies moved by a few pixels or turned a few degrees.
+   brightened, contrast-changed and noisy copies.
+3. ``aligned`` (the ``strict`` preset): copies cut, zoomed, shifted, turned, recoloured and
+   re-encoded at once, which the hashes miss: each test image's most alike train images
+   by coarse layout, seen through cut and shifted windows, confirmed when a refined
+   alignment lines up their 16x16 thumbnails and fine detail (see ``aligned``).
+4. ``embedding`` (opt in): nearest train images by a model's pooled features, confirmed
+   by a crop-aligned correlation.
 
 The hash search is multi-index hashing: the 64 bits are four 16-bit chunks, and any two
 hashes within distance t agree to within t // 4 bits on at least one chunk (pigeonhole),

@@ -24,25 +24,29 @@ class Preset:
     catches: str
     projection_distance: int = 8
     projection_similarity: float = 0.98
-    geometric: bool = True  # also search shifted and turned variants of each test image
+    # The aligned stage (re-cropped, zoomed, shifted, turned copies, several edits at once):
+    # the correlation its aligned pairs need, or 0 for no aligned stage.
+    aligned_similarity: float = 0.0
 
 
 PRESETS = {
     "strict": Preset(10, 0.95, "re-encoded (JPEG 50-95), resized 0.5x-2x, mirrored, "
-                               "brightness and contrast +-20%, light noise, greyscale, "
-                               "shifted up to 6% of a side, turned up to 5 degrees, and "
-                               "combinations", 8, 0.99),
-    "loose": Preset(6, 0.97, "the same edits when milder, not shifted or turned; fewer "
-                             "pairs to review", 5, 0.995, geometric=False),
+                               "brightness and contrast +-20%, light noise, greyscale; and "
+                               "by the aligned stage, cut or zoomed by up to 15%, shifted, "
+                               "turned up to 5 degrees, recoloured and re-encoded at once",
+                    8, 0.99, aligned_similarity=0.90),
+    "loose": Preset(6, 0.97, "the same edits when milder, not cut, shifted or turned; fewer "
+                             "pairs to review", 5, 0.995),
 }
 
 
 @dataclass(frozen=True)
 class LeakPair:
     """One test image found in train: how (``kind``: ``"exact"``, ``"flipped"``, ``"near"``
-    or ``"near-flipped"``), by which ``stage`` (``"pixels"`` or ``"phash"``), and for the
-    hash stage its Hamming ``distance`` (with the ``threshold`` used) and the thumbnails'
-    ``similarity``."""
+    or ``"near-flipped"``), by which ``stage`` (``"pixels"``, ``"phash"``, ``"aligned"`` or
+    ``"embedding"``), for the hash stage its Hamming ``distance`` (with the ``threshold``
+    used), and the thumbnails' ``similarity``; for the aligned stage also the ``detail``
+    agreement and the ``alignment`` in words."""
 
     train_index: int
     test_index: int
@@ -52,7 +56,8 @@ class LeakPair:
     threshold: int = 0
     similarity: float = 1.0
     cosine: float = 0.0  # the embedding stage: cosine similarity of the pooled features
-    alignment: str = ""  # the hash stage: the shift or turn of the test image that matched
+    alignment: str = ""  # the aligned stage: how the two images line up
+    detail: float = 0.0  # the aligned stage: agreement of the aligned fine detail
 
 
 @dataclass
@@ -70,6 +75,7 @@ class LeakScan:
     hashed: int = 0  # images decoded and thumbnailed by this scan
     from_cache: int = 0  # images whose thumbnail came from the cache
     pixels_only: int = 0  # images under MIN_NEAR_SIDE px: the hash stage skips them
+    aligned_similarity: float = 0.0  # the aligned stage's correlation (0: not run)
     # How to name a sample, and its label, per split ("train", "test"); not in the repr,
     # which would print every label of both splits.
     describe: dict[str, Callable[[int], str]] = field(default_factory=dict, repr=False)

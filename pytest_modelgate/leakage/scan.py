@@ -12,11 +12,11 @@ import numpy as np
 
 from ..data import ImageSet
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
+from .aligned import _aligned_pairs
 from .embeddings import EMBEDDING_SIZE, MIN_ALIGNED, _embedder, _embedding_pairs
-from .hashing import ChunkIndex, _features, chunk_index, hash_neighbours
+from .hashing import ChunkIndex, chunk_index, hash_neighbours
 from .pairs import PRESETS, LeakPair, LeakScan, Preset
 from .prepare import _open_store, _prepare, _Prepared
-from .variants import MIN_DETAIL, VARIANT_DISTANCES, _detail_agreement, _variants
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -55,13 +55,9 @@ def _confirmed(base: tuple[np.ndarray, ...], queries: tuple[np.ndarray, ...],
 
 
 def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
-                conflicts_only: bool = False
-                ) -> list[tuple[int, int, bool, int, float, int, str]]:
-    """(index in a, index in b, mirrored, distance, similarity, threshold, alignment) of
-    confirmed near pairs, from both hashes; with ``same``, a self-join with i < j. Between
-    two splits (not ``same``) with ``preset.geometric``, pairs the image itself misses are
-    then searched with each shifted and turned variant of b's thumbnails (``alignment``
-    names the variant)."""
+                conflicts_only: bool = False) -> list[tuple[int, int, bool, int, float, int]]:
+    """(index in a, index in b, mirrored, distance, similarity, threshold) of confirmed near
+    pairs, from both hashes; with ``same``, a self-join with i < j."""
     if conflicts_only:
         names = {name: k for k, name in enumerate(sorted(set(a.labels) | set(b.labels)))}
         label_a = np.array([names[x] for x in a.labels])
@@ -73,27 +69,14 @@ def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
             ok &= label_a[ai] != label_b[bi]
         return ok & (ai < bi) if same else ok
 
-    best: dict[tuple[int, int], tuple[int, int, bool, int, float, int, str]] = {}
+    best: dict[tuple[int, int], tuple[int, int, bool, int, float, int]] = {}
     base = a.features()
     indexes = (chunk_index(base[0]), chunk_index(base[2]))
     for i, j, m, d, sim, threshold in _confirmed(base, b.features(), preset, keep,
                                                  (preset.max_distance,
                                                   preset.projection_distance), indexes):
         if (i, j) not in best or sim > best[(i, j)][4]:
-            best[(i, j)] = (i, j, m, d, sim, threshold, "")
-    if same or not preset.geometric or b.tiny.all():
-        return sorted(best.values())
-    found = set(best)
-    for alignment, view, exact in _variants(b.grey):
-        distances = (min(VARIANT_DISTANCES[0], preset.max_distance) if exact
-                     else preset.max_distance,
-                     min(VARIANT_DISTANCES[1], preset.projection_distance))
-        for i, j, m, d, sim, threshold in _confirmed(base, _features(view), preset, keep,
-                                                     distances, indexes):
-            if (i, j) in found or ((i, j) in best and sim <= best[(i, j)][4]):
-                continue
-            if _detail_agreement(a.grey[i], view[j][:, ::-1] if m else view[j]) >= MIN_DETAIL:
-                best[(i, j)] = (i, j, m, d, sim, threshold, alignment)
+            best[(i, j)] = (i, j, m, d, sim, threshold)
     return sorted(best.values())
 
 
@@ -118,12 +101,14 @@ def _pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
     split of 50,000 most candidates share a label)."""
     pairs = [LeakPair(i, j, kind) for i, j, kind in _exact_pairs(a, b, same=same)]
     seen = {(p.train_index, p.test_index) for p in pairs}
-    for i, j, mirrored, distance, similarity, threshold, alignment in _near_pairs(
+    for i, j, mirrored, distance, similarity, threshold in _near_pairs(
             a, b, preset, same=same, conflicts_only=conflicts_only):
         if (i, j) not in seen:
             pairs.append(LeakPair(i, j, "near-flipped" if mirrored else "near", "phash",
-                                  distance, threshold, round(similarity, 4),
-                                  alignment=alignment))
+                                  distance, threshold, round(similarity, 4)))
+    if preset.aligned_similarity and not same:
+        pairs += _aligned_pairs(a, b, {(p.train_index, p.test_index) for p in pairs},
+                                preset.aligned_similarity)
     return sorted(pairs, key=lambda p: (p.test_index, p.train_index))
 
 
@@ -240,7 +225,9 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                     chosen.catches, chosen.projection_distance,
                     max(chosen.projection_similarity,
                         chosen.min_similarity if min_similarity is None else min_similarity),
-                    chosen.geometric)
+                    # min_similarity= also sets the aligned stage's correlation, where on
+                    chosen.aligned_similarity if min_similarity is None
+                    or not chosen.aligned_similarity else float(min_similarity))
     _check_not_same(train, test)
     store = _open_store(cache)
     a = _prepare(train, "train", on_error, store)
@@ -265,6 +252,7 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
     return LeakScan(pairs, duplicates, conflicts, allowed, preset, store.hashed,
                     store.from_cache,
                     pixels_only=int(a.tiny.sum() + b.tiny.sum()),
+                    aligned_similarity=chosen.aligned_similarity,
                     describe={"train": a.describe, "test": b.describe},
                     labels={"train": a.labels, "test": b.labels})
 
