@@ -16,7 +16,10 @@ new size). Then:
 - a rerun with the thumbnail cache (``cache=``, the run cache under pytest --modelgate);
 - growth: scan time with 5,000, 20,000 and 50,000 train images (decoded once, arrays in).
 
-    python benchmarks/bench_leakage.py [PER] [--no-imagededup] [--quick] [--dump]
+- scale: the strict scan of 50,000 and 500,000 train images (CIFAR's train, then copies
+  with light edits) against 10,000 test, time and peak memory (``--scale`` runs only this).
+
+    python benchmarks/bench_leakage.py [PER] [--no-imagededup] [--quick] [--dump] [--scale]
 """
 
 from __future__ import annotations
@@ -279,6 +282,60 @@ def growth() -> None:
               f"{len(scan.pairs)} pairs")
 
 
+def _scale_child(n_train: int, conn) -> None:  # noqa: ANN001 (a Pipe end)
+    """One scan of ``n_train`` train images (CIFAR-10's 50,000, then copies of them with
+    light edits: brightness +-10%, moved 1 px, noise sigma 2) against the 10,000 test
+    images, arrays in memory, no thumbnail cache; sends (seconds, pairs, peak RSS bytes,
+    RSS before the scan)."""
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    files = sorted(CIFAR.glob("train/*/*.jpg"))
+    tests = sorted(CIFAR.glob("test/*/*.jpg"))
+    base = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    test = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in tests])
+    edit = np.random.default_rng(1)
+    parts = [base]
+    while sum(map(len, parts)) < n_train:
+        a = base.astype(np.float32) * edit.uniform(0.9, 1.1, (len(base), 1, 1, 1))
+        a = np.roll(a, tuple(edit.integers(-1, 2, 2)), axis=(1, 2))
+        a += edit.normal(0, 2, a.shape).astype(np.float32)
+        parts.append(np.clip(a, 0, 255).astype(np.uint8))
+    images = np.concatenate(parts)[:n_train]
+    del parts
+    train_set = ImageSet(images, np.zeros(len(images), int), ("x",), name="train")
+    test_set = ImageSet(test, np.zeros(len(test), int), ("x",), name="test")
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) starts again from here: the scan's, not the set-up's
+    t0 = time.perf_counter()
+    scan = scan_leaks(train_set, test_set, cache=False)
+    seconds = time.perf_counter() - t0
+    conn.send((seconds, len(scan.pairs), status("VmHWM"), before))
+
+
+def scale(sizes: tuple[int, ...] = (50_000, 500_000)) -> None:
+    """The strict scan's growth with train, each size in a fresh process (its peak memory
+    its own)."""
+    import multiprocessing
+
+    print("\nscale (strict, arrays in memory, no thumbnail cache, 10,000 test):")
+    context = multiprocessing.get_context("spawn")
+    first = None
+    for n in sizes:
+        mine, theirs = context.Pipe()
+        child = context.Process(target=_scale_child, args=(n, theirs))
+        child.start()
+        seconds, pairs, peak, before = mine.recv()
+        child.join()
+        first = first or seconds
+        print(f"  {n:>7} train: {seconds:6.1f} s ({seconds / first:.1f}x the first), "
+              f"{pairs} pairs, peak RSS {peak / 2**30:.2f} GiB (the arrays held before the "
+              f"scan {before / 2**30:.2f} GiB, the scan's own {(peak - before) / 2**30:.2f} "
+              "GiB)")
+
+
 def embedding_stage(per: int) -> None:
     """The optional third stage on a subset (its features cost a forward pass per image):
     5,000 train images plus planted copies against 1,000 test images, arrays in memory."""
@@ -319,6 +376,9 @@ def embedding_stage(per: int) -> None:
 
 def main() -> None:
     per = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 100
+    if "--scale" in sys.argv:  # only the growth to 500,000 train images
+        scale()
+        return
     if not CIFAR.exists():
         sys.exit(f"{CIFAR} is absent: the corpus comes from ../shared/data")
     with tempfile.TemporaryDirectory() as tmp:

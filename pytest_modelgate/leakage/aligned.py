@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import user_error_frames
-from .hashing import _DCT8, SMALL, THUMB
+from .hashing import _DCT8, BLOCK, SMALL, THUMB, _blocks
 from .pairs import LeakPair
 from .prepare import _Prepared
 
@@ -150,7 +150,7 @@ def _descriptors(grey: np.ndarray, windows: tuple = ((1.0, 0.0, 0.0, 0.0),)) -> 
     if windows not in _MAPS:
         _MAPS[windows] = np.concatenate([_window_map(*w) for w in windows], axis=1)
     n = len(grey)
-    c = (grey.reshape(n, -1) @ _MAPS[windows]).reshape(n, len(windows), _K * _K)[:, :, 1:]
+    c = _blocks(grey, _MAPS[windows]).reshape(n, len(windows), _K * _K)[:, :, 1:]
     return c / (np.linalg.norm(c, axis=2, keepdims=True) + 1e-6)
 
 
@@ -290,8 +290,12 @@ def _window_params(window: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 def _pool16(grey: np.ndarray) -> np.ndarray:
     """2x2 means of (n, 32, 32) thumbnails: (n, 16, 16), float32 (strided sums: a
     reshape's mean over two axes took ten times as long)."""
-    g = np.asarray(grey, dtype=np.float32)
-    return (g[:, ::2, ::2] + g[:, 1::2, ::2] + g[:, ::2, 1::2] + g[:, 1::2, 1::2]) * 0.25
+    out = np.empty((len(grey), SMALL, SMALL), dtype=np.float32)
+    for s in range(0, len(grey), BLOCK):
+        g = grey[s:s + BLOCK].astype(np.float32)
+        out[s:s + BLOCK] = (g[:, ::2, ::2] + g[:, 1::2, ::2] + g[:, ::2, 1::2]
+                            + g[:, 1::2, 1::2]) * 0.25
+    return out
 
 
 # The local search around a candidate's start: shifts by a step (32 px units) in the 8
@@ -368,12 +372,12 @@ def _align(train_grey: np.ndarray, test_grey: np.ndarray, ai: np.ndarray, bi: np
             big = test_grey[b[live]].astype(np.float32)
             big[m[live]] = big[m[live]][:, :, ::-1]
             view = _warp(big, *p[live].T, THUMB)
+            partner = train_grey[a[live]].reshape(len(live), -1).astype(np.float32)
             corr[s + live] = np.maximum(best[live], np.einsum(
-                "nd,nd->n", _unit(view[:, _CENTRE32]),
-                _unit(train_grey[a[live]].reshape(len(live), -1)[:, _CENTRE32])))
+                "nd,nd->n", _unit(view[:, _CENTRE32]), _unit(partner[:, _CENTRE32])))
             detail[s + live] = np.einsum(
                 "nd,nd->n", _unit(_detail(view)[:, _CENTRE32]),
-                _unit(_detail(train_grey[a[live]].reshape(len(live), -1))[:, _CENTRE32]))
+                _unit(_detail(partner)[:, _CENTRE32]))
         params[s:s + block] = p
     return corr, detail, params
 

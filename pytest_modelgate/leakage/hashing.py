@@ -44,7 +44,7 @@ _DCT8x8_T = np.kron(_DCT8, _DCT8).T.astype(np.float32)
 
 def _low_frequencies(grey: np.ndarray) -> np.ndarray:
     """The 8x8 lowest DCT frequencies of (n, 32, 32) thumbnails, as (n, 64) rows."""
-    return grey.reshape(len(grey), -1) @ _DCT8x8_T
+    return _blocks(grey, _DCT8x8_T)
 
 
 def _mirrored(coefficients: np.ndarray) -> np.ndarray:
@@ -91,9 +91,23 @@ _POOL = (np.kron(np.eye(SMALL).repeat(2, axis=1), np.eye(SMALL).repeat(2, axis=1
 _MIRROR_COLUMNS = np.arange(SMALL * SMALL).reshape(SMALL, SMALL)[:, ::-1].ravel()
 
 
+# Thumbnails go through the float32 matrix products this many at a time: a float32 copy of
+# 500,000 at once would take 2 GB.
+BLOCK = 32768
+
+
+def _blocks(grey: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(n, 32, 32) thumbnails of any dtype, flattened, times ``matrix``, in float32."""
+    flat = grey.reshape(len(grey), -1)
+    out = np.empty((len(grey), matrix.shape[1]), dtype=np.float32)
+    for s in range(0, len(grey), BLOCK):
+        np.matmul(flat[s:s + BLOCK].astype(np.float32), matrix, out=out[s:s + BLOCK])
+    return out
+
+
 def _small(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Zero-mean, unit-norm 16x16 thumbnails and their mirrors, as (n, 256) rows."""
-    plain = grey.reshape(len(grey), -1).astype(np.float32) @ _POOL
+    plain = _blocks(grey, _POOL)
     plain -= plain.mean(axis=1, keepdims=True)
     plain /= np.linalg.norm(plain, axis=1, keepdims=True) + 1e-6
     return plain, plain[:, _MIRROR_COLUMNS]
