@@ -51,7 +51,7 @@ WINDOWS: tuple[tuple[float, float, float, float], ...] = (
     (1.0, 0.0, 0.0, 0.0), (_ZOOM, 0.0, 0.0, 0.0),
     *((_ZOOM, 0.0, dx, dy) for dx in (-2.0, 2.0) for dy in (-2.0, 2.0)),
 )
-TOP_K = 5
+TOP_K = 4
 # A test split of fewer than CANDIDATE_BUDGET / TOP_K images verifies more candidates each,
 # up to this many pairs in all: tiles of one textured photo all look alike in a coarse
 # layout, and the copy of one may rank sixth.
@@ -274,17 +274,11 @@ def _candidates(train_grey: np.ndarray, test_grey: np.ndarray, probes: int = 8,
     return train[order], test[order], window[order], mirrored[order].astype(bool), sim[order]
 
 
-def _window_params(window: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
-    """(P, 4) test-side transforms of candidates' windows: a train-side window becomes the
-    inverse transform of the (mirrored, where so) test image."""
+def _window_params(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 4) transforms of candidates' windows, and which side each applies to: True for
+    the train image (the test image is its crop), False for the test image."""
     w = len(WINDOWS)
-    table = np.array(WINDOWS, dtype=np.float32)
-    params = table[window % w].copy()
-    inverse = window >= w
-    s = params[inverse, 0]
-    params[inverse] = np.stack([1 / s, -params[inverse, 1], -params[inverse, 2] / s,
-                                -params[inverse, 3] / s], axis=1)
-    return params
+    return np.array(WINDOWS, dtype=np.float32)[window % w], window >= w
 
 
 def _pool16(grey: np.ndarray) -> np.ndarray:
@@ -323,11 +317,14 @@ def _trials(move: str, size: float) -> list[tuple[float, float, float, float]]:
 
 def _align(train_grey: np.ndarray, test_grey: np.ndarray, ai: np.ndarray, bi: np.ndarray,
            window: np.ndarray, mirrored: np.ndarray, block: int = 4096
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each candidate's correlation under its refined transform (the central 16x16, or
-    32x32 where higher), its 32x32 detail agreement (-1 where it stopped early), and the
-    transform (scale, degrees, dx, dy) as an (P, 4) array."""
-    params = _window_params(window, mirrored)
+    32x32 where higher), its 32x32 detail agreement (-1 where it stopped early), the
+    transform (scale, degrees, dx, dy) as an (P, 4) array, and the side it applies to
+    (True: the train image's view is compared with the whole test image). The image that
+    holds more of the picture is the one seen through the transform, so no view reaches
+    past its edges."""
+    params, side = _window_params(window)
     corr = np.empty(len(ai), dtype=np.float32)
     detail = np.full(len(ai), -1.0, dtype=np.float32)
     small_train = _pool16(train_grey)
@@ -337,20 +334,28 @@ def _align(train_grey: np.ndarray, test_grey: np.ndarray, ai: np.ndarray, bi: np
         view = _warp(images, *p.T, SMALL, margin=_MARGIN16)
         return np.einsum("nd,nd->n", _unit(view), target)
 
-    for s in range(0, len(ai), block):
-        a, b, m = ai[s:s + block], bi[s:s + block], mirrored[s:s + block]
-        test = small_test[b]
+    def pair(train: np.ndarray, test: np.ndarray, m: np.ndarray, t: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(moving, still): the (mirrored, where so) test image and the train image, the
+        one seen through the transform first."""
+        test = test.copy()
         test[m] = test[m][:, :, ::-1]
-        target = _unit(small_train[a].reshape(len(a), -1)[:, _CENTRE16])
+        t = t[:, None, None]
+        return np.where(t, train, test), np.where(t, test, train)
+
+    for s in range(0, len(ai), block):
+        a, b, m, t = ai[s:s + block], bi[s:s + block], mirrored[s:s + block], side[s:s + block]
+        moving, still = pair(small_train[a], small_test[b], m, t)
+        target = _unit(still.reshape(len(a), -1)[:, _CENTRE16])
         p = params[s:s + block].copy()
         live = np.arange(len(a))
         # From the candidate's window, from no transform, or from the window's shift alone,
         # whichever lines up best: the window that described a shifted copy best may be a
         # zoomed one.
-        best = score(test, p, target)
+        best = score(moving, p, target)
         for start in (np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32) * np.ones_like(p),
                       p * np.array([0.0, 1.0, 1.0, 1.0], dtype=np.float32) + [1, 0, 0, 0]):
-            c = score(test, start, target)
+            c = score(moving, start, target)
             better = c > best
             best[better] = c[better]
             p[better] = start[better]
@@ -361,7 +366,7 @@ def _align(train_grey: np.ndarray, test_grey: np.ndarray, ai: np.ndarray, bi: np
                 trial[:, 1] += turn
                 trial[:, 2] += ox
                 trial[:, 3] += oy
-                c = score(test[live], trial, target[live])
+                c = score(moving[live], trial, target[live])
                 better = c > best[live] + _GAIN
                 best[live[better]] = c[better]
                 p[live[better]] = trial[better]
@@ -369,27 +374,26 @@ def _align(train_grey: np.ndarray, test_grey: np.ndarray, ai: np.ndarray, bi: np
                 live = live[best[live] >= _HOPELESS]
         corr[s:s + block] = best
         if len(live):  # at 32x32: a shift of one pixel is half a pixel at 16x16, a blur
-            big = test_grey[b[live]].astype(np.float32)
-            big[m[live]] = big[m[live]][:, :, ::-1]
+            big, partner = pair(train_grey[a[live]].astype(np.float32),
+                                test_grey[b[live]].astype(np.float32), m[live], t[live])
             view = _warp(big, *p[live].T, THUMB)
-            partner = train_grey[a[live]].reshape(len(live), -1).astype(np.float32)
+            partner = partner.reshape(len(live), -1)
             corr[s + live] = np.maximum(best[live], np.einsum(
                 "nd,nd->n", _unit(view[:, _CENTRE32]), _unit(partner[:, _CENTRE32])))
             detail[s + live] = np.einsum(
                 "nd,nd->n", _unit(_detail(view)[:, _CENTRE32]),
                 _unit(_detail(partner)[:, _CENTRE32]))
         params[s:s + block] = p
-    return corr, detail, params
+    return corr, detail, params, side
 
 
-def _describe(scale: float, degrees: float, dx: float, dy: float) -> str:
-    """How the test image lines up with its train partner, in words."""
-    if round(scale, 2) == 1:
+def _describe(scale: float, degrees: float, dx: float, dy: float, train_side: bool) -> str:
+    """How the two images line up, in words."""
+    crop, whole = ("test", "train") if train_side else ("train", "test")
+    if round(scale, 2) >= 1:
         what = "the same framing"
-    elif scale < 1:
-        what = f"the train image is the test image cut to {scale:.0%} of its side"
     else:
-        what = f"the test image is the train image cut to {1 / scale:.0%} of its side"
+        what = f"the {crop} image is the {whole} image cut to {scale:.0%} of its side"
     moved = [f"{v / THUMB:+.0%} {axis}" for v, axis in ((dx, "across"), (dy, "down"))
              if round(v / THUMB, 2)]
     turned = [f"turned {degrees:+.0f} degrees"] if round(degrees) else []
@@ -409,10 +413,10 @@ def _aligned_pairs(a: _Prepared, b: _Prepared, known: set[tuple[int, int]],
     keep = ~(a.tiny[ai] | b.tiny[bi]) & np.array(
         [(int(i), int(j)) not in known for i, j in zip(ai, bi, strict=True)], dtype=bool)
     ai, bi, window, mirrored = ai[keep], bi[keep], window[keep], mirrored[keep]
-    corr, detail, params = _align(a.grey, b.grey, ai, bi, window, mirrored)
+    corr, detail, params, side = _align(a.grey, b.grey, ai, bi, window, mirrored)
     ok = (corr >= min_similarity) & (detail >= min_detail)
     return [LeakPair(int(i), int(j), "near-flipped" if m else "near", "aligned",
                      similarity=round(float(c), 4), detail=round(float(d), 4),
-                     alignment=_describe(*map(float, p)))
-            for i, j, m, c, d, p in zip(ai[ok], bi[ok], mirrored[ok], corr[ok], detail[ok],
-                                        params[ok], strict=True)]
+                     alignment=_describe(*map(float, p), bool(t)))
+            for i, j, m, c, d, p, t in zip(ai[ok], bi[ok], mirrored[ok], corr[ok], detail[ok],
+                                           params[ok], side[ok], strict=True)]
