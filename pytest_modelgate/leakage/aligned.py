@@ -372,6 +372,14 @@ def _align(train_grey: np.ndarray, test_grey: np.ndarray, ai: np.ndarray, bi: np
                 p[live[better]] = trial[better]
             if k == 0:
                 live = live[best[live] >= _HOPELESS]
+        # The search can settle on a slight zoom where the copy is only moved: the same
+        # framing at the whole-pixel shift nearest is taken where it fits about as well.
+        snap = p[live] * np.array([0, 0, 1, 1], dtype=np.float32) + [1, 0, 0, 0]
+        snap[:, 2:] = np.round(snap[:, 2:])
+        c = score(moving[live], snap, target[live])
+        simpler = c >= best[live] - _GAIN
+        best[live[simpler]] = np.maximum(c[simpler], best[live[simpler]])
+        p[live[simpler]] = snap[simpler]
         corr[s:s + block] = best
         if len(live):  # at 32x32: a shift of one pixel is half a pixel at 16x16, a blur
             big, partner = pair(train_grey[a[live]].astype(np.float32),
