@@ -674,7 +674,7 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     ``train`` and ``test`` are ImageSets or folders (every image below, any size), or pass
     one ``Splits``. ``preset="strict"`` (default) or ``"loose"`` sets the near-duplicate
     thresholds (``max_distance``, ``min_similarity`` override them; ``min_similarity``
-    also sets the aligned stage's correlation); ``embeddings=`` (a
+    above 0.90 also raises the aligned stage's bar); ``embeddings=`` (a
     model name such as ``"efficientnet_lite0"``, a module, or a feature function) adds the
     stage that finds crops; ``min_aligned`` (default 0.93) is how closely a crop must match
     to confirm its pair there. Under ``pytest --modelgate`` each image's thumbnail is kept in
@@ -734,7 +734,10 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                    detail=detail)
     if not scan.pairs:
         return
-    stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(scan.by_stage().items()))
+    by_stage: dict[str, int] = {}
+    for p in scan.pairs:
+        by_stage[p.stage] = by_stage.get(p.stage, 0) + 1
+    stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(by_stage.items()))
     more = (f"\n    ... and {len(scan.pairs) - max_listed} more"
             if len(scan.pairs) > max_listed else "")
     allowed = (f"; {counted(len(scan.allowed), 'allowed pair')} left out"
@@ -760,12 +763,15 @@ def _leak_fix(scan: Any, min_aligned: float | None) -> str:
 
     stages = {p.stage for p in scan.pairs}
     loosen = []
+    other = "" if scan.preset == "loose" else ", or preset='loose'"
     if "phash" in stages:
-        loosen.append("loosen the near-duplicate check (preset='loose', max_distance=, "
-                      f"min_similarity=; now preset={scan.preset!r})")
+        loosen.append(f"find fewer hash-stage pairs (min_similarity= above "
+                      f"{scan.min_similarity:g} or max_distance= below {scan.max_distance}"
+                      f"{other})")
     if "aligned" in stages:
         loosen.append("ask the aligned stage for closer copies (min_similarity= above "
-                      f"{scan.aligned_similarity:g}) or leave it out (preset='loose')")
+                      f"{scan.aligned_similarity:g}, which sets the hash stage's too) or "
+                      "leave it out (preset='loose')")
     if "embedding" in stages:
         now = MIN_ALIGNED if min_aligned is None else min_aligned
         loosen.append("ask the embedding stage for a closer crop match (min_aligned= above "

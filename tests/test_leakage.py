@@ -114,8 +114,8 @@ def test_copies_cut_zoomed_and_recoloured_at_once_are_found_by_the_aligned_stage
     message = str(info.value)
     assert "4 pairs: 4 by aligned" in message
     assert "(near: aligned similarity 0." in message and ", detail 0." in message
-    assert ("ask the aligned stage for closer copies (min_similarity= above 0.9) or leave "
-            "it out (preset='loose')") in message
+    assert ("ask the aligned stage for closer copies (min_similarity= above 0.9, which sets "
+            "the hash stage's too) or leave it out (preset='loose')") in message
     assert "max_distance=" not in message  # the hash stage found none of them
 
 
@@ -139,7 +139,9 @@ def test_shifted_and_turned_copies_are_found_by_the_aligned_stage(patches):
     test = _set(patches[80:], "test")
     found = {p.test_index: p for p in find_leaks(train, test)}
     assert {i: p.train_index for i, p in found.items()} == {0: 80, 1: 81, 2: 82, 3: 83}
-    assert found[0].alignment == "the same framing, moved -6% across"  # 3 of 48 px
+    # 3 px of 48 to the right in the train copy: further left in the test image.
+    assert found[0].alignment == ("the same framing, the picture sits 6% further left in the "
+                                  "test image")
     assert "turned" in found[2].alignment
     assert found[3].kind == "near-flipped"
     # As they are, the copies are beyond the hash stage: the loose preset has no aligned

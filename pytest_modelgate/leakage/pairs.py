@@ -76,6 +76,8 @@ class LeakScan:
     from_cache: int = 0  # images whose thumbnail came from the cache
     pixels_only: int = 0  # images under MIN_NEAR_SIDE px: the hash stage skips them
     aligned_similarity: float = 0.0  # the aligned stage's correlation (0: not run)
+    max_distance: int = 0  # the hash stage's thresholds, as the scan used them
+    min_similarity: float = 0.0
     # How to name a sample, and its label, per split ("train", "test"); not in the repr,
     # which would print every label of both splits.
     describe: dict[str, Callable[[int], str]] = field(default_factory=dict, repr=False)

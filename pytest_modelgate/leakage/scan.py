@@ -54,6 +54,9 @@ def _confirmed(base: tuple[np.ndarray, ...], queries: tuple[np.ndarray, ...],
             yield int(i), int(j), bool(m), int(d), float(sim), distance
 
 
+CONFLICT_DISTANCE = 3  # bits: four 16-bit chunks, so some chunk agrees exactly
+
+
 def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
                 conflicts_only: bool = False) -> list[tuple[int, int, bool, int, float, int]]:
     """(index in a, index in b, mirrored, distance, similarity, threshold) of confirmed near
@@ -72,9 +75,15 @@ def _near_pairs(a: _Prepared, b: _Prepared, preset: Preset, *, same: bool,
     best: dict[tuple[int, int], tuple[int, int, bool, int, float, int]] = {}
     base = a.features()
     indexes = (chunk_index(base[0]), chunk_index(base[2]))
-    for i, j, m, d, sim, threshold in _confirmed(base, b.features(), preset, keep,
-                                                 (preset.max_distance,
-                                                  preset.projection_distance), indexes):
+    # Within train, for label conflicts, near means within CONFLICT_DISTANCE: one probe per
+    # chunk. The preset's radius probes 137 chunk values, and as train grows each holds
+    # more hashes: that self-join took 10x the time for 3x the images (150,000), where the
+    # scan against test grows with train alone.
+    distances = ((min(preset.max_distance, CONFLICT_DISTANCE),
+                  min(preset.projection_distance, CONFLICT_DISTANCE)) if conflicts_only
+                 else (preset.max_distance, preset.projection_distance))
+    for i, j, m, d, sim, threshold in _confirmed(base, b.features(), preset, keep, distances,
+                                                 indexes):
         if (i, j) not in best or sim > best[(i, j)][4]:
             best[(i, j)] = (i, j, m, d, sim, threshold)
     return sorted(best.values())
@@ -225,9 +234,10 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                     chosen.catches, chosen.projection_distance,
                     max(chosen.projection_similarity,
                         chosen.min_similarity if min_similarity is None else min_similarity),
-                    # min_similarity= also sets the aligned stage's correlation, where on
+                    # min_similarity= also raises the aligned stage's bar, where it is on
                     chosen.aligned_similarity if min_similarity is None
-                    or not chosen.aligned_similarity else float(min_similarity))
+                    or not chosen.aligned_similarity
+                    else max(chosen.aligned_similarity, float(min_similarity)))
     _check_not_same(train, test)
     store = _open_store(cache)
     a = _prepare(train, "train", on_error, store)
@@ -253,6 +263,7 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                     store.from_cache,
                     pixels_only=int(a.tiny.sum() + b.tiny.sum()),
                     aligned_similarity=chosen.aligned_similarity,
+                    max_distance=chosen.max_distance, min_similarity=chosen.min_similarity,
                     describe={"train": a.describe, "test": b.describe},
                     labels={"train": a.labels, "test": b.labels})
 
