@@ -748,7 +748,8 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
     named = ", ".join(describe["test"](i) for i in leaked[:2]) + (
         ", ..." if len(leaked) > 2 else "")
     raise AssertionError(
-        f"{scan.leaked_test_images} of {n_test} test images also sit in train "
+        f"{scan.leaked_test_images} of {n_test} test images also "
+        f"{'sits' if scan.leaked_test_images == 1 else 'sit'} in train "
         f"({counted(len(scan.pairs), 'pair')}: {stages}{allowed}), so test figures overstate "
         f"the model: {named}\n"
         + "\n".join(pair_line(p) for p in scan.pairs[:max_listed]) + more

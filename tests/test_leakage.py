@@ -344,6 +344,8 @@ def test_bad_arguments(tmp_path, patches):
         assert_no_leakage(data, _set(patches[5:9], "test"), max_distance=40)
     with pytest.raises(ModelGateError, match=r"min_similarity must be in \(0, 1\]"):
         assert_no_leakage(data, _set(patches[5:9], "test"), min_similarity=1.5)
+    with pytest.raises(ModelGateError, match=r"got 95: did you mean 0\.95\?"):
+        assert_no_leakage(data, _set(patches[5:9], "test"), min_similarity=95)
 
 
 def test_unreadable_files_are_named_or_skipped_on_request(tmp_path, patches):

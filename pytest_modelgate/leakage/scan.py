@@ -228,7 +228,10 @@ def scan_leaks(train: Any, test: Any = None, *, preset: str = "strict",
                              f"{max_distance!r}")
     if min_similarity is not None and not (isinstance(min_similarity, (int, float))
                                            and 0 < min_similarity <= 1):
-        raise ModelGateError(f"min_similarity must be in (0, 1], got {min_similarity!r}")
+        hint = (f": did you mean {min_similarity / 100:.2f}?"
+                if isinstance(min_similarity, (int, float)) and 1 < min_similarity <= 100
+                else "")
+        raise ModelGateError(f"min_similarity must be in (0, 1], got {min_similarity!r}{hint}")
     chosen = Preset(chosen.max_distance if max_distance is None else int(max_distance),
                     chosen.min_similarity if min_similarity is None else float(min_similarity),
                     chosen.catches, chosen.projection_distance,
