@@ -139,8 +139,8 @@ ChunkIndex = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 def chunk_index(base: np.ndarray) -> ChunkIndex:
     """Per 16-bit chunk of the base hashes: their order by chunk value, where each value's
-    run starts, and its length. Built once per base, searched by many query sets (the test
-    split and each of its variants)."""
+    run starts, and its length. Built once per base, searched by each of its hashes'
+    query sets."""
     index = []
     for c in range(_CHUNKS):
         shift = np.uint64(c * _CHUNK_BITS)
