@@ -130,6 +130,13 @@ def test_repr_is_short():
                             "test=ImageSet('test', 2 images of 8x8, 2 classes: a, b))")
 
 
+def test_repr_says_which_classes_a_split_has_no_images_of():
+    with pytest.warns(ModelGateWarning, match="no images of class"):
+        splits = from_arrays(_images(4), [0, 1, 0, 1], _images(2, 1), [0, 0],
+                             class_names=["a", "b"])
+    assert repr(splits.test) == "ImageSet('test', 2 images of 8x8, 2 classes: a, b; no images of b)"
+
+
 def test_splits_must_share_class_names():
     train = ImageSet(_images(2), [0, 1], ("a", "b"), name="train")
     test = ImageSet(_images(2, 1), [0, 1], ("a", "c"), name="test")

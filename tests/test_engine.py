@@ -108,6 +108,10 @@ def test_bad_model_and_data_arguments(digits_small):
     with pytest.raises(ModelGateError,
                        match="unknown model name 'resnet81'; did you mean resnet18"):
         load_model("resnet81")
+    with pytest.raises(ModelGateError, match=r"unknown model name 'no_such_model'; a model is "
+                                             r"a torchvision name \('resnet18'\), "
+                                             r"'efficientnet_lite0', 'timm:<name>'"):
+        load_model("no_such_model")
 
 
 def test_missing_torchvision_weights_name_the_file(tmp_path, monkeypatch):

@@ -108,8 +108,12 @@ class ImageSet:
             more = ", ..." if len(self.skipped) > 3 else ""
             left_out = (f"; {counted(len(self.skipped), 'platform file')} skipped "
                         f"({', '.join(shown)}{more})")
+        present = set(np.unique(self.labels).tolist()) if len(self) else set()
+        absent = [n for i, n in enumerate(self.class_names) if i not in present]
+        none_of = (f"; no images of {', '.join(absent[:3])}" + (", ..." if len(absent) > 3 else "")
+                   if absent else "")
         return (f"ImageSet({self.name!r}, {len(self)} images of {shape}, "
-                f"{len(self.class_names)} classes: {names}{left_out})")
+                f"{len(self.class_names)} classes: {names}{none_of}{left_out})")
 
     def describe(self, index: int) -> str:
         """Human name of a sample: its source path when known, else split, index and id."""

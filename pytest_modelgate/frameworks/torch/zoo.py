@@ -155,7 +155,11 @@ def _torchvision(name: str, pretrained: bool, image_size: int | None) -> LoadedM
 
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
-        raise _unknown("model name", name, [*available, EFFICIENTNET_LITE0])
+        error = _unknown("model name", name, [*available, EFFICIENTNET_LITE0])
+        raise ModelGateError(
+            f"{error}; a model is a torchvision name ('resnet18'), 'efficientnet_lite0', "
+            "'timm:<name>', 'keras:<name>', a name your pytest_modelgate_load_model hook "
+            "knows, a model object or a factory")
     weights = get_model_weights(name).DEFAULT if pretrained else None
     if weights is not None:
         # Check the standard cache first: offline, torchvision would fail deep in urllib.
