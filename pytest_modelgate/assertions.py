@@ -734,10 +734,7 @@ def assert_no_leakage(train: Any, test: Any = None, *, preset: str = "strict",
                    detail=detail)
     if not scan.pairs:
         return
-    by_stage: dict[str, int] = {}
-    for p in scan.pairs:
-        by_stage[p.stage] = by_stage.get(p.stage, 0) + 1
-    stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(by_stage.items()))
+    stages = ", ".join(f"{n} by {stage}" for stage, n in sorted(scan.by_stage().items()))
     more = (f"\n    ... and {len(scan.pairs) - max_listed} more"
             if len(scan.pairs) > max_listed else "")
     allowed = (f"; {counted(len(scan.allowed), 'allowed pair')} left out"

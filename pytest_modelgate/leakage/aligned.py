@@ -130,19 +130,11 @@ def _detail(views: np.ndarray) -> np.ndarray:
 
 def _window_map(scale: float, degrees: float, dx: float, dy: float) -> np.ndarray:
     """The (1024, 36) linear map from a 32x32 thumbnail to the low DCT frequencies of its
-    view through one window (the bilinear sampling folded into the DCT)."""
-    one = np.ones(1, dtype=np.float32)
-    sx, sy = _coordinates(THUMB, one * scale, one * degrees, one * dx, one * dy, THUMB)
-    sx, sy = np.clip(sx[0], 0, THUMB - 1), np.clip(sy[0], 0, THUMB - 1)
-    x0 = np.minimum(sx.astype(np.int64), THUMB - 2)
-    y0 = np.minimum(sy.astype(np.int64), THUMB - 2)
-    fx, fy = sx - x0, sy - y0
-    sample = np.zeros((THUMB * THUMB, THUMB * THUMB), dtype=np.float32)
-    out = np.arange(THUMB * THUMB)
-    for ox, oy, weight in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                           (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        np.add.at(sample, (out, (y0 + oy) * THUMB + x0 + ox), weight)
-    return sample.T @ _DCT6
+    view through one window: the view of each of the 1024 one-pixel images is one row of
+    the sampling, folded into the DCT."""
+    ones = np.ones(THUMB * THUMB, dtype=np.float32)
+    basis = np.eye(THUMB * THUMB, dtype=np.float32).reshape(-1, THUMB, THUMB)
+    return _warp(basis, ones * scale, ones * degrees, ones * dx, ones * dy, THUMB) @ _DCT6
 
 
 _MAPS: dict[tuple, np.ndarray] = {}

@@ -88,12 +88,8 @@ class LeakScan:
         return len({p.test_index for p in self.pairs})
 
     def by_stage(self) -> dict[str, int]:
-        """Leaked test images per stage (an image found by two stages counts once, for the
-        first)."""
-        seen: dict[int, str] = {}
-        for p in sorted(self.pairs, key=lambda p: p.stage != "pixels"):
-            seen.setdefault(p.test_index, p.stage)
+        """Pairs per stage that found them."""
         out: dict[str, int] = {}
-        for stage in seen.values():
-            out[stage] = out.get(stage, 0) + 1
+        for p in self.pairs:
+            out[p.stage] = out.get(p.stage, 0) + 1
         return out
