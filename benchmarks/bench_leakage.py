@@ -19,7 +19,10 @@ new size). Then:
 - scale: the strict scan of 50,000 and 500,000 train images (CIFAR's train, then copies
   with light edits) against 10,000 test, time and peak memory (``--scale`` runs only this).
 
+- tiles: compound copies of 64x64 tiles of two textured photos (``--tiles`` runs only this).
+
     python benchmarks/bench_leakage.py [PER] [--no-imagededup] [--quick] [--dump] [--scale]
+                                       [--tiles]
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from pytest_modelgate.data import ImageSet
-from pytest_modelgate.leakage import PRESETS, scan_leaks
+from pytest_modelgate.leakage import PRESETS, find_leaks, scan_leaks
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg"
 rng = np.random.default_rng(0)
@@ -336,6 +339,35 @@ def scale(sizes: tuple[int, ...] = (50_000, 500_000)) -> None:
               "GiB)")
 
 
+def tiles() -> None:
+    """Compound copies of textured photo tiles: scikit-learn's two sample photos cut into
+    64x64 tiles as the example's ``photos`` fixture does (90 train, 30 test). Each test tile
+    in turn gets one copy in train, cut 11% off centre, brightened 10% and saved as JPEG 80;
+    counts the copies the default scan pairs with their tile."""
+    from sklearn.datasets import load_sample_images
+
+    sample = load_sample_images()
+    order = np.random.default_rng(0)
+    train, test = [], []
+    for image in sample.images:
+        rows, cols = image.shape[0] // 64, image.shape[1] // 64
+        for k, tile in enumerate(order.permutation(rows * cols)):
+            r, c = divmod(int(tile), cols)
+            (test if k % 4 == 0 else train).append(image[r * 64:(r + 1) * 64,
+                                                         c * 64:(c + 1) * 64])
+    te = ImageSet(np.stack(test), np.zeros(len(test), int), ("x",), name="test")
+    found = 0
+    for j, tile in enumerate(test):
+        cut = Image.fromarray(tile).crop((2, 5, 59, 62)).resize((64, 64),
+                                                                  Image.Resampling.BICUBIC)
+        copy = np.asarray(jpeg(bright(cut, 1.1), 80))
+        tr = ImageSet(np.stack(train + [copy]), np.zeros(len(train) + 1, int), ("x",),
+                      name="train")
+        found += any(p.train_index == len(train) and p.test_index == j
+                     for p in find_leaks(tr, te, cache=False))
+    print(f"\ntextured photo tiles: {found} of {len(test)} compound copies found")
+
+
 def embedding_stage(per: int) -> None:
     """The optional third stage on a subset (its features cost a forward pass per image):
     5,000 train images plus planted copies against 1,000 test images, arrays in memory."""
@@ -378,6 +410,9 @@ def main() -> None:
     per = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 100
     if "--scale" in sys.argv:  # only the growth to 500,000 train images
         scale()
+        return
+    if "--tiles" in sys.argv:  # only the compound copies of textured photo tiles
+        tiles()
         return
     if not CIFAR.exists():
         sys.exit(f"{CIFAR} is absent: the corpus comes from ../shared/data")
