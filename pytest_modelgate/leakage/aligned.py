@@ -44,8 +44,9 @@ _K = 6  # the 6x6 lowest DCT frequencies (35 without the DC term) describe a lay
 _DCT6 = np.kron(_DCT8[:_K], _DCT8[:_K]).T.astype(np.float32)  # (1024, 36)
 _MIRROR = np.tile((-1.0) ** np.arange(_K), _K).astype(np.float32)[1:]
 
-# (scale, degrees, dx, dy) of each window: scale < 1 zooms in on the test image (the
-# train image is its crop), > 1 shows it smaller (it is the crop of the train image).
+# (scale, degrees, dx, dy) of each window, in 32 px units: scale < 1 zooms in on the image
+# seen through it (a test window: the train image is its crop; a train window: the test
+# image is).
 _ZOOM = 0.9
 WINDOWS: tuple[tuple[float, float, float, float], ...] = (
     (1.0, 0.0, 0.0, 0.0), (_ZOOM, 0.0, 0.0, 0.0),
