@@ -49,12 +49,30 @@ MNIST_KEEPS = tuple(float(k) for k in os.environ.get("MNIST_KEEPS", "0.5,0.3").s
 
 _features: dict = {}
 _original = engine._forward_all
+# FEATURES=DIR keeps the frozen backbone's features on disk between runs of the script.
+_FEATURE_DIR = Path(os.environ["FEATURES"]) if os.environ.get("FEATURES") else None
 
 
-def _memo_forward_all(model, data, prep, device, batch_size):
-    key = (data.name, len(data), data.fingerprint())
+def _memo_forward_all(model, pixels, prep, device, batch_size, *args, **kwargs):
+    """The frozen backbone's outputs for a split, computed once per split (and model)."""
+    import hashlib
+
+    import torch
+
+    images = np.ascontiguousarray(pixels.images)
+    key = hashlib.sha256(images.tobytes() + repr((images.shape, prep, type(model).__name__,
+                                                  sum(p.numel() for p in model.parameters()))
+                                                 ).encode()).hexdigest()[:20]
     if key not in _features:
-        _features[key] = _original(model, data, prep, device, batch_size)
+        path = _FEATURE_DIR / f"{key}.npy" if _FEATURE_DIR else None
+        if path is not None and path.exists():
+            _features[key] = torch.from_numpy(np.load(path))
+        else:
+            _features[key] = _original(model, pixels, prep, device, batch_size, *args,
+                                       **kwargs)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, _features[key].numpy())
     return _features[key]
 
 

@@ -28,8 +28,10 @@ __tracebackhide__ = user_error_frames
 
 
 SCHEMA = "pytest-modelgate-baseline"
-VERSION = 2
-READABLE = (1, 2)  # version 1: metric values only, no per-sample results
+VERSION = 3
+# version 1: metric values only, no per-sample results; version 2: one seed per test;
+# version 3: a test's metrics may hold one value per seed (--modelgate-baseline-seeds)
+READABLE = (1, 2, 3)
 DEFAULT_BASELINE = "modelgate-baseline.json"
 
 
@@ -311,6 +313,8 @@ class Regression:
     samples: tuple[str | None, str | None] = (None, None)  # (baseline, current) sample keys
     baseline_lower_bound: bool = False  # the baseline's value is a lower bound (">2.53")
     current_lower_bound: bool = False
+    seeds: int = 1  # the baseline's seeds for this metric; baseline is then their mean
+    seed_sd: float | None = None  # the standard deviation of the metric over those seeds
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -320,6 +324,26 @@ class Regression:
         before = format_metric(self.name, self.baseline, lower_bound=self.baseline_lower_bound)
         now = format_metric(self.name, self.current, lower_bound=self.current_lower_bound)
         return f"{self.name} {before} -> {now}"
+
+
+def seed_values(base: dict[str, Any]) -> list[float]:
+    """A baseline metric's value per seed (``--modelgate-baseline-seeds``); one value when
+    the baseline was written with one seed."""
+    values = base.get("seeds")
+    if isinstance(values, list) and len(values) > 1:
+        return [float(v) for v in values]
+    return [float(base["value"])]
+
+
+def seed_band(base: dict[str, Any]) -> tuple[float, float | None, int]:
+    """``(mean, standard deviation, seeds)`` of a baseline metric over its seeds; the
+    deviation is None with one seed."""
+    values = seed_values(base)
+    k = len(values)
+    mean = sum(values) / k
+    if k < 2:
+        return mean, None, 1
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)), k
 
 
 def proves_worse(current: float, current_bound: bool, allowed: float, base_bound: bool,

@@ -121,7 +121,7 @@ def test_save_and_load_round_trip_merges_and_sorts(tmp_path):
                          "t.py::a": entry(metric("accuracy", 0.7))})
     text = path.read_text()
     doc = json.loads(text)
-    assert doc["schema"] == "pytest-modelgate-baseline" and doc["version"] == 2
+    assert doc["schema"] == "pytest-modelgate-baseline" and doc["version"] == 3
     assert "python" in doc["environment"] and doc["provenance"]["written"]
     assert text.index('"t.py::a"') < text.index('"t.py::b"')
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)
