@@ -154,6 +154,7 @@ class DropTest:
     paired: bool
     se: float
     n: int
+    seeds: int = 1  # >1: tested against the spread of that many baseline seeds
 
 
 def binomial_tail(k: int, n: int) -> float:
@@ -272,6 +273,124 @@ def samples_needed(drop: float, test: DropTest, level: float, margin: float = 0.
         return None
     z = _NORMAL.inv_cdf(1 - level) + _NORMAL.inv_cdf(power)
     return math.ceil(test.n * (z * test.se / effect) ** 2)
+
+
+# --- against the seed spread of a multi-seed baseline ------------------------------------
+
+SEED_MIX_DRAWS = 400  # synthetic runs behind each per-sample floor: its own error about 4%
+
+
+def student_t_sf(t: float, df: int) -> float:
+    """P(T > t) for Student's t with a whole number ``df`` of degrees of freedom, from the
+    closed forms of Abramowitz and Stegun 26.7.3-4 (no scipy at run time)."""
+    if df < 1 or int(df) != df:
+        raise ValueError(f"degrees of freedom must be a whole number >= 1, got {df!r}")
+    if t < 0:
+        return 1.0 - student_t_sf(-t, df)
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df == 1:
+        inside = 2 * theta / math.pi  # P(|T| < t)
+    elif df % 2:
+        term = total = math.cos(theta)
+        for k in range(3, df - 1, 2):
+            term *= c2 * (k - 1) / k
+            total += term
+        inside = 2 / math.pi * (theta + math.sin(theta) * total)
+    else:
+        term = total = 1.0
+        for k in range(2, df - 1, 2):
+            term *= c2 * (k - 1) / k
+            total += term
+        inside = math.sin(theta) * total
+    return min(1.0, max(0.0, (1.0 - inside) / 2))
+
+
+def seed_mixed_sd(names: Sequence[str], class_names: Sequence[str], y_true: Any,
+                  seed_preds: Any, *, draws: int = SEED_MIX_DRAWS, seed: int = 0
+                  ) -> dict[str, float]:
+    """Per metric, the standard deviation it would have over seeds if each test sample's
+    prediction changed from seed to seed on its own: each synthetic run takes every
+    sample's prediction from a seed drawn for that sample alone. Scaled by K/(K-1), each
+    sample's share is the unbiased estimate of its own seed variance (for accuracy,
+    sum p(1-p)/n^2 with p the sample's chance of being right).
+
+    Seeds also move many samples together (one seed's model confuses 7s and 9s a little
+    more), which this leaves out: see ``seed_floors`` for what it is used as.
+    """
+    import numpy as np
+
+    preds = np.asarray(seed_preds, dtype=np.int64)
+    k_seeds, n = preds.shape
+    if k_seeds < 2 or n == 0:
+        return {name: 0.0 for name in names}
+    k = len(class_names)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    stacks = []
+    for size in (len(c) for c in np.array_split(np.arange(draws), 4) if len(c)):
+        pick = rng.integers(0, k_seeds, size=(size, n))
+        mixed = preds[pick, np.arange(n)[None, :]]  # (size, n)
+        codes = (y_true[None, :] * k + mixed) + (np.arange(size)[:, None] * k * k)
+        stacks.append(np.bincount(codes.ravel(), minlength=size * k * k).reshape(size, k, k))
+    cms = np.concatenate(stacks)
+    scale = k_seeds / (k_seeds - 1)
+    return {name: float(np.sqrt(np.var(np.asarray(metric_from_cms(name, cms, class_names),
+                                                  dtype=float), ddof=1) * scale))
+            for name in names}
+
+
+def seed_floors(values: dict[str, Sequence[float]], mixed: dict[str, float]
+                ) -> tuple[dict[str, float], float]:
+    """Per metric, the least seed spread its test assumes, and the overdispersion behind it.
+
+    ``mixed`` (``seed_mixed_sd``) is the spread if samples moved independently. Seeds move
+    samples together, so every metric of a test spreads more than that, by a factor its
+    seeds show: s^2 / mixed^2. With K seeds each metric's own factor rests on K - 1
+    deviations, and a few seeds that happen to agree show almost none; the factor is
+    shared by the metrics of one test (they are computed on the same predictions), so it
+    is pooled over them (the mean of the ratios, at least 1), as a moderated variance is
+    pooled over genes in microarray tests (Smyth 2004). The floor of each metric is
+    ``mixed * sqrt(factor)``.
+    """
+    ratios = []
+    for name, vals in values.items():
+        k = len(vals)
+        floor = mixed.get(name, 0.0)
+        if k < 2 or floor <= 0:
+            continue
+        mean = sum(vals) / k
+        ratios.append(sum((v - mean) ** 2 for v in vals) / (k - 1) / floor ** 2)
+    factor = max(1.0, sum(ratios) / len(ratios)) if ratios else 1.0
+    return {name: mixed.get(name, 0.0) * math.sqrt(factor) for name in values}, factor
+
+
+def seed_prediction_test(values: Sequence[float], current: float, *, higher_is_better: bool,
+                         floor_sd: float = 0.0, n: int = 0) -> DropTest:
+    """Is ``current`` one more draw from the baseline's seed distribution (``values``, one
+    per seed, K >= 2), or worse? A one-sided prediction interval: with the K values from
+    a normal distribution, (mean - current) / (s * sqrt(1 + 1/K)) follows Student's t with
+    K - 1 degrees of freedom when the current run is one more seed of the same recipe.
+
+    ``s`` is the seeds' standard deviation, raised to ``floor_sd`` where it is smaller
+    (``seed_floors``): a larger scale only makes the test more cautious, so its false
+    alarms stay at most the level under the normal model, and K seeds that happen to agree
+    (or a metric that is 1.0 on every seed) cannot make any drop significant.
+    """
+    k = len(values)
+    if k < 2:
+        raise ValueError(f"a seed prediction test needs 2 or more seeds, got {k}")
+    mean = sum(values) / k
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    sd = max(s, floor_sd)
+    se = sd * math.sqrt(1 + 1 / k)
+    drop = (mean - current) if higher_is_better else (current - mean)
+    floor = " (the per-sample floor)" if floor_sd > s else ""
+    method = (f"prediction interval over {k} seeds (Student's t, {k - 1} df, seed spread "
+              f"{sd:.4f}{floor})")
+    if se <= 0:
+        return DropTest(0.0 if drop > 0 else 1.0, method, True, 0.0, n, k)
+    return DropTest(student_t_sf(drop / se, k - 1), method, True, se, n, k)
 
 
 def unpack_labels(packed: dict[str, Any]):

@@ -145,3 +145,121 @@ def test_a_version_1_entry_compares_unpaired_or_by_tolerance():
     assert acc.note.startswith("the baseline holds no per-sample results")
     assert f1.verdict == REGRESSED and f1.p is None
     assert f1.method.startswith("none (the baseline holds no interval")
+
+
+# --- against the spread of a multi-seed baseline --------------------------------------------
+
+from pytest_modelgate.significance import (  # noqa: E402
+    seed_floors,
+    seed_mixed_sd,
+    seed_prediction_test,
+    student_t_sf,
+)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 5, 8, 19, 40])
+@pytest.mark.parametrize("t", [-2.0, 0.0, 0.3, 1.0, 2.5, 5.0, 12.0])
+def test_student_t_tail_matches_scipy(t, df):
+    assert student_t_sf(t, df) == pytest.approx(stats.t.sf(t, df), rel=1e-3, abs=1e-12)
+
+
+def test_student_t_needs_whole_degrees_of_freedom():
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        student_t_sf(1.0, 0)
+    with pytest.raises(ValueError, match="whole number"):
+        student_t_sf(1.0, 2.5)
+
+
+def test_seed_prediction_test_is_the_t_prediction_interval():
+    values = [0.90, 0.92, 0.91, 0.93, 0.89]
+    k = len(values)
+    s = float(np.std(values, ddof=1))
+    t = (np.mean(values) - 0.87) / (s * np.sqrt(1 + 1 / k))
+    test = seed_prediction_test(values, 0.87, higher_is_better=True, n=100)
+    assert test.p == pytest.approx(stats.t.sf(t, k - 1), rel=1e-3)
+    assert test.seeds == 5 and "5 seeds" in test.method and "4 df" in test.method
+    # Lower is better: a rise is the drop.
+    assert seed_prediction_test([0.1, 0.12, 0.11], 0.3, higher_is_better=False).p < 0.05
+    assert seed_prediction_test([0.1, 0.12, 0.11], 0.0, higher_is_better=False).p > 0.5
+    with pytest.raises(ValueError, match="2 or more seeds"):
+        seed_prediction_test([0.9], 0.8, higher_is_better=True)
+
+
+def test_seeds_that_agree_do_not_make_every_drop_significant():
+    # Every seed scored 1.0: no spread at all among them. The per-sample floor (samples
+    # some seed got wrong) keeps one lost sample from looking like a certain regression.
+    assert seed_prediction_test([1.0] * 5, 0.98, higher_is_better=True).p == 0.0
+    test = seed_prediction_test([1.0] * 5, 0.98, higher_is_better=True, floor_sd=0.02)
+    assert test.p > 0.2 and "per-sample floor" in test.method
+
+
+def test_seed_mixed_sd_is_the_independent_sample_spread_of_accuracy():
+    # Each sample right with its own chance p: over independent samples the accuracy's
+    # variance is sum p(1-p)/n^2; the K/(K-1) scaling makes each sample's share unbiased.
+    rng = np.random.default_rng(3)
+    n, k = 400, 8
+    p = rng.choice([1.0, 0.9, 0.5, 0.2], size=n, p=[0.7, 0.15, 0.1, 0.05])
+    y = rng.integers(0, 3, size=n)
+    estimates, truth = [], np.sqrt(np.sum(p * (1 - p))) / n
+    for _ in range(30):
+        right = rng.random((k, n)) < p
+        preds = np.where(right, y, (y + 1) % 3)
+        estimates.append(seed_mixed_sd(["accuracy"], ["a", "b", "c"], y, preds,
+                                       draws=300)["accuracy"])
+    assert np.mean(estimates) == pytest.approx(truth, rel=0.1)
+
+
+def _seeded_runs(rng, n_runs, logits, seed_scale, shift=0.0):
+    """Correctness of ``n_runs`` trainings: sample i right with probability
+    sigmoid(logit_i + u_s + shift), where each run's u_s moves every sample together (a
+    seed's model is a little better or worse overall): exchangeable runs, correlated
+    samples, as retraining gives."""
+    u = rng.normal(0.0, seed_scale, size=(n_runs, 1))
+    return rng.random((n_runs, len(logits))) < 1 / (1 + np.exp(-(logits + u + shift)))
+
+
+def _rejections(rng, *, k, shift, seed_scale, draws, alpha=0.05, n=300):
+    logits = rng.normal(3.0, 2.0, size=n)  # most samples easy, some hard, a few hopeless
+    y = np.zeros(n, dtype=np.int64)
+    rejected = 0
+    for _ in range(draws):
+        base = _seeded_runs(rng, k, logits, seed_scale)
+        new = _seeded_runs(rng, 1, logits, seed_scale, shift)[0]
+        preds = np.where(base, 0, 1)
+        floor = seed_mixed_sd(["accuracy"], ["a", "b"], y, preds, draws=100)["accuracy"]
+        test = seed_prediction_test(base.mean(axis=1).tolist(), float(new.mean()),
+                                    higher_is_better=True, floor_sd=floor, n=n)
+        rejected += test.p <= alpha
+    return rejected / draws
+
+
+@pytest.mark.parametrize("seed_scale", [0.0, 0.3, 0.5])
+@pytest.mark.parametrize("k", [3, 5])
+def test_retraining_noise_is_red_at_most_alpha_of_the_time(k, seed_scale):
+    """Type-I error under exchangeable seeds is at most alpha (plus three binomial standard
+    errors of the estimate from 600 draws), with seeds that move no samples together
+    (0.0) or many (0.3 and 0.5: the accuracy's seed variance 3 and 7 times what
+    independent samples give; the example's digits measure 1.6)."""
+    rate = _rejections(np.random.default_rng(k * 10 + int(seed_scale * 10)), k=k, shift=0.0,
+                       seed_scale=seed_scale, draws=600)
+    assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 600)
+
+
+def test_power_grows_with_the_drop():
+    rng = np.random.default_rng(11)
+    rates = [_rejections(rng, k=5, shift=-shift, seed_scale=0.3, draws=150)
+             for shift in (0.0, 0.3, 0.6, 1.2)]
+    assert rates == sorted(rates) and rates[-1] > 0.8 and rates[0] < 0.1
+
+
+def test_seed_floors_pool_the_overdispersion_over_a_tests_metrics():
+    # Metric a's seeds spread 3x its independent-sample floor (ratio 9), b's not at all
+    # (its seeds happened to agree): the pooled factor (9 + 0) / 2 lifts b's floor too.
+    values = {"a": [0.90, 0.93, 0.96], "b": [0.5, 0.5, 0.5], "c": [1.0, 1.0, 1.0]}
+    mixed = {"a": 0.01, "b": 0.02, "c": 0.0}
+    floors, factor = seed_floors(values, mixed)
+    assert factor == pytest.approx(4.5)
+    assert floors["b"] == pytest.approx(0.02 * np.sqrt(4.5))
+    assert floors["c"] == 0.0   # never wrong on any seed: nothing to scale
+    # Seeds that spread less than independent samples would: the factor stays 1.
+    assert seed_floors({"a": [0.5, 0.5001]}, {"a": 0.1})[1] == 1.0
