@@ -306,14 +306,40 @@ def student_t_sf(t: float, df: int) -> float:
     return min(1.0, max(0.0, (1.0 - inside) / 2))
 
 
+def _beta_binomial_strength(right: Any, k_seeds: int, y_true: Any, rates: Any) -> float:
+    """Empirical Bayes: the prior strength alpha (in seeds) of a beta-binomial model of how
+    many of the K seeds get each sample right, the prior's mean the rate of the sample's
+    class; the maximum likelihood over a grid from 0.01 to 1000 seeds."""
+    import numpy as np
+
+    grid = np.logspace(-2, 3, 61)
+    loglik = np.zeros_like(grid)
+    for c in np.unique(y_true):
+        counts = np.bincount(right[y_true == c], minlength=k_seeds + 1)
+        mu = float(rates[c])
+        for t in np.flatnonzero(counts):
+            for g, alpha in enumerate(grid):
+                a, b = alpha * mu, alpha * (1 - mu)
+                loglik[g] += counts[t] * (
+                    math.lgamma(t + a) + math.lgamma(k_seeds - t + b) - math.lgamma(k_seeds + alpha)
+                    - math.lgamma(a) - math.lgamma(b) + math.lgamma(alpha))
+    return float(grid[int(np.argmax(loglik))])
+
+
 def seed_mixed_sd(names: Sequence[str], class_names: Sequence[str], y_true: Any,
                   seed_preds: Any, *, draws: int = SEED_MIX_DRAWS, seed: int = 0
                   ) -> dict[str, float]:
     """Per metric, the standard deviation it would have over seeds if each test sample's
-    prediction changed from seed to seed on its own: each synthetic run takes every
-    sample's prediction from a seed drawn for that sample alone. Scaled by K/(K-1), each
-    sample's share is the unbiased estimate of its own seed variance (for accuracy,
-    sum p(1-p)/n^2 with p the sample's chance of being right).
+    prediction changed from seed to seed on its own.
+
+    Each sample's prediction in a new seed is drawn from its K seeds' predictions and,
+    with weight alpha, from a prior: the sample's class as the seeds predict it overall
+    (right at the class's rate, else one of the class's usual confusions). This is the
+    posterior predictive of a beta-binomial (Dirichlet) model whose strength alpha is
+    fitted to the seeds (``_beta_binomial_strength``), so a sample every seed got right
+    still has a small chance of going wrong: K seeds that happen to agree do not make a
+    lost sample impossible. Each synthetic run draws every sample on its own; the
+    metric's spread over the runs is returned.
 
     Seeds also move many samples together (one seed's model confuses 7s and 9s a little
     more), which this leaves out: see ``seed_floors`` for what it is used as.
@@ -326,17 +352,36 @@ def seed_mixed_sd(names: Sequence[str], class_names: Sequence[str], y_true: Any,
         return {name: 0.0 for name in names}
     k = len(class_names)
     y_true = np.asarray(y_true, dtype=np.int64)
+    right = (preds == y_true[None, :])
+    # Each class's rate of right predictions over all seeds, kept off 0 and 1 (half a
+    # prediction either way), and where its wrong predictions go.
+    per_class = np.bincount(y_true, minlength=k) * k_seeds
+    rates = (np.bincount(y_true, weights=right.sum(axis=0), minlength=k) + 0.5) / (per_class + 1)
+    confusion = np.zeros((k, k))
+    np.add.at(confusion, (np.broadcast_to(y_true, preds.shape), preds), 1.0)
+    confusion[np.arange(k), np.arange(k)] = 0.0
+    empty = confusion.sum(axis=1) == 0
+    confusion[empty] = 1.0
+    confusion[np.arange(k), np.arange(k)] = 0.0 if k > 1 else 1.0
+    wrong_cdf = np.cumsum(confusion / confusion.sum(axis=1, keepdims=True), axis=1)
+    alpha = _beta_binomial_strength(right.sum(axis=0), k_seeds, y_true, rates)
     rng = np.random.default_rng(seed)
     stacks = []
     for size in (len(c) for c in np.array_split(np.arange(draws), 4) if len(c)):
-        pick = rng.integers(0, k_seeds, size=(size, n))
-        mixed = preds[pick, np.arange(n)[None, :]]  # (size, n)
+        u = rng.random((size, n)) * (k_seeds + alpha)
+        from_seed = u < k_seeds
+        mixed = preds[np.minimum(u, k_seeds - 1).astype(np.int64), np.arange(n)[None, :]]
+        # Draws from the prior: right at the class's rate, else a confusion of the class.
+        prior = ~from_seed
+        mixed[prior] = np.broadcast_to(y_true, (size, n))[prior]
+        rows, cols = np.nonzero(prior & (rng.random((size, n)) >= rates[y_true][None, :]))
+        cdf = wrong_cdf[y_true[cols]]
+        mixed[rows, cols] = np.minimum((cdf < rng.random((len(cols), 1))).sum(axis=1), k - 1)
         codes = (y_true[None, :] * k + mixed) + (np.arange(size)[:, None] * k * k)
         stacks.append(np.bincount(codes.ravel(), minlength=size * k * k).reshape(size, k, k))
     cms = np.concatenate(stacks)
-    scale = k_seeds / (k_seeds - 1)
-    return {name: float(np.sqrt(np.var(np.asarray(metric_from_cms(name, cms, class_names),
-                                                  dtype=float), ddof=1) * scale))
+    return {name: float(np.std(np.asarray(metric_from_cms(name, cms, class_names),
+                                          dtype=float), ddof=1))
             for name in names}
 
 
