@@ -359,17 +359,27 @@ def proves_worse(current: float, current_bound: bool, allowed: float, base_bound
     return current > allowed and not base_bound
 
 
-def _seed_floors(current: dict[str, dict], base_metrics: dict[str, dict],
-                 base_samples: dict[str, dict], samples: dict[str, dict]
-                 ) -> dict[str, float | None]:
-    """For each metric of a multi-seed baseline that has a per-sample test: the least seed
-    spread its test assumes (``significance.seed_floors``), 0.0 where the baseline holds no
-    per-seed predictions, and None where the test set changed since the baseline (the
-    unpaired test applies then, as for one seed)."""
+@dataclass(frozen=True)
+class _SeedSpread:
+    """What the seed test of one metric needs beyond the baseline's values: the floor under
+    its spread, its synthetic seeds (None where the baseline holds no per-seed
+    predictions) and the test's overdispersion."""
+
+    floor: float = 0.0
+    mixed: Any = None
+    factor: float = 1.0
+
+
+def _seed_spreads(current: dict[str, dict], base_metrics: dict[str, dict],
+                  base_samples: dict[str, dict], samples: dict[str, dict]
+                  ) -> dict[str, _SeedSpread | None]:
+    """For each metric of a multi-seed baseline that has a per-sample test, its
+    ``_SeedSpread``; None where the test set changed since the baseline (the unpaired test
+    applies then, as for one seed)."""
     from . import significance as sig
 
     groups: dict[tuple[str, ...], list[str]] = {}
-    floors: dict[str, float | None] = {}
+    out: dict[str, _SeedSpread | None] = {}
     values: dict[str, list[float]] = {}
     for name, entry in current.items():
         base = base_metrics.get(name)
@@ -379,29 +389,31 @@ def _seed_floors(current: dict[str, dict], base_metrics: dict[str, dict],
         packs = [base_samples.get(k) for k in keys]
         cur = samples.get(entry.get("samples") or "")
         if len(keys) != len(seed_values(base)) or cur is None or any(p is None for p in packs):
-            floors[name] = 0.0
+            out[name] = _SeedSpread()
         elif all(p["test_hash"] == cur["test_hash"] and p["classes"] == cur["classes"]
                  for p in packs):
             groups.setdefault(keys + (entry["samples"],), []).append(name)
             values[name] = seed_values(base)
         else:
-            floors[name] = None
-    mixed: dict[str, float] = {}
+            out[name] = None
+    mixed: dict[str, Any] = {}
     for group, names in groups.items():
         import numpy as np
 
         cur = samples[group[-1]]
         preds = np.stack([sig.unpack_predictions(base_samples[k]) for k in group[:-1]])
-        mixed.update(sig.seed_mixed_sd(names, cur["classes"], sig.unpack_labels(cur), preds))
-    pooled, _factor = sig.seed_floors(values, mixed)
-    floors.update(pooled)
-    return floors
+        mixed.update(sig.seed_mixed(names, cur["classes"], sig.unpack_labels(cur), preds))
+    floors, factor = sig.seed_floors(values, {name: float(v.std(ddof=1))
+                                              for name, v in mixed.items()})
+    out.update({name: _SeedSpread(floors[name], mixed[name], factor[name])
+                for name in values})
+    return out
 
 
 def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None,
-                 cur_samples: dict | None, margin: float, floor: float | None = None):
+                 cur_samples: dict | None, margin: float, spread: _SeedSpread | None = None):
     """The test of one drop: against the seed spread where the baseline holds several seeds
-    (``floor`` not None), else paired on the test samples (McNemar, or the bootstrap), or
+    (``spread`` not None), else paired on the test samples (McNemar, or the bootstrap), or
     unpaired where the test set changed. Returns the test (None: no test applies) and a
     note on how it was compared."""
     from . import significance as sig
@@ -409,10 +421,11 @@ def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None
     kind = sig.significance_kind(name)
     if kind is None:
         return None, None
-    if floor is not None and len(seed_values(base)) > 1:
+    if spread is not None and len(seed_values(base)) > 1:
         test = sig.seed_prediction_test(seed_values(base), float(current["value"]),
                                         higher_is_better=metric_spec(name).higher_is_better,
-                                        floor_sd=floor, n=int(current.get("n") or 0))
+                                        floor_sd=spread.floor, n=int(current.get("n") or 0),
+                                        mixed=spread.mixed, factor=spread.factor)
         return test, None
     if not (base_samples is not None and cur_samples is not None
             and base_samples["test_hash"] == cur_samples["test_hash"]
@@ -473,9 +486,9 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
             beyond.append((name, base, entry, allowed))
     out: list[Regression] = []
     tests = {}
-    floors: dict[str, float | None] = {}
+    spreads: dict[str, _SeedSpread | None] = {}
     if alpha is not None and any(len(seed_values(base)) > 1 for _n, base, _e, _a in beyond):
-        floors = _seed_floors(metrics_table(metrics), base_metrics, base_samples, samples)
+        spreads = _seed_spreads(metrics_table(metrics), base_metrics, base_samples, samples)
     for name, base, entry, allowed in beyond:
         keys = (base.get("samples"), entry.get("samples"))
         _mean, sd, k = seed_band(base)
@@ -489,7 +502,7 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
             continue
         margin = abs(common["baseline"] - allowed)
         test, note = _paired_test(name, base, entry, base_samples.get(keys[0] or ""),
-                                  samples.get(keys[1] or ""), margin, floors.get(name))
+                                  samples.get(keys[1] or ""), margin, spreads.get(name))
         if test is None:
             method = ("none (no per-sample test for this metric: the tolerance decides)"
                       if note is None else "none (the baseline holds no interval for an "
