@@ -21,7 +21,8 @@ rerun is compared with both baselines, significance 0.05, Holm per gate test:
 
 The backbone is frozen, so its features are the same in every run: they are computed once
 per split (``engine._forward_all`` is memoised here; FEATURES=DIR keeps them on disk) and
-every rerun trains only the head, exactly as the engine does. Usage::
+every rerun trains only the head, exactly as the engine does. SKIP_MNIST=1 leaves out the
+MNIST scenarios. Usage::
 
     python benchmarks/bench_gate_trust.py [N_SEEDS] [M_SEEDS] [K]
 """
@@ -255,7 +256,7 @@ def main() -> None:
          f"{RECIPE['epochs']}",
          verdicts(baselines, data, m_seeds, "accuracy", epochs=RECIPE["epochs"] // 2))
     lost_images(data, k)
-    mnist = load_mnist_test()
+    mnist = None if os.environ.get("SKIP_MNIST") else load_mnist_test()
     if mnist is None:
         print(f"\nMNIST scenarios skipped: {MNIST} is absent")
     else:
