@@ -258,7 +258,8 @@ def main() -> None:
     lost_images(data, k)
     mnist = None if os.environ.get("SKIP_MNIST") else load_mnist_test()
     if mnist is None:
-        print(f"\nMNIST scenarios skipped: {MNIST} is absent")
+        why = "SKIP_MNIST is set" if os.environ.get("SKIP_MNIST") else f"{MNIST} is absent"
+        print(f"\nMNIST scenarios skipped: {why}")
     else:
         baselines = seeded_baselines("MNIST test digits", mnist, k)
         show("(a') seed-only reruns", verdicts(baselines, mnist, n_seeds, "accuracy"))
