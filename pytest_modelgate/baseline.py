@@ -457,8 +457,13 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
     return sorted(out, key=lambda r: order[r.name])
 
 
-def format_regressions(regressions: list[Regression], path: Path) -> str:
-    """The table a failing (or warning) test shows, ending with the fix."""
+def format_regressions(regressions: list[Regression], path: Path, *,
+                       inconclusive_fails: bool = False) -> str:
+    """The table a failing (or warning) test shows, ending with the fix.
+
+    ``inconclusive_fails``: the drops are inconclusive and fail the test
+    (``--modelgate-inconclusive=fail``), and the last line says how to pass.
+    """
     width = max(len("metric"), *(len(r.name) for r in regressions))
     tested = any(r.p is not None for r in regressions)
     regressed = [r for r in regressions if r.verdict == REGRESSED]
@@ -501,6 +506,10 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
     if regressed:
         lines.append("If the change is intended, rerun with --modelgate-update-baseline and "
                      f"commit {path.name}; to allow more noise, raise --modelgate-tolerance.")
+    elif inconclusive_fails:
+        lines.append("This fails the test (--modelgate-inconclusive=fail): the test set is too "
+                     "small to show this drop exceeds the tolerance. Add test images, or let "
+                     "such drops warn: --modelgate-inconclusive=warn.")
     else:
         lines.append("Not a red build: the test set is too small to show this drop exceeds the "
                      "tolerance. Add test images, or look at the images that changed in "

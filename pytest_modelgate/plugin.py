@@ -219,7 +219,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     _junit_properties(item, record, outcome.verdict)
     for message in outcome.warnings:
         warnings.warn(ModelGateWarning(message), stacklevel=1)
-    if outcome.verdict == "regressed":
+    if outcome.fails:
         # The table is the whole story: no traceback into the plugin.
         pytest.fail(outcome.message, pytrace=False)
     return result

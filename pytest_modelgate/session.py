@@ -20,7 +20,7 @@ from .baseline import (
     save_baseline,
 )
 from .errors import BaselineError
-from .options import INI_PARSERS, OPTION_UPDATE
+from .options import INI_PARSERS, OPTION_BASELINE_SEEDS, OPTION_INCONCLUSIVE, OPTION_UPDATE
 from .settings import GateSettings, resolve
 from .specs import VERDICTS
 from .wording import counted
@@ -56,6 +56,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     seed = _option(config, "modelgate_seed", default=0)
     significance = _option(config, "modelgate_significance")
     baseline_env = _option(config, "modelgate_baseline_env", default="same")
+    inconclusive = _option(config, "modelgate_inconclusive", default="warn")
+    seeds = _baseline_seeds(config, update)
     workers = _option(config, "modelgate_workers", default=1)
     ray = _option(config, "modelgate_ray")
     cache_dir: Path | None = None
@@ -80,6 +82,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         cache_dir=cache_dir,
         seed=seed,
         baseline_env=baseline_env,
+        inconclusive=inconclusive,
+        baseline_seeds=seeds,
         full_race=bool(config.getini("modelgate_full_race")),
         workers=workers,
         ray=ray,
@@ -87,15 +91,36 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     )
 
 
+def _baseline_seeds(config: pytest.Config, update: bool) -> int:
+    """The seeds a baseline update trains with. The ini key applies only to updates (a
+    project may keep it set); on the command line without an update it is a mistake: it
+    would change nothing, and the user meant something by it.
+
+    Raises:
+        pytest.UsageError: --modelgate-baseline-seeds without --modelgate-update-baseline.
+    """
+    given = config.getoption("modelgate_baseline_seeds")
+    if given is not None and not update:
+        raise pytest.UsageError(
+            f"{OPTION_BASELINE_SEEDS}={given} is used only when writing the baseline: add "
+            f"{OPTION_UPDATE} to record the baseline over {given} seeds, or leave it out (a "
+            "comparison uses the seeds the baseline holds)")
+    seeds = _option(config, "modelgate_baseline_seeds", default=1)  # a bad ini value errs
+    return seeds if update else 1
+
+
 @dataclass
 class Outcome:
     """A gate test's verdict, what its report carries, the failure message of a regression
-    and the warnings to issue (inconclusive drops, an environment mismatch)."""
+    (or of an inconclusive drop under ``--modelgate-inconclusive=fail``), whether the test
+    fails with it, and the warnings to issue (inconclusive drops, an environment
+    mismatch)."""
 
     verdict: str
     payload: dict[str, Any]
     message: str = ""
     warnings: list[str] = field(default_factory=list)
+    fails: bool = False  # the test fails: regressed, or inconclusive under fail
 
 
 def device_class(device: str) -> str:
@@ -222,9 +247,11 @@ class ModelGateSession:
                               alpha=self.settings.significance, samples=record.get("samples"))
         if not regressions:
             return Outcome("passed", self.payload(record, "passed", None))
-        message = format_regressions(regressions, self.settings.baseline_path)
         regressed = [r for r in regressions if r.verdict == REGRESSED]
         verdict = REGRESSED if regressed else INCONCLUSIVE
+        fails = bool(regressed) or self.settings.inconclusive == "fail"
+        message = format_regressions(regressions, self.settings.baseline_path,
+                                     inconclusive_fails=fails and not regressed)
         reason = _changes(regressions)
         changes = None
         if images:
@@ -234,8 +261,9 @@ class ModelGateSession:
                                       record.get("samples") or {}, images)
         payload = self.payload(record, verdict, reason, [r.to_dict() for r in regressions],
                                changes)
-        warned = [f"{nodeid}: inconclusive: {message}"] if verdict == INCONCLUSIVE else []
-        return Outcome(verdict, payload, message, warned)
+        # An inconclusive drop that fails the test says so in its failure, not twice.
+        warned = [f"{nodeid}: inconclusive: {message}"] if not fails else []
+        return Outcome(verdict, payload, message, warned, fails)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collect(report)
@@ -298,6 +326,8 @@ class ModelGateSession:
                          "not_run": self.not_run, "not_run_are_gates": self.expected_are_gates,
                          "baseline_note": self.baseline_note, "replacing": self.replacing,
                          "significance": self.settings.significance if compared else None,
+                         "inconclusive_fails": compared
+                         and self.settings.inconclusive == "fail",
                          "compared": compared},
                 baseline=self.baseline if compared else None,
                 environment=environment(),
@@ -317,6 +347,8 @@ class ModelGateSession:
         alpha = self.settings.significance
         how = (f"significance {alpha:g}, Holm-corrected per test" if alpha else
                "significance off: every drop beyond tolerance regresses")
+        if INCONCLUSIVE in counts and self.settings.inconclusive == "fail":
+            how += f"; inconclusive fails the build: {OPTION_INCONCLUSIVE}=fail"
         lines = ["verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
                  + (f" ({how})" if self.baseline is not None
                     and not self.settings.update_baseline else "")]

@@ -200,3 +200,20 @@ def test_counts_are_worded_in_the_singular_and_plural():
     assert two.startswith("2 metrics regressed beyond tolerance")
     # A count shows as one: 3 leaked pairs, not 3.0000.
     assert "leaked_pairs          0          3  <= 0\n" in two + "\n"
+
+
+def test_an_inconclusive_drop_that_fails_says_how_to_pass():
+    from pathlib import Path
+
+    from pytest_modelgate.baseline import Regression
+    from pytest_modelgate.specs import INCONCLUSIVE
+
+    drop = Regression("accuracy", 0.95, 0.92, 0.93, verdict=INCONCLUSIVE, p=0.2, level=0.05)
+    warned = format_regressions([drop], Path("b.json"))
+    assert warned.splitlines()[-1].startswith("Not a red build")
+    failed = format_regressions([drop], Path("b.json"), inconclusive_fails=True)
+    assert "not significantly (inconclusive)" in failed.splitlines()[0]
+    assert failed.splitlines()[-1] == (
+        "This fails the test (--modelgate-inconclusive=fail): the test set is too small to "
+        "show this drop exceeds the tolerance. Add test images, or let such drops warn: "
+        "--modelgate-inconclusive=warn.")

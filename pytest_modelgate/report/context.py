@@ -281,7 +281,8 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
             (thumbnails of what changed), ``env`` and ``baseline_note``.
         session: how the session ended: ``interrupted``, ``exitstatus``, ``not_run``
             (node ids), ``not_run_are_gates``, ``baseline_note`` (why an update wrote no
-            baseline) and ``replacing`` (an unreadable baseline being replaced).
+            baseline), ``replacing`` (an unreadable baseline being replaced) and
+            ``inconclusive_fails`` (``--modelgate-inconclusive=fail``).
         baseline: the baseline's entries by test id, for the deltas.
         environment: library versions and platform of this run.
     """
@@ -325,7 +326,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
                      "updated": updated_baseline},
         "session": {"interrupted": False, "exitstatus": 0, "not_run": [],
                     "not_run_are_gates": True, "baseline_note": None, "replacing": None,
-                    "significance": None, **(session or {})},
+                    "significance": None, "inconclusive_fails": False, **(session or {})},
         "environment": environment or {},
         "tests": out_tests,
         "curve": {"width": CURVE_W, "height": CURVE_H},
