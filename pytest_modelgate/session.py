@@ -199,11 +199,23 @@ class ModelGateSession:
 
     def payload(self, record: dict, verdict: str, reason: str | None,
                 regressions: list[dict] | None = None, changes: dict | None = None,
-                note: str | None = None) -> dict[str, Any]:
-        """What a gate test's report carries to the controller (JSON-ready)."""
-        return {"record": record, "verdict": verdict, "reason": reason,
-                "regressions": regressions or [], "changes": changes,
-                "env": environment_class(record), "baseline_note": note}
+                note: str | None = None, seeds: int = 1) -> dict[str, Any]:
+        """What a gate test's report carries to the controller (JSON-ready). ``seeds``:
+        the seeds of the baseline it was compared with, or that this update records."""
+        out = {"record": record, "verdict": verdict, "reason": reason,
+               "regressions": regressions or [], "changes": changes,
+               "env": environment_class(record), "baseline_note": note}
+        if seeds > 1:
+            out["baseline_seeds"] = seeds
+        return out
+
+    def _seeds(self, record: dict, entry: dict | None) -> int:
+        """The seeds behind a gate test's baseline: those this update records (the test's
+        own run and its replicas), or those of the ``entry`` it is compared with."""
+        if self.settings.update_baseline:
+            return 1 + len(record.get("replicas") or [])
+        replicas = (entry or {}).get("replicas")
+        return replicas if isinstance(replicas, int) and replicas > 1 else 1
 
     def _entry(self, nodeid: str) -> dict | None:
         """The baseline entry this run compares ``nodeid`` with, if any."""
@@ -223,14 +235,16 @@ class ModelGateSession:
                               alpha=self.settings.significance, samples=record.get("samples"))
         if regressions:
             reason = f"{reason}; against the baseline: {_changes(regressions)}"
-        return self.payload(record, verdict, reason, [r.to_dict() for r in regressions])
+        return self.payload(record, verdict, reason, [r.to_dict() for r in regressions],
+                            seeds=self._seeds(record, entry))
 
     def judge(self, nodeid: str, record: dict, images: dict | None = None) -> Outcome:
         """The verdict of a gate test whose assertions all passed: passed, regressed or
         inconclusive against the baseline."""
         entry = self._entry(nodeid)
+        seeds = self._seeds(record, entry)
         if entry is None:
-            return Outcome("passed", self.payload(record, "passed", None))
+            return Outcome("passed", self.payload(record, "passed", None, seeds=seeds))
         env = environment_class(record)
         mismatch = env_mismatch(entry.get("env") or {}, env)
         if mismatch and self.settings.baseline_env != "any":
@@ -246,7 +260,7 @@ class ModelGateSession:
         regressions = compare(record["metrics"], entry, self.settings.tolerance,
                               alpha=self.settings.significance, samples=record.get("samples"))
         if not regressions:
-            return Outcome("passed", self.payload(record, "passed", None))
+            return Outcome("passed", self.payload(record, "passed", None, seeds=seeds))
         regressed = [r for r in regressions if r.verdict == REGRESSED]
         verdict = REGRESSED if regressed else INCONCLUSIVE
         fails = bool(regressed) or self.settings.inconclusive == "fail"
@@ -260,7 +274,7 @@ class ModelGateSession:
             changes = changed_samples(regressions, entry.get("samples") or {},
                                       record.get("samples") or {}, images)
         payload = self.payload(record, verdict, reason, [r.to_dict() for r in regressions],
-                               changes)
+                               changes, seeds=seeds)
         # An inconclusive drop that fails the test says so in its failure, not twice.
         warned = [f"{nodeid}: inconclusive: {message}"] if not fails else []
         return Outcome(verdict, payload, message, warned, fails)
@@ -356,8 +370,10 @@ class ModelGateSession:
         for t in tests:
             verdict = t.get("verdict", "passed")
             why = t.get("reason") or t.get("baseline_note")
-            lines.append(f"  {verdict.upper():<{width}}  {t['nodeid']}" + (f": {why}" if why
-                                                                           else ""))
+            seeds = t.get("baseline_seeds") or 1
+            over = f" (baseline over {seeds} seeds)" if seeds > 1 else ""
+            lines.append(f"  {verdict.upper():<{width}}  {t['nodeid']}{over}"
+                         + (f": {why}" if why else ""))
         return lines
 
     def summary_lines(self) -> list[str]:
