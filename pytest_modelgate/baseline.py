@@ -189,6 +189,36 @@ def _well_formed(tests: Any, version: int) -> bool:
     return True
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _seed_problem(tests: dict[str, Any]) -> str | None:
+    """What is wrong with the seed fields of a well-formed table's entries (a hand edit, a
+    bad merge), or None: ``replicas`` a count of seeds, a metric's ``seeds`` two or more
+    finite numbers, its ``seed_samples`` one key of the entry's ``samples`` per seed."""
+    for nodeid, entry in tests.items():
+        replicas = entry.get("replicas")
+        if replicas is not None and not (isinstance(replicas, int)
+                                         and not isinstance(replicas, bool) and replicas >= 1):
+            return f"{nodeid}: 'replicas' is {replicas!r}, not a number of seeds"
+        samples = entry.get("samples") or {}
+        for name, metric in entry["metrics"].items():
+            seeds = metric.get("seeds")
+            keys = metric.get("seed_samples")
+            if seeds is not None and not (isinstance(seeds, list) and len(seeds) >= 2
+                                          and all(_is_number(v) for v in seeds)):
+                return f"{nodeid}: {name}'s 'seeds' is not a list of two or more numbers"
+            if keys is not None and not (
+                    isinstance(seeds, list) and isinstance(keys, list)
+                    and len(keys) == len(seeds)
+                    and all(isinstance(k, str) and k in samples for k in keys)):
+                return (f"{nodeid}: {name}'s 'seed_samples' does not name one of the "
+                        "entry's samples per seed")
+    return None
+
+
 def load_baseline(path: Path) -> dict[str, dict[str, Any]] | None:
     """Entries by test id (``metrics`` by name, ``samples``, ``env``); None when the file
     does not exist. A version-1 file (metric values only) is read as entries without
@@ -222,6 +252,10 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]] | None:
     tests = data.get("tests")
     if not isinstance(tests, dict) or not _well_formed(tests, version):
         raise BaselineError(f"baseline {path} has a malformed 'tests' table; {fix}")
+    problem = _seed_problem(tests) if version > 1 else None
+    if problem:
+        raise BaselineError(f"baseline {path} has a malformed 'tests' table ({problem}); "
+                            f"{fix}")
     return _upgrade(tests, version)
 
 
@@ -259,14 +293,61 @@ def metrics_table(metrics: Iterable[dict]) -> dict[str, dict[str, Any]]:
     return table
 
 
+def _over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One metric's entry from its entries per seed (the test's own run first, then the
+    replicas that recorded it): the first one's ``n``, ``interval`` and ``samples``, the
+    mean as ``value``, the values as ``seeds`` and, where every seed has them, their sample
+    keys as ``seed_samples``. A bound in any seed makes the mean a bound."""
+    entry = dict(per_seed[0])
+    if len(per_seed) < 2:
+        return entry
+    values = [float(e["value"]) for e in per_seed]
+    entry["value"] = math.fsum(values) / len(values)
+    entry["seeds"] = values
+    keys = [e.get("samples") for e in per_seed]
+    if all(keys):
+        entry["seed_samples"] = keys
+    if any(e.get("lower_bound") for e in per_seed):
+        entry["lower_bound"] = True
+    return entry
+
+
 def baseline_entry(record: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     """What the baseline keeps of one gate test's record: its metrics, the packed test
     predictions they were computed on (without which no paired test is possible), and the
-    environment class it ran in."""
+    environment class it ran in.
+
+    A record with seed replicas (``record["replicas"]``, from
+    ``--modelgate-baseline-seeds=K``) gives each metric the mean over the seeds that
+    recorded it as ``value``, the values per seed as ``seeds`` (in replica order) and their
+    sample keys as ``seed_samples``; ``samples``, ``n`` and ``interval`` stay the test's
+    own run's. The entry's ``samples`` then holds every seed's predictions a metric uses,
+    and ``replicas`` is K. Without replicas the entry is as it always was.
+
+    Example:
+        >>> one = {"name": "accuracy", "value": 0.9, "higher_is_better": True, "n": 10}
+        >>> record = {"metrics": [one], "replicas": [{"metrics": [dict(one, value=0.8)]}]}
+        >>> entry = baseline_entry(record)
+        >>> entry["replicas"], entry["metrics"]["accuracy"]["seeds"]
+        (2, [0.9, 0.8])
+    """
     metrics = metrics_table(record.get("metrics", []))
-    used = {e["samples"] for e in metrics.values() if e.get("samples")}
-    samples = {k: v for k, v in (record.get("samples") or {}).items() if k in used}
-    return {"metrics": metrics, "samples": samples, "env": dict(env or {})}
+    replicas = record.get("replicas") or []
+    pools = [record.get("samples") or {}]
+    if replicas:
+        tables = [metrics] + [metrics_table(r.get("metrics", [])) for r in replicas]
+        metrics = {name: _over_seeds([t[name] for t in tables if name in t])
+                   for name in metrics}
+        pools += [r.get("samples") or {} for r in replicas]
+    used = {k for e in metrics.values()
+            for k in [e.get("samples"), *(e.get("seed_samples") or [])] if k}
+    samples: dict[str, Any] = {}
+    for pool in pools:
+        samples.update({k: v for k, v in pool.items() if k in used and k not in samples})
+    entry = {"metrics": metrics, "samples": samples, "env": dict(env or {})}
+    if replicas:
+        entry["replicas"] = 1 + len(replicas)
+    return entry
 
 
 def save_baseline(path: Path, tests: dict[str, dict[str, Any]],

@@ -202,6 +202,148 @@ def test_counts_are_worded_in_the_singular_and_plural():
     assert "leaked_pairs          0          3  <= 0\n" in two + "\n"
 
 
+# --- baselines over several seeds (--modelgate-baseline-seeds) --------------------------
+
+def seeded(name, value, key=None, **extra):
+    return dict(metric(name, value, n=10), samples=key, interval=[value - 0.1, value],
+                **extra)
+
+
+def packed(tag):
+    return {"test_hash": "h", "n": 10, "classes": ["a", "b"], "y_pred": tag}
+
+
+SEEDED_RECORD = {
+    "metrics": [seeded("accuracy", 0.90, "k0"), seeded("recall[b]", 0.80, "k0"),
+                dict(metric("speedup", 3.0), lower_bound=False)],
+    "samples": {"k0": packed("0"), "unused": packed("u")},
+    "replicas": [
+        {"offset": 1, "metrics": [seeded("accuracy", 0.80, "k1"), seeded("recall[b]", 0.70, "k1"),
+                                  dict(metric("speedup", 2.0), lower_bound=True)],
+         "samples": {"k1": packed("1")}},
+        # Failed after its accuracy gate: no recall, no speedup.
+        {"offset": 2, "metrics": [seeded("accuracy", 0.85, "k0")], "samples": {"k0": packed("0")},
+         "error": "recall[b] = 0.6 < 0.7 required"},
+    ],
+}
+
+
+def test_an_entry_over_seeds_keeps_the_mean_each_seeds_value_and_predictions():
+    entry = baseline_entry(SEEDED_RECORD, {"device": "cpu"})
+    assert entry["replicas"] == 3
+    acc = entry["metrics"]["accuracy"]
+    assert acc["value"] == pytest.approx(0.85)  # the mean over the seeds
+    assert acc["seeds"] == [0.90, 0.80, 0.85]  # replica order
+    assert acc["seed_samples"] == ["k0", "k1", "k0"]
+    # The test's own run's predictions, n and interval.
+    assert acc["samples"] == "k0" and acc["n"] == 10 and acc["interval"] == [0.8, 0.9]
+    recall = entry["metrics"]["recall[b]"]  # two seeds recorded it
+    assert recall["value"] == pytest.approx(0.75) and recall["seeds"] == [0.80, 0.70]
+    speedup = entry["metrics"]["speedup"]  # a bound in one seed: the mean is a bound
+    assert speedup["seeds"] == [3.0, 2.0] and speedup["lower_bound"] is True
+    assert "seed_samples" not in speedup  # no predictions behind it
+    assert entry["samples"] == {"k0": packed("0"), "k1": packed("1")}
+    assert entry["env"] == {"device": "cpu"}
+    json.dumps(entry)
+
+
+def test_an_entry_with_one_seed_is_as_it_always_was():
+    plain = dict(SEEDED_RECORD, replicas=[])
+    entry = baseline_entry(plain)
+    assert set(entry) == {"metrics", "samples", "env"}
+    assert entry == baseline_entry({k: v for k, v in SEEDED_RECORD.items() if k != "replicas"})
+    assert entry["metrics"]["accuracy"] == {"value": 0.9, "higher_is_better": True, "n": 10,
+                                            "interval": [0.8, 0.9], "confidence": 0.95,
+                                            "samples": "k0"}
+    # A metric only the test's own run recorded has no seeds either.
+    only = baseline_entry({"metrics": [seeded("accuracy", 0.9, "k0"), metric("mcc", 0.5)],
+                           "samples": {"k0": packed("0")},
+                           "replicas": [{"metrics": [seeded("accuracy", 0.8, "k0")]}]})
+    assert "seeds" not in only["metrics"]["mcc"] and only["metrics"]["mcc"]["value"] == 0.5
+    assert only["metrics"]["accuracy"]["seeds"] == [0.9, 0.8]
+
+
+def test_a_baseline_over_seeds_round_trips(tmp_path):
+    path = tmp_path / "b.json"
+    save_baseline(path, {"t.py::a": baseline_entry(SEEDED_RECORD)})
+    assert json.loads(path.read_text())["version"] == 3
+    tests = load_baseline(path)
+    assert tests["t.py::a"]["metrics"]["accuracy"]["seeds"] == [0.9, 0.8, 0.85]
+    assert tests["t.py::a"]["replicas"] == 3
+
+
+def test_a_version_2_baseline_still_reads_as_one_seed(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text("""{
+  "environment": {"python": "3.11.9"},
+  "provenance": {"by": "pytest --modelgate-update-baseline",
+                 "written": "2025-01-01T00:00:00+00:00"},
+  "schema": "pytest-modelgate-baseline",
+  "tests": {
+    "t.py::a": {
+      "env": {"device": "cpu", "torch": "2"},
+      "metrics": {
+        "accuracy": {"confidence": 0.95, "higher_is_better": true, "interval": [0.8, 0.95],
+                     "n": 40, "samples": "0123456789ab", "value": 0.9}
+      },
+      "samples": {
+        "0123456789ab": {"classes": ["a", "b"], "correct": "AAAAAAA=", "ids": "positions",
+                         "n": 40, "test_hash": "feedfacecafebeef", "y_pred": "", "y_true": ""}
+      }
+    }
+  },
+  "version": 2
+}
+""")
+    (entry,) = load_baseline(path).values()
+    assert "replicas" not in entry
+    from pytest_modelgate.baseline import seed_band, seed_values
+
+    assert seed_values(entry["metrics"]["accuracy"]) == [0.9]
+    assert seed_band(entry["metrics"]["accuracy"]) == (0.9, None, 1)
+
+
+def _seeded_file(path, entry_edit=None, metric_edit=None):
+    entry = baseline_entry(SEEDED_RECORD)
+    if entry_edit:
+        entry.update(entry_edit)
+    if metric_edit:
+        entry["metrics"]["accuracy"].update(metric_edit)
+    path.write_text(json.dumps({"schema": "pytest-modelgate-baseline", "version": 3,
+                                "tests": {"t.py::a": entry}}))
+
+
+@pytest.mark.parametrize(("entry_edit", "metric_edit", "message"), [
+    (None, {"seeds": "0.9,0.8"}, "t.py::a: accuracy's 'seeds' is not a list of two or more "
+                                 "numbers"),
+    (None, {"seeds": [0.9, "0.8", 0.85]}, "accuracy's 'seeds' is not a list"),
+    (None, {"seeds": [0.9, True, 0.85]}, "accuracy's 'seeds' is not a list"),
+    (None, {"seeds": [0.9]}, "accuracy's 'seeds' is not a list of two or more"),
+    (None, {"seeds": [0.9, float("nan")]}, "accuracy's 'seeds' is not a list"),
+    (None, {"seed_samples": ["k0", "k1"]}, "accuracy's 'seed_samples' does not name one of "
+                                           "the entry's samples per seed"),
+    (None, {"seed_samples": ["k0", "k1", "gone"]}, "accuracy's 'seed_samples' does not"),
+    (None, {"seed_samples": "k0"}, "accuracy's 'seed_samples' does not"),
+    ({"replicas": "3"}, None, "t.py::a: 'replicas' is '3', not a number of seeds"),
+    ({"replicas": 0}, None, "'replicas' is 0, not a number of seeds"),
+])
+def test_malformed_seed_fields_are_a_baseline_error_not_a_crash(tmp_path, entry_edit,
+                                                                 metric_edit, message):
+    path = tmp_path / "b.json"
+    _seeded_file(path, entry_edit, metric_edit)
+    with pytest.raises(BaselineError, match=r"malformed 'tests' table \(.*") as info:
+        load_baseline(path)
+    assert message in str(info.value)
+    assert info.value.replaceable and "--modelgate-update-baseline" in str(info.value)
+
+
+def test_a_seed_samples_list_without_seeds_is_malformed(tmp_path):
+    path = tmp_path / "b.json"
+    _seeded_file(path, metric_edit={"seeds": None})
+    with pytest.raises(BaselineError, match="accuracy's 'seed_samples' does not name"):
+        load_baseline(path)
+
+
 def test_an_inconclusive_drop_that_fails_says_how_to_pass():
     from pathlib import Path
 
