@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError, user_error_frames
-from .specs import INCONCLUSIVE, METRICS, REGRESSED, MetricName, format_metric, metric_spec
+from .specs import (
+    INCONCLUSIVE,
+    METRICS,
+    REGRESSED,
+    MetricName,
+    format_band,
+    format_metric,
+    metric_spec,
+)
 from .wording import counted
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -401,10 +409,29 @@ class Regression:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def change(self) -> str:
-        """``speedup >2.530 -> 1.500``: the move, each side marked where it is a bound."""
-        before = format_metric(self.name, self.baseline, lower_bound=self.baseline_lower_bound)
+        """``speedup >2.530 -> 1.500``: the move, each side marked where it is a bound;
+        against a baseline over several seeds, ``accuracy 0.931, baseline 0.952 ± 0.006
+        over 5 seeds``."""
         now = format_metric(self.name, self.current, lower_bound=self.current_lower_bound)
+        if self.over_seeds:
+            return f"{self.name} {now}, baseline {self.baseline_shown()}"
+        before = format_metric(self.name, self.baseline, lower_bound=self.baseline_lower_bound)
         return f"{self.name} {before} -> {now}"
+
+    @property
+    def over_seeds(self) -> bool:
+        """Whether the baseline is the mean over several seeds with a known spread."""
+        return self.seeds > 1 and self.seed_sd is not None
+
+    def baseline_shown(self, digits: int = 3) -> str:
+        """The baseline as messages show it: ``0.952``, or ``0.952 ± 0.006 over 5 seeds``
+        (mean and standard deviation over the seeds)."""
+        if not self.over_seeds:
+            return format_metric(self.name, self.baseline, digits,
+                                 lower_bound=self.baseline_lower_bound)
+        band = format_band(self.name, self.baseline, float(self.seed_sd or 0.0), digits,
+                           lower_bound=self.baseline_lower_bound)
+        return f"{band} over {self.seeds} seeds"
 
 
 def seed_values(base: dict[str, Any]) -> list[float]:
@@ -542,10 +569,16 @@ def format_regressions(regressions: list[Regression], path: Path, *,
                        inconclusive_fails: bool = False) -> str:
     """The table a failing (or warning) test shows, ending with the fix.
 
-    ``inconclusive_fails``: the drops are inconclusive and fail the test
+    A baseline over several seeds shows as its mean ± the standard deviation over the
+    seeds. ``inconclusive_fails``: the drops are inconclusive and fail the test
     (``--modelgate-inconclusive=fail``), and the last line says how to pass.
     """
     width = max(len("metric"), *(len(r.name) for r in regressions))
+    bases = [format_band(r.name, r.baseline, float(r.seed_sd or 0.0), 4,
+                         lower_bound=r.baseline_lower_bound) if r.over_seeds else
+             format_metric(r.name, r.baseline, 4, lower_bound=r.baseline_lower_bound)
+             for r in regressions]
+    bw = max(9, *(len(b) for b in bases))
     tested = any(r.p is not None for r in regressions)
     regressed = [r for r in regressions if r.verdict == REGRESSED]
     if regressed:
@@ -557,12 +590,11 @@ def format_regressions(regressions: list[Regression], path: Path, *,
         head = (f"{counted(len(regressions), 'metric')} below tolerance against baseline "
                 f"{path}, but "
                 "not significantly (inconclusive):")
-    lines = [head, f"  {'metric':<{width}}  {'baseline':>9}  {'current':>9}  {'allowed':>9}"
-             + ("  verdict        p       level" if tested else "")]
-    for r in regressions:
+    lines = [head, f"  {'metric':<{width}}  {'baseline':>{bw}}  {'current':>9}  "
+                   f"{'allowed':>9}" + ("  verdict        p       level" if tested else "")]
+    for r, base in zip(regressions, bases, strict=True):
         op = ">=" if metric_spec(r.name).higher_is_better else "<="
-        row = (f"  {r.name:<{width}}  "
-               f"{format_metric(r.name, r.baseline, 4, lower_bound=r.baseline_lower_bound):>9}  "
+        row = (f"  {r.name:<{width}}  {base:>{bw}}  "
                f"{format_metric(r.name, r.current, 4, lower_bound=r.current_lower_bound):>9}  "
                f"{op} {format_metric(r.name, r.allowed, 4)}")
         if tested:
@@ -570,6 +602,10 @@ def format_regressions(regressions: list[Regression], path: Path, *,
             level = f"{r.level:.4f}" if r.level is not None else "-"
             row += f"  {r.verdict:<12} {p:>7}  {level:>7}"
         lines.append(row)
+    seeds = sorted({r.seeds for r in regressions if r.over_seeds})
+    if seeds:
+        lines.append(f"  baseline: mean ± standard deviation over "
+                     f"{' or '.join(map(str, seeds))} seeds")
     for r in regressions:
         if r.method and r.p is not None:
             lines.append(f"  {r.name}: {r.method}" + (f"; {r.note}" if r.note else ""))
