@@ -81,6 +81,12 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     weights, settings, seed and library versions are unchanged is loaded, not retrained.
     The returned run holds test predictions, class names, per-epoch history (loss,
     accuracy, seconds), total seconds and the device.
+
+    ``--modelgate-update-baseline --modelgate-baseline-seeds=K`` reruns the test function
+    K - 1 times, and each ``finetune`` call in it trains with its seed + 1, ..., + K - 1,
+    so the baseline records how far the metrics move between seeds. Calls made before the
+    test function runs (in a fixture's setup) are not rerun: call ``finetune`` in the
+    test body to have a run replicated.
     """
     config = request.config
     session = config.stash[session_key]
