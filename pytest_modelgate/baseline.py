@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BaselineError, user_error_frames
-from .specs import INCONCLUSIVE, METRICS, REGRESSED, MetricName, format_metric, metric_spec
+from .specs import (
+    INCONCLUSIVE,
+    METRICS,
+    REGRESSED,
+    MetricName,
+    format_band,
+    format_metric,
+    metric_spec,
+)
 from .wording import counted
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -189,6 +197,36 @@ def _well_formed(tests: Any, version: int) -> bool:
     return True
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _seed_problem(tests: dict[str, Any]) -> str | None:
+    """What is wrong with the seed fields of a well-formed table's entries (a hand edit, a
+    bad merge), or None: ``replicas`` a count of seeds, a metric's ``seeds`` two or more
+    finite numbers, its ``seed_samples`` one key of the entry's ``samples`` per seed."""
+    for nodeid, entry in tests.items():
+        replicas = entry.get("replicas")
+        if replicas is not None and not (isinstance(replicas, int)
+                                         and not isinstance(replicas, bool) and replicas >= 1):
+            return f"{nodeid}: 'replicas' is {replicas!r}, not a number of seeds"
+        samples = entry.get("samples") or {}
+        for name, metric in entry["metrics"].items():
+            seeds = metric.get("seeds")
+            keys = metric.get("seed_samples")
+            if seeds is not None and not (isinstance(seeds, list) and len(seeds) >= 2
+                                          and all(_is_number(v) for v in seeds)):
+                return f"{nodeid}: {name}'s 'seeds' is not a list of two or more numbers"
+            if keys is not None and not (
+                    isinstance(seeds, list) and isinstance(keys, list)
+                    and len(keys) == len(seeds)
+                    and all(isinstance(k, str) and k in samples for k in keys)):
+                return (f"{nodeid}: {name}'s 'seed_samples' does not name one of the "
+                        "entry's samples per seed")
+    return None
+
+
 def load_baseline(path: Path) -> dict[str, dict[str, Any]] | None:
     """Entries by test id (``metrics`` by name, ``samples``, ``env``); None when the file
     does not exist. A version-1 file (metric values only) is read as entries without
@@ -222,6 +260,10 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]] | None:
     tests = data.get("tests")
     if not isinstance(tests, dict) or not _well_formed(tests, version):
         raise BaselineError(f"baseline {path} has a malformed 'tests' table; {fix}")
+    problem = _seed_problem(tests) if version > 1 else None
+    if problem:
+        raise BaselineError(f"baseline {path} has a malformed 'tests' table ({problem}); "
+                            f"{fix}")
     return _upgrade(tests, version)
 
 
@@ -259,14 +301,61 @@ def metrics_table(metrics: Iterable[dict]) -> dict[str, dict[str, Any]]:
     return table
 
 
+def _over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One metric's entry from its entries per seed (the test's own run first, then the
+    replicas that recorded it): the first one's ``n``, ``interval`` and ``samples``, the
+    mean as ``value``, the values as ``seeds`` and, where every seed has them, their sample
+    keys as ``seed_samples``. A bound in any seed makes the mean a bound."""
+    entry = dict(per_seed[0])
+    if len(per_seed) < 2:
+        return entry
+    values = [float(e["value"]) for e in per_seed]
+    entry["value"] = math.fsum(values) / len(values)
+    entry["seeds"] = values
+    keys = [e.get("samples") for e in per_seed]
+    if all(keys):
+        entry["seed_samples"] = keys
+    if any(e.get("lower_bound") for e in per_seed):
+        entry["lower_bound"] = True
+    return entry
+
+
 def baseline_entry(record: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     """What the baseline keeps of one gate test's record: its metrics, the packed test
     predictions they were computed on (without which no paired test is possible), and the
-    environment class it ran in."""
+    environment class it ran in.
+
+    A record with seed replicas (``record["replicas"]``, from
+    ``--modelgate-baseline-seeds=K``) gives each metric the mean over the seeds that
+    recorded it as ``value``, the values per seed as ``seeds`` (in replica order) and their
+    sample keys as ``seed_samples``; ``samples``, ``n`` and ``interval`` stay the test's
+    own run's. The entry's ``samples`` then holds every seed's predictions a metric uses,
+    and ``replicas`` is K. Without replicas the entry is as it always was.
+
+    Example:
+        >>> one = {"name": "accuracy", "value": 0.9, "higher_is_better": True, "n": 10}
+        >>> record = {"metrics": [one], "replicas": [{"metrics": [dict(one, value=0.8)]}]}
+        >>> entry = baseline_entry(record)
+        >>> entry["replicas"], entry["metrics"]["accuracy"]["seeds"]
+        (2, [0.9, 0.8])
+    """
     metrics = metrics_table(record.get("metrics", []))
-    used = {e["samples"] for e in metrics.values() if e.get("samples")}
-    samples = {k: v for k, v in (record.get("samples") or {}).items() if k in used}
-    return {"metrics": metrics, "samples": samples, "env": dict(env or {})}
+    replicas = record.get("replicas") or []
+    pools = [record.get("samples") or {}]
+    if replicas:
+        tables = [metrics] + [metrics_table(r.get("metrics", [])) for r in replicas]
+        metrics = {name: _over_seeds([t[name] for t in tables if name in t])
+                   for name in metrics}
+        pools += [r.get("samples") or {} for r in replicas]
+    used = {k for e in metrics.values()
+            for k in [e.get("samples"), *(e.get("seed_samples") or [])] if k}
+    samples: dict[str, Any] = {}
+    for pool in pools:
+        samples.update({k: v for k, v in pool.items() if k in used and k not in samples})
+    entry = {"metrics": metrics, "samples": samples, "env": dict(env or {})}
+    if replicas:
+        entry["replicas"] = 1 + len(replicas)
+    return entry
 
 
 def save_baseline(path: Path, tests: dict[str, dict[str, Any]],
@@ -320,10 +409,29 @@ class Regression:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def change(self) -> str:
-        """``speedup >2.530 -> 1.500``: the move, each side marked where it is a bound."""
-        before = format_metric(self.name, self.baseline, lower_bound=self.baseline_lower_bound)
+        """``speedup >2.530 -> 1.500``: the move, each side marked where it is a bound;
+        against a baseline over several seeds, ``accuracy 0.931, baseline 0.952 ± 0.006
+        over 5 seeds``."""
         now = format_metric(self.name, self.current, lower_bound=self.current_lower_bound)
+        if self.over_seeds:
+            return f"{self.name} {now}, baseline {self.baseline_shown()}"
+        before = format_metric(self.name, self.baseline, lower_bound=self.baseline_lower_bound)
         return f"{self.name} {before} -> {now}"
+
+    @property
+    def over_seeds(self) -> bool:
+        """Whether the baseline is the mean over several seeds with a known spread."""
+        return self.seeds > 1 and self.seed_sd is not None
+
+    def baseline_shown(self, digits: int = 3) -> str:
+        """The baseline as messages show it: ``0.952``, or ``0.952 ± 0.006 over 5 seeds``
+        (mean and standard deviation over the seeds)."""
+        if not self.over_seeds:
+            return format_metric(self.name, self.baseline, digits,
+                                 lower_bound=self.baseline_lower_bound)
+        band = format_band(self.name, self.baseline, float(self.seed_sd or 0.0), digits,
+                           lower_bound=self.baseline_lower_bound)
+        return f"{band} over {self.seeds} seeds"
 
 
 def seed_values(base: dict[str, Any]) -> list[float]:
@@ -527,9 +635,20 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
     return sorted(out, key=lambda r: order[r.name])
 
 
-def format_regressions(regressions: list[Regression], path: Path) -> str:
-    """The table a failing (or warning) test shows, ending with the fix."""
+def format_regressions(regressions: list[Regression], path: Path, *,
+                       inconclusive_fails: bool = False) -> str:
+    """The table a failing (or warning) test shows, ending with the fix.
+
+    A baseline over several seeds shows as its mean ± the standard deviation over the
+    seeds. ``inconclusive_fails``: the drops are inconclusive and fail the test
+    (``--modelgate-inconclusive=fail``), and the last line says how to pass.
+    """
     width = max(len("metric"), *(len(r.name) for r in regressions))
+    bases = [format_band(r.name, r.baseline, float(r.seed_sd or 0.0), 4,
+                         lower_bound=r.baseline_lower_bound) if r.over_seeds else
+             format_metric(r.name, r.baseline, 4, lower_bound=r.baseline_lower_bound)
+             for r in regressions]
+    bw = max(9, *(len(b) for b in bases))
     tested = any(r.p is not None for r in regressions)
     regressed = [r for r in regressions if r.verdict == REGRESSED]
     if regressed:
@@ -541,12 +660,11 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
         head = (f"{counted(len(regressions), 'metric')} below tolerance against baseline "
                 f"{path}, but "
                 "not significantly (inconclusive):")
-    lines = [head, f"  {'metric':<{width}}  {'baseline':>9}  {'current':>9}  {'allowed':>9}"
-             + ("  verdict        p       level" if tested else "")]
-    for r in regressions:
+    lines = [head, f"  {'metric':<{width}}  {'baseline':>{bw}}  {'current':>9}  "
+                   f"{'allowed':>9}" + ("  verdict        p       level" if tested else "")]
+    for r, base in zip(regressions, bases, strict=True):
         op = ">=" if metric_spec(r.name).higher_is_better else "<="
-        row = (f"  {r.name:<{width}}  "
-               f"{format_metric(r.name, r.baseline, 4, lower_bound=r.baseline_lower_bound):>9}  "
+        row = (f"  {r.name:<{width}}  {base:>{bw}}  "
                f"{format_metric(r.name, r.current, 4, lower_bound=r.current_lower_bound):>9}  "
                f"{op} {format_metric(r.name, r.allowed, 4)}")
         if tested:
@@ -554,6 +672,10 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
             level = f"{r.level:.4f}" if r.level is not None else "-"
             row += f"  {r.verdict:<12} {p:>7}  {level:>7}"
         lines.append(row)
+    seeds = sorted({r.seeds for r in regressions if r.over_seeds})
+    if seeds:
+        lines.append(f"  baseline: mean ± standard deviation over "
+                     f"{' or '.join(map(str, seeds))} seeds")
     for r in regressions:
         if r.method and r.p is not None:
             lines.append(f"  {r.name}: {r.method}" + (f"; {r.note}" if r.note else ""))
@@ -571,6 +693,10 @@ def format_regressions(regressions: list[Regression], path: Path) -> str:
     if regressed:
         lines.append("If the change is intended, rerun with --modelgate-update-baseline and "
                      f"commit {path.name}; to allow more noise, raise --modelgate-tolerance.")
+    elif inconclusive_fails:
+        lines.append("This fails the test (--modelgate-inconclusive=fail): the test set is too "
+                     "small to show this drop exceeds the tolerance. Add test images, or let "
+                     "such drops warn: --modelgate-inconclusive=warn.")
     else:
         lines.append("Not a red build: the test set is too small to show this drop exceeds the "
                      "tolerance. Add test images, or look at the images that changed in "

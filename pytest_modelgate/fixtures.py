@@ -9,6 +9,7 @@ import pytest
 
 from .errors import user_error_frames
 from .gate import current_gate
+from .replicas import replica_seed
 from .session import session_key
 from .settings import resolve
 
@@ -22,6 +23,19 @@ __tracebackhide__ = user_error_frames
 def _model_key(model: Any) -> Any:
     # Names are stable; objects are keyed by identity (the session keeps them alive).
     return model if isinstance(model, str) else ("object", id(model))
+
+
+def progress_line(config: pytest.Config, line: str) -> None:
+    """Write ``line`` to the terminal at once, past output capturing, when pytest runs
+    verbose (``-v``): how training and seed replicas show their progress."""
+    if config.get_verbosity() <= 0:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +81,12 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     weights, settings, seed and library versions are unchanged is loaded, not retrained.
     The returned run holds test predictions, class names, per-epoch history (loss,
     accuracy, seconds), total seconds and the device.
+
+    ``--modelgate-update-baseline --modelgate-baseline-seeds=K`` reruns the test function
+    K - 1 times, and each ``finetune`` call in it trains with its seed + 1, ..., + K - 1,
+    so the baseline records how far the metrics move between seeds. Calls made before the
+    test function runs (in a fixture's setup) are not rerun: call ``finetune`` in the
+    test body to have a run replicated.
     """
     config = request.config
     session = config.stash[session_key]
@@ -81,14 +101,7 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
         return hook.pytest_modelgate_find_head(model=model)
 
     def progress(line: str) -> None:
-        if config.get_verbosity() <= 0:
-            return
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or capture is None:
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
+        progress_line(config, line)
 
     def factory(model: Any, data: Any, **kwargs: Any) -> FinetuneRun:
         from .train import run_finetune
@@ -99,6 +112,8 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
             (gate.device, gate.seed, gate.workers) if gate else (None, None, None)
         kwargs["device"] = resolve(kwargs.get("device"), test_device, settings.device)
         kwargs.setdefault("seed", resolve(test_seed, settings.seed))
+        if gate is not None and gate.replica:  # a seed replica of a baseline update
+            kwargs["seed"] = replica_seed(kwargs["seed"], gate.replica)
         kwargs["workers"] = resolve(kwargs.get("workers"), test_workers, settings.workers)
         key_kwargs = tuple(sorted((k, repr(v)) for k, v in kwargs.items()))
         fingerprint = data.fingerprint() if hasattr(data, "fingerprint") else id(data)

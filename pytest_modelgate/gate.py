@@ -31,6 +31,9 @@ class GateContext:
     ``device``, ``seed``, ``full_race`` and ``workers`` are the test's settings, its
     ``@pytest.mark.modelgate`` keywords over the session's (None: the session decides).
     ``run_cache`` is the run cache's folder, where ``assert_no_leakage`` keeps thumbnails.
+    ``replica`` is the seed replica being run (``--modelgate-baseline-seeds``): 0 for the
+    test's own run, r for the rerun whose runs train with their seed + r
+    (``replicas.replica_seed``).
     ``record`` is what the assertions record (JSON-ready), None when not recording;
     ``images`` the test ImageSet behind each samples key of the record, for thumbnails of
     what changed against the baseline (kept beside the record, which stays JSON-ready).
@@ -41,6 +44,7 @@ class GateContext:
     full_race: bool = False
     workers: int | None = None
     run_cache: Path | None = None
+    replica: int = 0
     record: dict | None = None
     images: dict[str, Any] = field(default_factory=dict)
 

@@ -28,8 +28,11 @@ OPTION_SIGNIFICANCE = "--modelgate-significance"
 OPTION_BASELINE_ENV = "--modelgate-baseline-env"
 OPTION_WORKERS = "--modelgate-workers"
 OPTION_RAY = "--modelgate-ray"
+OPTION_BASELINE_SEEDS = "--modelgate-baseline-seeds"
+OPTION_INCONCLUSIVE = "--modelgate-inconclusive"
 
 BASELINE_ENVS = ("same", "any")
+INCONCLUSIVE_MODES = ("warn", "fail")
 
 
 def parse_tolerance_option(value: str) -> Tolerance:
@@ -69,6 +72,23 @@ def parse_workers(value: str) -> int:
     """argparse ``type=`` for --modelgate-workers: data-parallel ranks per fine-tune."""
     return _integer(value, 1, "{value} is not a number of workers",
                     "workers must be at least 1, got {value}")
+
+
+def parse_baseline_seeds(value: str) -> int:
+    """argparse ``type=`` for --modelgate-baseline-seeds: how many seeds the baseline's
+    runs are trained with when it is written (1: the run itself, as before)."""
+    return _integer(value, 1, "{value} is not a number of seeds, like 5",
+                    "the baseline needs at least 1 seed, got {value}")
+
+
+def parse_inconclusive(value: str) -> str:
+    """argparse ``type=`` for --modelgate-inconclusive: ``warn`` (an inconclusive drop
+    warns, the build stays green) or ``fail`` (it fails the test)."""
+    if value not in INCONCLUSIVE_MODES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not one of {', '.join(INCONCLUSIVE_MODES)}: warn keeps an "
+            "inconclusive drop a warning, fail makes it fail the test")
+    return value
 
 
 def parse_ray(value: str) -> str:
@@ -125,6 +145,14 @@ def add_options(group: Any) -> None:
                     help="A drop beyond tolerance fails only when significant at this level "
                          "(paired tests on the test samples, Holm-corrected per test; "
                          "default 0.05); off: every such drop fails")
+    group.addoption(OPTION_INCONCLUSIVE, dest="modelgate_inconclusive", metavar="warn|fail",
+                    default=None, type=parse_inconclusive,
+                    help="What a drop beyond tolerance that the test set cannot settle "
+                         "does: warn (default; the test passes) or fail the test")
+    group.addoption(OPTION_BASELINE_SEEDS, dest="modelgate_baseline_seeds", metavar="K",
+                    default=None, type=parse_baseline_seeds,
+                    help="With --modelgate-update-baseline: train each gate's runs with K "
+                         "seeds and record every metric per seed (default 1)")
     group.addoption(OPTION_BASELINE_ENV, dest="modelgate_baseline_env", metavar="same|any",
                     default=None, type=parse_baseline_env,
                     help="Compare with a baseline recorded on another device class or "
@@ -158,6 +186,10 @@ def add_ini(parser: Any) -> None:
     parser.addini("modelgate_tolerance", "Allowed worsening against the baseline (see --help)")
     parser.addini("modelgate_significance", "Significance level of the regression gate "
                   "(default 0.05; off: every drop beyond tolerance fails)")
+    parser.addini("modelgate_inconclusive", "warn (default) or fail: what an inconclusive "
+                  "drop against the baseline does")
+    parser.addini("modelgate_baseline_seeds", "Seeds per gate test when the baseline is "
+                  "written (default 1; read only with --modelgate-update-baseline)")
     parser.addini("modelgate_baseline_env", "same (default) or any: compare with a baseline "
                   "from another device class or framework major version")
     parser.addini("modelgate_report_dir", "Directory for the HTML and JSON reports")
@@ -180,6 +212,8 @@ INI_PARSERS: dict[str, Callable[[str], Any]] = {
     "modelgate_seed": parse_seed,
     "modelgate_significance": parse_significance,
     "modelgate_baseline_env": parse_baseline_env,
+    "modelgate_inconclusive": parse_inconclusive,
+    "modelgate_baseline_seeds": parse_baseline_seeds,
     "modelgate_workers": parse_workers,
     "modelgate_ray": parse_ray,
 }

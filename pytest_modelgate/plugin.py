@@ -13,6 +13,7 @@ from collections.abc import Generator
 import pytest
 
 from .errors import ModelGateWarning, user_error_frames
+from .fixtures import progress_line
 from .gate import GateContext, gate_context
 from .options import (
     OPTION_ENABLE,
@@ -23,6 +24,7 @@ from .options import (
     parse_seed,
     parse_workers,
 )
+from .replicas import replica_failed, replica_record, runs_without_seeds, unseeded_runs
 from .session import ModelGateSession, session_key, settings_from_config
 from .settings import resolve
 from .specs import ERROR, metric_number
@@ -214,15 +216,55 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
                                                          str(exc).split("\n")[0])
             _junit_properties(item, record, verdict)
             raise
+        seeds = session.settings.baseline_seeds  # 1 unless this session writes the baseline
+        if seeds > 1 and record["runs"]:  # a test that trains nothing is one under any seed
+            _run_replicas(item, gate, record, seeds)
         outcome = session.judge(item.nodeid, record, gate.images)
     item.stash[payload_key] = outcome.payload
     _junit_properties(item, record, outcome.verdict)
     for message in outcome.warnings:
         warnings.warn(ModelGateWarning(message), stacklevel=1)
-    if outcome.verdict == "regressed":
+    if outcome.fails:
         # The table is the whole story: no traceback into the plugin.
         pytest.fail(outcome.message, pytrace=False)
     return result
+
+
+# What a seed replica may raise and still let the update go on: Ctrl-C (KeyboardInterrupt)
+# and pytest.exit stop the session, as they would the test itself.
+REPLICA_FAILURES = (Exception, pytest.fail.Exception, pytest.skip.Exception)
+
+
+def _run_replicas(item: pytest.Item, gate: GateContext, record: dict, seeds: int) -> None:
+    """Rerun a passed gate test's function as seed replicas 1 to ``seeds`` - 1, each of its
+    runs trained with its seed + r (the ``finetune`` fixture reads ``gate.replica``), and
+    keep what each recorded as ``record["replicas"]``. The test's verdict stays its own
+    run's; a replica that raises is kept up to its failure, with a warning."""
+    replicas = []
+    for r in range(1, seeds):
+        progress_line(item.config, f"modelgate: {item.nodeid}: seed replica {r + 1} of "
+                                   f"{seeds} (each run's seed + {r})")
+        error = None
+        gate.replica = r
+        try:
+            with gate.recording() as replica:
+                try:
+                    item.runtest()
+                except REPLICA_FAILURES as exc:
+                    error = str(exc).strip().split("\n")[0] or type(exc).__name__
+        finally:
+            gate.replica = 0
+        if r == 1:
+            same = unseeded_runs(record, replica)
+            if same:  # every replica would train the same: one seed, said once
+                warnings.warn(ModelGateWarning(runs_without_seeds(item.nodeid, same, seeds)),
+                              stacklevel=1)
+                return
+        if error is not None:
+            warnings.warn(ModelGateWarning(replica_failed(item.nodeid, r, error)),
+                          stacklevel=1)
+        replicas.append(replica_record(replica, r, error))
+    record["replicas"] = replicas
 
 
 def exception_verdict(exc: BaseException) -> str:

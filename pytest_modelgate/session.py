@@ -20,7 +20,7 @@ from .baseline import (
     save_baseline,
 )
 from .errors import BaselineError
-from .options import INI_PARSERS, OPTION_UPDATE
+from .options import INI_PARSERS, OPTION_BASELINE_SEEDS, OPTION_INCONCLUSIVE, OPTION_UPDATE
 from .settings import GateSettings, resolve
 from .specs import VERDICTS
 from .wording import counted
@@ -56,6 +56,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     seed = _option(config, "modelgate_seed", default=0)
     significance = _option(config, "modelgate_significance")
     baseline_env = _option(config, "modelgate_baseline_env", default="same")
+    inconclusive = _option(config, "modelgate_inconclusive", default="warn")
+    seeds = _baseline_seeds(config, update)
     workers = _option(config, "modelgate_workers", default=1)
     ray = _option(config, "modelgate_ray")
     cache_dir: Path | None = None
@@ -80,6 +82,8 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         cache_dir=cache_dir,
         seed=seed,
         baseline_env=baseline_env,
+        inconclusive=inconclusive,
+        baseline_seeds=seeds,
         full_race=bool(config.getini("modelgate_full_race")),
         workers=workers,
         ray=ray,
@@ -87,15 +91,36 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     )
 
 
+def _baseline_seeds(config: pytest.Config, update: bool) -> int:
+    """The seeds a baseline update trains with. The ini key applies only to updates (a
+    project may keep it set); on the command line without an update it is a mistake: it
+    would change nothing, and the user meant something by it.
+
+    Raises:
+        pytest.UsageError: --modelgate-baseline-seeds without --modelgate-update-baseline.
+    """
+    given = config.getoption("modelgate_baseline_seeds")
+    if given is not None and not update:
+        raise pytest.UsageError(
+            f"{OPTION_BASELINE_SEEDS}={given} is used only when writing the baseline: add "
+            f"{OPTION_UPDATE} to record the baseline over {given} seeds, or leave it out (a "
+            "comparison uses the seeds the baseline holds)")
+    seeds = _option(config, "modelgate_baseline_seeds", default=1)  # a bad ini value errs
+    return seeds if update else 1
+
+
 @dataclass
 class Outcome:
     """A gate test's verdict, what its report carries, the failure message of a regression
-    and the warnings to issue (inconclusive drops, an environment mismatch)."""
+    (or of an inconclusive drop under ``--modelgate-inconclusive=fail``), whether the test
+    fails with it, and the warnings to issue (inconclusive drops, an environment
+    mismatch)."""
 
     verdict: str
     payload: dict[str, Any]
     message: str = ""
     warnings: list[str] = field(default_factory=list)
+    fails: bool = False  # the test fails: regressed, or inconclusive under fail
 
 
 def device_class(device: str) -> str:
@@ -174,11 +199,23 @@ class ModelGateSession:
 
     def payload(self, record: dict, verdict: str, reason: str | None,
                 regressions: list[dict] | None = None, changes: dict | None = None,
-                note: str | None = None) -> dict[str, Any]:
-        """What a gate test's report carries to the controller (JSON-ready)."""
-        return {"record": record, "verdict": verdict, "reason": reason,
-                "regressions": regressions or [], "changes": changes,
-                "env": environment_class(record), "baseline_note": note}
+                note: str | None = None, seeds: int = 1) -> dict[str, Any]:
+        """What a gate test's report carries to the controller (JSON-ready). ``seeds``:
+        the seeds of the baseline it was compared with, or that this update records."""
+        out = {"record": record, "verdict": verdict, "reason": reason,
+               "regressions": regressions or [], "changes": changes,
+               "env": environment_class(record), "baseline_note": note}
+        if seeds > 1:
+            out["baseline_seeds"] = seeds
+        return out
+
+    def _seeds(self, record: dict, entry: dict | None) -> int:
+        """The seeds behind a gate test's baseline: those this update records (the test's
+        own run and its replicas), or those of the ``entry`` it is compared with."""
+        if self.settings.update_baseline:
+            return 1 + len(record.get("replicas") or [])
+        replicas = (entry or {}).get("replicas")
+        return replicas if isinstance(replicas, int) and replicas > 1 else 1
 
     def _entry(self, nodeid: str) -> dict | None:
         """The baseline entry this run compares ``nodeid`` with, if any."""
@@ -198,14 +235,16 @@ class ModelGateSession:
                               alpha=self.settings.significance, samples=record.get("samples"))
         if regressions:
             reason = f"{reason}; against the baseline: {_changes(regressions)}"
-        return self.payload(record, verdict, reason, [r.to_dict() for r in regressions])
+        return self.payload(record, verdict, reason, [r.to_dict() for r in regressions],
+                            seeds=self._seeds(record, entry))
 
     def judge(self, nodeid: str, record: dict, images: dict | None = None) -> Outcome:
         """The verdict of a gate test whose assertions all passed: passed, regressed or
         inconclusive against the baseline."""
         entry = self._entry(nodeid)
+        seeds = self._seeds(record, entry)
         if entry is None:
-            return Outcome("passed", self.payload(record, "passed", None))
+            return Outcome("passed", self.payload(record, "passed", None, seeds=seeds))
         env = environment_class(record)
         mismatch = env_mismatch(entry.get("env") or {}, env)
         if mismatch and self.settings.baseline_env != "any":
@@ -221,10 +260,12 @@ class ModelGateSession:
         regressions = compare(record["metrics"], entry, self.settings.tolerance,
                               alpha=self.settings.significance, samples=record.get("samples"))
         if not regressions:
-            return Outcome("passed", self.payload(record, "passed", None))
-        message = format_regressions(regressions, self.settings.baseline_path)
+            return Outcome("passed", self.payload(record, "passed", None, seeds=seeds))
         regressed = [r for r in regressions if r.verdict == REGRESSED]
         verdict = REGRESSED if regressed else INCONCLUSIVE
+        fails = bool(regressed) or self.settings.inconclusive == "fail"
+        message = format_regressions(regressions, self.settings.baseline_path,
+                                     inconclusive_fails=fails and not regressed)
         reason = _changes(regressions)
         changes = None
         if images:
@@ -233,9 +274,10 @@ class ModelGateSession:
             changes = changed_samples(regressions, entry.get("samples") or {},
                                       record.get("samples") or {}, images)
         payload = self.payload(record, verdict, reason, [r.to_dict() for r in regressions],
-                               changes)
-        warned = [f"{nodeid}: inconclusive: {message}"] if verdict == INCONCLUSIVE else []
-        return Outcome(verdict, payload, message, warned)
+                               changes, seeds=seeds)
+        # An inconclusive drop that fails the test says so in its failure, not twice.
+        warned = [f"{nodeid}: inconclusive: {message}"] if not fails else []
+        return Outcome(verdict, payload, message, warned, fails)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collect(report)
@@ -298,6 +340,8 @@ class ModelGateSession:
                          "not_run": self.not_run, "not_run_are_gates": self.expected_are_gates,
                          "baseline_note": self.baseline_note, "replacing": self.replacing,
                          "significance": self.settings.significance if compared else None,
+                         "inconclusive_fails": compared
+                         and self.settings.inconclusive == "fail",
                          "compared": compared},
                 baseline=self.baseline if compared else None,
                 environment=environment(),
@@ -317,6 +361,8 @@ class ModelGateSession:
         alpha = self.settings.significance
         how = (f"significance {alpha:g}, Holm-corrected per test" if alpha else
                "significance off: every drop beyond tolerance regresses")
+        if INCONCLUSIVE in counts and self.settings.inconclusive == "fail":
+            how += f"; inconclusive fails the build: {OPTION_INCONCLUSIVE}=fail"
         lines = ["verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
                  + (f" ({how})" if self.baseline is not None
                     and not self.settings.update_baseline else "")]
@@ -324,8 +370,10 @@ class ModelGateSession:
         for t in tests:
             verdict = t.get("verdict", "passed")
             why = t.get("reason") or t.get("baseline_note")
-            lines.append(f"  {verdict.upper():<{width}}  {t['nodeid']}" + (f": {why}" if why
-                                                                           else ""))
+            seeds = t.get("baseline_seeds") or 1
+            over = f" (baseline over {seeds} seeds)" if seeds > 1 else ""
+            lines.append(f"  {verdict.upper():<{width}}  {t['nodeid']}{over}"
+                         + (f": {why}" if why else ""))
         return lines
 
     def summary_lines(self) -> list[str]:

@@ -44,6 +44,10 @@ class GateSettings:
     seed: int = 0
     significance: float | None = 0.05  # None: any drop beyond tolerance regresses
     baseline_env: str = "same"  # "any": compare with a baseline from another environment
+    inconclusive: str = "warn"  # "fail": an inconclusive verdict fails the test
+    # Seeds each gate test's runs are trained with when the baseline is written; 1 in a
+    # session that does not write it.
+    baseline_seeds: int = 1
     full_race: bool = False  # races run scratch to its target or epochs, not to the verdict
     workers: int = 1  # data-parallel ranks per fine-tune
     ray: str | None = None  # a Ray cluster's address: fine-tunes run there as Ray Train jobs

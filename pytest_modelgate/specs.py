@@ -160,6 +160,20 @@ def format_metric(name: str, value: float, digits: int = 3, *, sign: bool = Fals
     return f"{mark}{float(value):{plus}.{digits}f}"
 
 
+def format_band(name: str, mean: float, sd: float, digits: int = 3, *,
+                lower_bound: bool = False) -> str:
+    """A baseline over several seeds as the terminal and the report show it: the mean and
+    the standard deviation over the seeds, ``0.952 ± 0.006`` (a count's deviation with
+    one decimal: ``3 ± 0.5``).
+
+    Example:
+        >>> format_band("accuracy", 0.9523, 0.0061), format_band("leaked_pairs", 3.0, 0.5)
+        ('0.952 ± 0.006', '3 ± 0.5')
+    """
+    spread = f"{float(sd):.1f}" if is_count(name) else f"{float(sd):.{digits}f}"
+    return f"{format_metric(name, mean, digits, lower_bound=lower_bound)} ± {spread}"
+
+
 def metric_number(name: str, value: float) -> int | float:
     """A metric's value for JUnit properties and other machine readers: an int for a count,
     else rounded to 6 digits."""

@@ -273,3 +273,75 @@ def test_a_class_never_predicted_shows_na_precision():
     eel = view["per_class"][2]
     assert (eel["precision"], eel["precision_ci"], eel["recall"]) == (None, None, 0.0)
     assert ">n/a<" in render_html(_context_of(run))
+
+
+# --- a baseline over several seeds (--modelgate-baseline-seeds) ---------------------------
+
+def _seeded_context(nodeid="test_x.py::test_<seeds>", inconclusive_fails=False):
+    from pytest_modelgate.baseline import Regression
+    from pytest_modelgate.specs import INCONCLUSIVE
+
+    with recording() as record:
+        assert_accuracy_above(make_run(Y_TRUE, Y_PRED), 0.5)  # accuracy 0.84
+    regression = Regression("accuracy", 0.92, 0.84, 0.90, verdict=INCONCLUSIVE, p=0.1,
+                            level=0.05, seeds=3, seed_sd=0.02)
+    tests = [{"nodeid": nodeid, "outcome": "passed", "duration": 1.0, "record": record,
+              "regressions": [regression.to_dict()], "verdict": INCONCLUSIVE,
+              "reason": regression.change(), "baseline_seeds": 3}]
+    baseline = {nodeid: {"replicas": 3, "metrics": {"accuracy": {
+        "value": 0.92, "seeds": [0.90, 0.92, 0.94], "n": 25, "higher_is_better": True}}}}
+    return build_context(tests, baseline_path="b.json", baseline_found=True,
+                         updated_baseline=False, baseline=baseline,
+                         session={"significance": 0.05,
+                                  "inconclusive_fails": inconclusive_fails})
+
+
+def test_a_baseline_over_seeds_shows_its_band_in_every_table_and_the_json(tmp_path):
+    ctx = _seeded_context()
+    (test,) = ctx["tests"]
+    assert test["baseline_seeds"] == 3
+    (row,) = test["metrics"]
+    assert row["baseline_shown"] == "0.920 ± 0.020"
+    assert row["baseline_seeds"] == 3 and row["baseline_sd"] == pytest.approx(0.02)
+    (reg,) = test["regressions"]
+    assert reg["baseline_shown"] == "0.9200 ± 0.0200"
+    assert reg["seeds"] == 3 and reg["seed_sd"] == 0.02
+    assert test["reason"] == "accuracy 0.840, baseline 0.920 ± 0.020 over 3 seeds"
+    data = json.loads(write_reports(ctx, tmp_path)[1].read_text())
+    assert data["tests"][0]["regressions"][0]["baseline_shown"] == "0.9200 ± 0.0200"
+    html = render_html(ctx)
+    assert '<td>0.9200 ± 0.0200 <span class="ci">over 3 seeds</span></td>' in html
+    assert "0.920 ± 0.020 <span class=\"ci\">(3 seeds)</span>" in html
+    assert "(baseline over 3 seeds)" in html
+    assert "test_&lt;seeds&gt;" in html and "test_<seeds>" not in html  # still escaped
+
+
+def test_the_accuracy_chart_draws_the_baseline_band_over_seeds():
+    from pytest_modelgate.report.context import PLOT, accuracy_band
+
+    (run,) = _seeded_context()["tests"][0]["runs"]
+    (band,) = run["accuracy_chart"]["bands"]
+    assert band["label"] == "baseline accuracy over 3 seeds: mean ± sd (0.920 ± 0.020)"
+    h = run["accuracy_chart"]["plot"]["h"]
+    # y from 0 to 1: the band spans 0.90 to 0.94 of the plot's height.
+    assert band["y"] == pytest.approx(PLOT["top"] + h * (1 - 0.94), abs=0.1)
+    assert band["height"] == pytest.approx(h * 0.04, abs=0.2)
+    html = render_html(_seeded_context())
+    assert '<rect class="band"' in html
+    assert "baseline accuracy over 3 seeds: mean ± sd (0.920 ± 0.020)</span>" in html
+    # One seed, or no accuracy gate: no band.
+    assert accuracy_band({"metrics": {"accuracy": {"value": 0.9}}}) is None
+    assert accuracy_band({"metrics": {"mcc": {"value": 0.9, "seeds": [0.8, 0.9]}}}) is None
+    assert accuracy_band(None) is None
+    (plain,) = _context()["tests"][0]["runs"]
+    assert plain["accuracy_chart"]["bands"] == []
+    assert '<rect class="band"' not in render_html(_context())
+
+
+def test_an_inconclusive_verdict_that_fails_the_build_turns_the_report_red():
+    warned = render_html(_seeded_context())
+    assert '<section id="verdict" class="amber">' in warned
+    failing = render_html(_seeded_context(inconclusive_fails=True))
+    assert '<section id="verdict" class="red">' in failing
+    assert "which fails the build too (--modelgate-inconclusive=fail)" in failing
+    assert '<span class="badge inconclusive">inconclusive</span>' in failing

@@ -10,14 +10,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._version import __version__
-from ..specs import VERDICTS, MetricName, format_metric
+from ..baseline import seed_band
+from ..specs import VERDICTS, MetricName, format_band, format_metric
 from ..thumbnails import thumbnail
 
 CURVE_W, CURVE_H = 320, 120
 # Charts: a plot area inside margins for tick labels and axis titles.
 CHART_W, CHART_H = 360, 200
 PLOT = {"left": 44, "top": 12, "right": 12, "bottom": 36}
-COLOURS = {"test": "#1f5fbf", "train": "#d08a1c", "scratch": "#8a3ab9", "loss": "#555555"}
+COLOURS = {"test": "#1f5fbf", "train": "#d08a1c", "scratch": "#8a3ab9", "loss": "#555555",
+           "band": "#1f5fbf"}
 
 
 def _curve(history: list[dict], key: str) -> str:
@@ -48,10 +50,13 @@ def _nice_max(value: float) -> float:
 
 def chart(series: list[dict], *, x_label: str, y_label: str, x_max: float | None = None,
           y_range: tuple[float, float] | None = None, marks: list[dict] | None = None,
-          integer_x: bool = False, point: tuple[float, float] | None = None) -> dict:
+          integer_x: bool = False, point: tuple[float, float] | None = None,
+          bands: list[dict] | None = None) -> dict:
     """An SVG line chart the template draws as is: each series' points in pixels, axis
     ticks with labels, axis titles. ``series``: ``label``, ``colour``, ``points`` (x, y)
-    in data units, ``dashed``. ``marks``: horizontal lines (``y``, ``label``)."""
+    in data units, ``dashed``. ``marks``: horizontal lines (``y``, ``label``). ``bands``:
+    horizontal bands across the plot (``low``, ``mid``, ``high`` in data units,
+    ``label``, ``colour``), such as a baseline's spread over seeds."""
     xs = [x for s in series for x, _ in s["points"]]
     ys = [y for s in series for _, y in s["points"]]
     x_hi = _nice_max(x_max if x_max is not None else max(xs, default=1.0))
@@ -80,9 +85,14 @@ def chart(series: list[dict], *, x_label: str, y_label: str, x_max: float | None
     if point is not None:
         x, y = px(*point)
         marked = {"x": x, "y": y}
+    drawn_bands = []
+    for b in bands or []:
+        top, mid, bottom = (px(0, b[k])[1] for k in ("high", "mid", "low"))
+        drawn_bands.append({"y": top, "height": round(bottom - top, 1), "mid": mid,
+                            "label": b["label"], "colour": b["colour"]})
     return {"width": CHART_W, "height": CHART_H, "plot": dict(PLOT, w=w, h=h), "point": marked,
             "series": drawn, "x_ticks": x_ticks, "y_ticks": y_ticks,
-            "x_label": x_label, "y_label": y_label,
+            "x_label": x_label, "y_label": y_label, "bands": drawn_bands,
             "marks": [{"y": px(0, m["y"])[1], "label": m["label"]} for m in marks or []]}
 
 
@@ -175,7 +185,23 @@ def world(config: dict) -> str | None:
     return f"{workers} ranks" + (f" ({', '.join(how)})" if how else "")
 
 
-def _run_view(run: dict) -> dict:
+def accuracy_band(entry: dict | None) -> dict | None:
+    """The band the accuracy chart draws for a baseline ``entry``'s accuracy over several
+    seeds: mean ± one standard deviation over the seeds (None: one seed, or no accuracy)."""
+    base = ((entry or {}).get("metrics") or {}).get("accuracy")
+    if not base:
+        return None
+    mean, sd, seeds = seed_band(base)
+    if sd is None:
+        return None
+    return {"low": mean - sd, "mid": mean, "high": mean + sd, "colour": COLOURS["band"],
+            "label": f"baseline accuracy over {seeds} seeds: mean ± sd "
+                     f"({format_band('accuracy', mean, sd)})"}
+
+
+def _run_view(run: dict, band: dict | None = None) -> dict:
+    """A run as the report shows it; ``band``: the baseline's accuracy over seeds, drawn
+    on this run's accuracy chart (see ``accuracy_band``)."""
     view = dict(run)
     ranks = world(run.get("config") or {})
     if ranks is not None:  # only then: a one-process run's entry stays as it was
@@ -192,7 +218,7 @@ def _run_view(run: dict) -> dict:
              {"label": "train accuracy (running)", "colour": COLOURS["train"], "dashed": True,
               "points": [(h["epoch"], h["train_accuracy"]) for h in history]}],
             x_label="epoch", y_label="accuracy", x_max=len(history), y_range=(0.0, 1.0),
-            integer_x=True))
+            integer_x=True, bands=[band] if band else None))
         _draw(view, "loss_chart", "loss chart", lambda: chart(
             [{"label": "train loss", "colour": COLOURS["loss"],
               "points": [(h["epoch"], h["loss"]) for h in history]}],
@@ -249,22 +275,32 @@ def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[d
             # A bound on either side makes the delta no measured change: shown uncoloured.
             direction = ("bound" if base_bound or bound else
                          "better" if better else "worse" if delta else "same")
+            mean, sd, seeds = seed_band(entry)
+            shown = (format_metric(m["name"], entry["value"], lower_bound=base_bound)
+                     if sd is None else
+                     format_band(m["name"], mean, sd, lower_bound=base_bound))
             row = dict(row, baseline=float(entry["value"]), delta=delta, direction=direction,
-                       baseline_lower_bound=base_bound,
-                       baseline_shown=format_metric(m["name"], entry["value"],
-                                                    lower_bound=base_bound),
+                       baseline_lower_bound=base_bound, baseline_shown=shown,
                        delta_shown=format_metric(m["name"], delta, sign=True),
                        verdict=verdict_of.get(m["name"]))
+            if sd is not None:
+                row.update(baseline_seeds=seeds, baseline_sd=sd)
         rows.append(row)
     return rows
 
 
 def _regression_view(r: dict) -> dict:
     """A baseline comparison row with its figures as the terminal's table prints them: a
-    count whole (``3``), a bound marked (``>2.5300``)."""
-    return dict(r, **{f"{side}_shown": format_metric(
+    count whole (``3``), a bound marked (``>2.5300``), a baseline over several seeds as
+    its mean ± standard deviation (``0.9520 ± 0.0060``, with ``seeds`` beside it)."""
+    view = dict(r, **{f"{side}_shown": format_metric(
         r["name"], r[side], 4, lower_bound=bool(r.get(f"{side}_lower_bound")))
         for side in ("baseline", "current", "allowed")})
+    seeds, sd = int(r.get("seeds") or 1), r.get("seed_sd")
+    if seeds > 1 and sd is not None:
+        view["baseline_shown"] = format_band(r["name"], r["baseline"], float(sd), 4,
+                                             lower_bound=bool(r.get("baseline_lower_bound")))
+    return view
 
 
 def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
@@ -278,10 +314,12 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
         tests: one dict per gate test: ``nodeid``, ``outcome``, ``duration`` and its
             ``record`` (metrics, runs, races as the assertions wrote them), plus
             ``regressions`` (list of dicts), ``verdict``, ``reason``, ``changes``
-            (thumbnails of what changed), ``env`` and ``baseline_note``.
+            (thumbnails of what changed), ``env``, ``baseline_note`` and
+            ``baseline_seeds`` (the seeds of its baseline, when more than one).
         session: how the session ended: ``interrupted``, ``exitstatus``, ``not_run``
             (node ids), ``not_run_are_gates``, ``baseline_note`` (why an update wrote no
-            baseline) and ``replacing`` (an unreadable baseline being replaced).
+            baseline), ``replacing`` (an unreadable baseline being replaced) and
+            ``inconclusive_fails`` (``--modelgate-inconclusive=fail``).
         baseline: the baseline's entries by test id, for the deltas.
         environment: library versions and platform of this run.
     """
@@ -290,14 +328,18 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
         record = t.get("record") or {"metrics": [], "runs": {}, "races": []}
         regressions = t.get("regressions", [])
         verdict = t.get("verdict") or ("passed" if t["outcome"] == "passed" else "failed")
+        entry = (baseline or {}).get(t["nodeid"])
+        band = accuracy_band(entry)
+        # The band belongs on the chart of the run the accuracy gate measured.
+        banded = {m.get("run") for m in record["metrics"] if m["name"] == "accuracy"}
         out_tests.append({
             "nodeid": t["nodeid"],
             "anchor": "t" + str(len(out_tests)),
             "outcome": t["outcome"],
             "duration": round(float(t.get("duration", 0.0)), 3),
-            "metrics": _metric_rows(record["metrics"], (baseline or {}).get(t["nodeid"]),
-                                    regressions),
-            "runs": [dict(_run_view(r), id=rid) for rid, r in record["runs"].items()],
+            "metrics": _metric_rows(record["metrics"], entry, regressions),
+            "runs": [dict(_run_view(r, band if rid in banded else None), id=rid)
+                     for rid, r in record["runs"].items()],
             "races": [_race_view(race, record["runs"]) for race in record["races"]],
             "regressions": [_regression_view(r) for r in regressions],
             "verdict": verdict,
@@ -305,6 +347,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
             "changes": t.get("changes"),
             "env": t.get("env") or {},
             "baseline_note": t.get("baseline_note"),
+            "baseline_seeds": int(t.get("baseline_seeds") or 1),
         })
     out_tests.sort(key=lambda t: (VERDICTS.index(t["verdict"]) if t["verdict"] in VERDICTS
                                   else 0))
@@ -325,7 +368,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
                      "updated": updated_baseline},
         "session": {"interrupted": False, "exitstatus": 0, "not_run": [],
                     "not_run_are_gates": True, "baseline_note": None, "replacing": None,
-                    "significance": None, **(session or {})},
+                    "significance": None, "inconclusive_fails": False, **(session or {})},
         "environment": environment or {},
         "tests": out_tests,
         "curve": {"width": CURVE_W, "height": CURVE_H},
