@@ -387,9 +387,6 @@ def test_an_inconclusive_drop_that_fails_says_how_to_pass():
         "--modelgate-inconclusive=warn.")
 
 
-@pytest.mark.xfail(strict=True, reason="compare() fills Regression.seeds and seed_sd from a "
-                                       "baseline over seeds (issue 23, the lead's part); "
-                                       "drop this mark when it does")
 def test_compare_fills_the_seed_band_of_a_baseline_over_seeds():
     base = {"metrics": {"accuracy": {"value": 0.95, "seeds": [0.94, 0.95, 0.96], "n": 100,
                                      "higher_is_better": True}}}

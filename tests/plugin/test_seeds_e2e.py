@@ -97,7 +97,8 @@ def test_a_baseline_over_three_seeds_updates_from_the_cache_passes_and_regresses
     result = project.runpytest(OPTION_ENABLE, "--modelgate-cache-dir=runs")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([f"  REGRESSED  {GATE_NODE} (baseline over 3 seeds): "
-                                 "accuracy *"])
+                                 "accuracy 0.*, baseline 0.* ± 0.* over 3 seeds (p=*)"])
+    result.stdout.fnmatch_lines(["*prediction interval over 3 seeds*synthetic seeds*"])
     (test,) = [t for t in report(project)["tests"] if t["nodeid"] == GATE_NODE]
     assert test["verdict"] == "regressed"
     assert "(baseline over 3 seeds)" in (project.path / "reports" / "modelgate.html"
@@ -121,9 +122,6 @@ def _seeded_array_baseline(project):
     return y
 
 
-@pytest.mark.xfail(strict=True, reason="compare() fills Regression.seeds and seed_sd from a "
-                                       "baseline over seeds (issue 23, the lead's part); "
-                                       "drop this mark when it does")
 def test_a_regression_against_seeds_shows_the_band_in_the_message(project):
     y = _seeded_array_baseline(project)
     write_predictions(project, y, flipped(y, 300))
