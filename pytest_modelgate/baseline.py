@@ -585,6 +585,9 @@ def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance:
     for name, entry in metrics_table(metrics).items():
         if name not in base_metrics or not tolerance.compares(name):
             continue
+        if entry.get("samples") and entry["samples"] in (base_metrics[name].get("seed_samples")
+                                                         or ()):
+            continue  # the very predictions of one of the baseline's seeds: nothing changed
         testable += significance_kind(name) is not None
         base = base_metrics[name]
         allowed = tolerance.allowed(name, float(base["value"]))
@@ -693,6 +696,13 @@ def format_regressions(regressions: list[Regression], path: Path, *,
     if regressed:
         lines.append("If the change is intended, rerun with --modelgate-update-baseline and "
                      f"commit {path.name}; to allow more noise, raise --modelgate-tolerance.")
+    elif any(r.over_seeds for r in regressions):
+        why = ("the baseline's seeds vary about as much as this drop, so it may be retraining "
+               "noise. More seeds (--modelgate-update-baseline --modelgate-baseline-seeds) "
+               "or test images would settle it")
+        lines.append(f"This fails the test (--modelgate-inconclusive=fail): {why}; or let such "
+                     "drops warn: --modelgate-inconclusive=warn." if inconclusive_fails else
+                     f"Not a red build: {why}.")
     elif inconclusive_fails:
         lines.append("This fails the test (--modelgate-inconclusive=fail): the test set is too "
                      "small to show this drop exceeds the tolerance. Add test images, or let "

@@ -74,11 +74,26 @@ def parse_workers(value: str) -> int:
                     "workers must be at least 1, got {value}")
 
 
+MAX_BASELINE_SEEDS = 100  # each seed is a training of every gate: more is a typo
+
+
 def parse_baseline_seeds(value: str) -> int:
     """argparse ``type=`` for --modelgate-baseline-seeds: how many seeds the baseline's
-    runs are trained with when it is written (1: the run itself, as before)."""
-    return _integer(value, 1, "{value} is not a number of seeds, like 5",
-                    "the baseline needs at least 1 seed, got {value}")
+    runs are trained with when it is written (1: the run itself, as before). Two seeds are
+    refused: Student's t with one degree of freedom would call a 12-point drop noise, which
+    one seed's per-image test catches."""
+    seeds = _integer(value, 1, "{value} is not a number of seeds, like 5",
+                     "the baseline needs at least 1 seed, got {value}")
+    if seeds == 2:
+        raise argparse.ArgumentTypeError(
+            "2 seeds give the seed test one degree of freedom: it would call even large "
+            "drops noise, where one seed's per-image test catches them; use 1, or 3 or more "
+            "(5 decides most drops of several spreads, 10 most of a few)")
+    if seeds > MAX_BASELINE_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"{seeds} seeds would train every gate {seeds} times; at most "
+            f"{MAX_BASELINE_SEEDS} (5 to 10 is the useful range)")
+    return seeds
 
 
 def parse_inconclusive(value: str) -> str:

@@ -103,7 +103,8 @@ def _baseline_seeds(config: pytest.Config, update: bool) -> int:
     if given is not None and not update:
         raise pytest.UsageError(
             f"{OPTION_BASELINE_SEEDS}={given} is used only when writing the baseline: add "
-            f"{OPTION_UPDATE} to record the baseline over {given} seeds, or leave it out (a "
+            f"{OPTION_UPDATE} to record the baseline over {counted(given, 'seed')}, or leave "
+            "it out (a "
             "comparison uses the seeds the baseline holds)")
     seeds = _option(config, "modelgate_baseline_seeds", default=1)  # a bad ini value errs
     return seeds if update else 1

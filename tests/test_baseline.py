@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from pytest_modelgate.baseline import (
     save_baseline,
 )
 from pytest_modelgate.errors import BaselineError
+from pytest_modelgate.specs import INCONCLUSIVE
 
 
 def metric(name, value, higher=True, n=100):
@@ -392,3 +394,33 @@ def test_compare_fills_the_seed_band_of_a_baseline_over_seeds():
                                      "higher_is_better": True}}}
     (reg,) = compare([metric("accuracy", 0.5)], base, Tolerance())
     assert reg.seeds == 3 and reg.seed_sd == pytest.approx(0.01)
+
+
+def _seeded(values, keys):
+    return {"metrics": {"accuracy": {"value": sum(values) / len(values), "seeds": values,
+                                     "seed_samples": keys, "samples": keys[0], "n": 50,
+                                     "higher_is_better": True}}}
+
+
+def test_the_baselines_own_seed_unchanged_is_no_drop():
+    """The comparison run trains the baseline's first seed: unchanged, its predictions are
+    that seed's (the same samples key), and it passes even where that seed sits more than
+    the tolerance below the seeds' mean."""
+    base = _seeded([0.90, 0.95, 0.96], ["k0", "k1", "k2"])
+    same = dict(metric("accuracy", 0.90), samples="k0")
+    assert compare([same], base, Tolerance(), alpha=0.05) == []
+    moved = dict(metric("accuracy", 0.90), samples="other")
+    assert [r.name for r in compare([moved], base, Tolerance(), alpha=0.05)] == ["accuracy"]
+
+
+def test_an_inconclusive_drop_against_seeds_asks_for_seeds_not_only_images():
+    base = _seeded([0.90, 0.95, 0.96], ["k0", "k1", "k2"])
+    found = compare([metric("accuracy", 0.905)], base, Tolerance(), alpha=0.05)
+    assert [r.verdict for r in found] == [INCONCLUSIVE]
+    text = format_regressions(found, Path("b.json"))
+    assert text.endswith("Not a red build: the baseline's seeds vary about as much as this "
+                         "drop, so it may be retraining noise. More seeds "
+                         "(--modelgate-update-baseline --modelgate-baseline-seeds) or test "
+                         "images would settle it.")
+    failing = format_regressions(found, Path("b.json"), inconclusive_fails=True)
+    assert "This fails the test (--modelgate-inconclusive=fail): the baseline's seeds" in failing

@@ -21,6 +21,9 @@ def test_baseline_seeds_are_a_count_of_at_least_one(text, seeds):
     ("five", "'five' is not a number of seeds, like 5"),
     ("2.5", "'2.5' is not a number of seeds, like 5"),
     ("", "'' is not a number of seeds, like 5"),
+    ("2", "2 seeds give the seed test one degree of freedom: it would call even large drops "
+          "noise, where one seed's per-image test catches them; use 1, or 3 or more"),
+    ("101", "101 seeds would train every gate 101 times; at most 100"),
 ])
 def test_a_bad_number_of_seeds_says_what_was_read(text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):

@@ -303,15 +303,15 @@ def test_two(finetune, digits, tiny):
 def test_xdist_workers_write_the_same_baseline_over_seeds(project):
     pytest.importorskip("xdist")
     project.makepyfile(test_xdist=XDIST)
-    args = (OPTION_UPDATE, f"{OPTION_BASELINE_SEEDS}=2", "--modelgate-cache-dir=runs")
+    args = (OPTION_UPDATE, f"{OPTION_BASELINE_SEEDS}=3", "--modelgate-cache-dir=runs")
     project.runpytest(*args, "--modelgate-baseline=one.json").assert_outcomes(passed=2)
     result = project.runpytest(*args, "--modelgate-baseline=two.json", "-n", "2")
     result.assert_outcomes(passed=2)
     # The replicas ran on the workers: each seed's run, loaded from the cache.
-    result.stdout.fnmatch_lines(["run cache: 4 run(s) loaded, 0 trained (*runs)"])
+    result.stdout.fnmatch_lines(["run cache: 6 run(s) loaded, 0 trained (*runs)"])
     one, two = baseline(project, "one.json"), baseline(project, "two.json")
     assert set(one) == set(two) == {"test_xdist.py::test_one", "test_xdist.py::test_two"}
     for nodeid in one:
-        assert two[nodeid]["replicas"] == one[nodeid]["replicas"] == 2
+        assert two[nodeid]["replicas"] == one[nodeid]["replicas"] == 3
         assert two[nodeid]["metrics"] == one[nodeid]["metrics"]
         assert two[nodeid]["samples"] == one[nodeid]["samples"]
