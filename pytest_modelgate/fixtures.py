@@ -10,7 +10,7 @@ import pytest
 from .errors import user_error_frames
 from .gate import current_gate
 from .replicas import replica_seed
-from .session import session_key
+from .session import progress_line, session_key
 from .settings import resolve
 
 if TYPE_CHECKING:
@@ -23,19 +23,6 @@ __tracebackhide__ = user_error_frames
 def _model_key(model: Any) -> Any:
     # Names are stable; objects are keyed by identity (the session keeps them alive).
     return model if isinstance(model, str) else ("object", id(model))
-
-
-def progress_line(config: pytest.Config, line: str) -> None:
-    """Write ``line`` to the terminal at once, past output capturing, when pytest runs
-    verbose (``-v``): how training and seed replicas show their progress."""
-    if config.get_verbosity() <= 0:
-        return
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

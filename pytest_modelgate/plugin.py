@@ -13,7 +13,6 @@ from collections.abc import Generator
 import pytest
 
 from .errors import ModelGateWarning, user_error_frames
-from .fixtures import progress_line
 from .gate import GateContext, gate_context
 from .options import (
     OPTION_ENABLE,
@@ -25,7 +24,7 @@ from .options import (
     parse_workers,
 )
 from .replicas import replica_failed, replica_record, runs_without_seeds, unseeded_runs
-from .session import ModelGateSession, session_key, settings_from_config
+from .session import ModelGateSession, progress_line, session_key, settings_from_config
 from .settings import resolve
 from .specs import ERROR, metric_number
 

@@ -110,6 +110,20 @@ def _baseline_seeds(config: pytest.Config, update: bool) -> int:
     return seeds if update else 1
 
 
+def progress_line(config: pytest.Config, line: str) -> None:
+    """Write ``line`` to the terminal at once, past output capturing, when pytest runs
+    verbose (``-v``): how training and seed replicas show their progress."""
+    if config.get_verbosity() <= 0:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+
 @dataclass
 class Outcome:
     """A gate test's verdict, what its report carries, the failure message of a regression
