@@ -358,10 +358,22 @@ def baseline_entry(record: dict[str, Any], env: dict[str, str] | None = None) ->
     return entry
 
 
+def written_at() -> str:
+    """Now in UTC to the second, or ``SOURCE_DATE_EPOCH``'s time when it is set."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else \
+        datetime.now(timezone.utc)
+    return when.isoformat(timespec="seconds")
+
+
 def save_baseline(path: Path, tests: dict[str, dict[str, Any]],
-                  previous: dict[str, dict] | None = None) -> None:
+                  previous: dict[str, dict] | None = None,
+                  recorded_in: dict[str, str] | None = None) -> None:
     """Write the baseline: this run's test entries (see ``baseline_entry``) replace theirs,
-    other tests' entries are kept."""
+    other tests' entries are kept. ``recorded_in``: where the runs ran (default: here;
+    the merge of CI shards passes the shards'). The time written is now, or
+    ``SOURCE_DATE_EPOCH`` when set (the reproducible-builds convention), so two writers of
+    the same results write the same bytes."""
     merged: dict[str, dict] = dict(previous or {})
     for nodeid, entry in tests.items():
         if entry.get("metrics"):
@@ -369,8 +381,8 @@ def save_baseline(path: Path, tests: dict[str, dict[str, Any]],
     doc = {
         "schema": SCHEMA,
         "version": VERSION,
-        "environment": environment(),
-        "provenance": {"written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": recorded_in if recorded_in is not None else environment(),
+        "provenance": {"written": written_at(),
                        "by": "pytest --modelgate-update-baseline"},
         "tests": merged,
     }

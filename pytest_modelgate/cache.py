@@ -73,6 +73,11 @@ class RunCache:
         self.stored = 0
         self._taken = (0, 0)
 
+    @classmethod
+    def at(cls, location: str) -> RunCache:
+        """The run cache at ``location``, as a shard recorded it."""
+        return cls(Path(location.removeprefix("file://")))
+
     @property
     def enabled(self) -> bool:
         return self.directory is not None
@@ -180,3 +185,25 @@ class RunCache:
             raise
         self.stored += 1
 
+    def read_file(self, name: str) -> bytes | None:
+        """A small plain file at the cache's root (``durations.json``), or None."""
+        if self.directory is None:
+            return None
+        try:
+            return (self.directory / name).read_bytes()
+        except OSError:
+            return None
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write a small plain file at the cache's root, whole or not at all."""
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.directory / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .baseline import Tolerance, parse_tolerance
+from .shards import Shard, parse_shard
 from .specs import DEVICES
 
 OPTION_ENABLE = "--modelgate"
@@ -30,6 +31,7 @@ OPTION_WORKERS = "--modelgate-workers"
 OPTION_RAY = "--modelgate-ray"
 OPTION_BASELINE_SEEDS = "--modelgate-baseline-seeds"
 OPTION_INCONCLUSIVE = "--modelgate-inconclusive"
+OPTION_SHARD = "--modelgate-shard"
 
 BASELINE_ENVS = ("same", "any")
 INCONCLUSIVE_MODES = ("warn", "fail")
@@ -94,6 +96,14 @@ def parse_baseline_seeds(value: str) -> int:
             f"{seeds} seeds would train every gate {seeds} times; at most "
             f"{MAX_BASELINE_SEEDS} (5 to 10 is the useful range)")
     return seeds
+
+
+def parse_shard_option(value: str) -> Shard:
+    """argparse ``type=`` for --modelgate-shard: K/N."""
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_inconclusive(value: str) -> str:
@@ -189,6 +199,12 @@ def add_options(group: Any) -> None:
                     type=parse_ray,
                     help="Run each PyTorch fine-tune as a Ray Train job on this cluster: "
                          "auto, local (start one here), HOST:PORT or ray://HOST:PORT")
+    group.addoption(OPTION_SHARD, dest="modelgate_shard", metavar="K/N", default=None,
+                    type=parse_shard_option,
+                    help="Run shard K of N of the selected tests (1-based): split "
+                         "deterministically, balanced by the durations the last merge "
+                         "recorded in the run cache, tests that use the same run together; "
+                         "combine the shards with python -m pytest_modelgate merge")
     group.addoption(OPTION_CACHE_DIR, dest="modelgate_cache_dir", metavar="DIR", default=None,
                     help="Where fine-tuning runs are cached (default: pytest's cache directory)")
     group.addoption(OPTION_NO_CACHE, action="store_true", dest="modelgate_no_cache",

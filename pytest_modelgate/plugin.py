@@ -16,6 +16,7 @@ from .errors import ModelGateWarning, user_error_frames
 from .gate import GateContext, gate_context
 from .options import (
     OPTION_ENABLE,
+    OPTION_SHARD,
     OPTION_UPDATE,
     add_ini,
     add_options,
@@ -26,7 +27,7 @@ from .options import (
 from .replicas import replica_failed, replica_record, runs_without_seeds, unseeded_runs
 from .session import ModelGateSession, progress_line, session_key, settings_from_config
 from .settings import resolve
-from .specs import ERROR, metric_number
+from .specs import ERROR, junit_properties
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -70,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
     ms = ModelGateSession(settings_from_config(config),
                           controller=lead and not is_xdist_worker(config))
     config.stash[session_key] = ms
+    from .shards import identity_of
+
+    ms.identity = identity_of({name: config.getoption(name, None) for name in (
+        "modelgate_shard", "splits", "group", "num_shards", "shard_id")})
     # Registered as a plugin so its pytest_runtest_logreport sees every report, those that
     # xdist workers send to the controller included.
     config.pluginmanager.register(ms, "modelgate-session")
@@ -115,18 +120,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ms = config.stash[session_key]
     enabled = ms.settings.enabled
     gpu_ok: bool | None = None
+    shard = config.getoption("modelgate_shard", None)
+    if shard is not None:
+        _keep_shard(config, items, shard)
     for item in items:
         gate_of(item)  # a typo in the marker's keywords stops the run here
-        if is_gate(item):
-            if enabled:
-                ms.expected.add(item.nodeid)
-            else:
-                item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+        if is_gate(item) and not enabled:
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
         if item.get_closest_marker("gpu") is not None:
             if gpu_ok is None:
                 gpu_ok = _cuda_available()
             if not gpu_ok:
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is visible"))
+
+
+def _keep_shard(config: pytest.Config, items: list[pytest.Item], shard) -> None:
+    """--modelgate-shard=K/N: keep shard K's tests, deselect the rest (see
+    ``shards.partition``); the session keeps the whole selection and the split's digest
+    for the merge to check.
+
+    Raises:
+        pytest.UsageError: another splitting plugin's options given as well.
+    """
+    from .shards import DURATIONS_FILE, partition, read_durations
+
+    for other, plugin in (("splits", "pytest-split's --splits"),
+                          ("num_shards", "pytest-shard's --num-shards")):
+        if config.getoption(other, None):
+            raise pytest.UsageError(f"{OPTION_SHARD} and {plugin} both split the tests: "
+                                    "use one of them")
+    ms = config.stash[session_key]
+    ids = [item.nodeid for item in items]
+    durations = read_durations(ms.cache.read_file(DURATIONS_FILE))
+    keep, digest = partition(ids, shard, durations)
+    ms.suite, ms.partition = ids, digest
+    kept = set(keep)
+    dropped = [item for item in items if item.nodeid not in kept]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.nodeid in kept]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After every plugin's selection (-k, -m, pytest-split's trylast hook, ours): the tests
+    # this session runs, and the gates among them that the summary expects to finish.
+    ms = session.config.stash[session_key]
+    ms.selected = [item.nodeid for item in session.items]
+    if ms.settings.enabled:
+        ms.expected.update(item.nodeid for item in session.items if is_gate(item))
 
 
 MARKER_ARGS = frozenset({"device", "seed", "full_race", "workers"})
@@ -278,15 +319,9 @@ def exception_verdict(exc: BaseException) -> str:
 
 
 def _junit_properties(item: pytest.Item, record: dict, verdict: str) -> None:
-    """Each metric (the last value of a name) and the verdict, as record_property would add
-    them: CI systems that read JUnit XML show them."""
-    last = {m["name"]: m for m in record["metrics"]}
-    for name, m in last.items():
-        value = metric_number(name, m["value"])  # an int for a count (leaked_pairs 3)
-        # A lower bound (a race stopped at its verdict) is no number to plot: ">2.311625".
-        item.user_properties.append((f"modelgate.{name}",
-                                     f">{value}" if m.get("lower_bound") else value))
-    item.user_properties.append(("modelgate.verdict", verdict))
+    """Each metric and the verdict, as record_property would add them: CI systems that read
+    JUnit XML show them."""
+    item.user_properties.extend(junit_properties(record, verdict))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -294,6 +329,7 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     # The xdist controller collects nothing itself: it learns the test ids from its workers,
     # though not which are gates, so an interrupted run lists every test that did not run.
     ms = node.config.stash[session_key]
+    ms.selected = list(ids)
     if ms.settings.enabled:
         ms.expected_are_gates = False
         ms.expected.update(ids)
@@ -309,6 +345,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
     loaded, trained = ms.cache.take_counts()
     if loaded or trained:
         report.modelgate_cache = {"loaded": loaded, "trained": trained}  # type: ignore[attr-defined]
+    if ms.suite is not None and is_xdist_worker(item.config) and not ms.split_sent:
+        # The xdist controller collects nothing: the workers tell it the split, once each.
+        report.modelgate_split = {"suite": ms.suite, "partition": ms.partition}  # type: ignore[attr-defined]
+        ms.split_sent = True
     if call.when == "call" and payload_key in item.stash:
         report.modelgate = item.stash[payload_key]  # type: ignore[attr-defined]
     return report
@@ -327,6 +367,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .train.ranks import torchrun_world
 
     ms = session.config.stash[session_key]
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and ms.suite:
+        # --modelgate-shard left this runner nothing (fewer groups than shards): that is
+        # the split working, not a CI job to fail.
+        session.exitstatus = exitstatus = pytest.ExitCode.OK
     if torchrun_world() is not None and ms.settings.enabled:
         # Every torchrun rank exits with the worst rank's status: one verdict.
         from .frameworks.torch.launch import worst_status

@@ -288,6 +288,9 @@ class FinetuneRun:
     train_y_true: np.ndarray | None = None
     train_y_pred: np.ndarray | None = None
     cached: bool = False
+    # The run cache's key for this run (None: not cached): the merge records which tests
+    # used the same run, so --modelgate-shard keeps them on one runner.
+    cache_key: str | None = None
     # The test split the run predicted: its ids identify the test set for the baseline, its
     # images become the report's thumbnails of what changed. Not cached, not compared.
     test_set: Any = field(default=None, repr=False, compare=False)
@@ -365,6 +368,7 @@ class FinetuneRun:
             "history": [vars(h) for h in self.history],
             "train_accuracy": self.predictions.train_accuracy,
             "cached": self.cached,
+            "cache_key": self.cache_key,
             "summary": self.summary(),
             **self._pr_curve_view(),
         }

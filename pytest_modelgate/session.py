@@ -22,6 +22,7 @@ from .baseline import (
 from .errors import BaselineError
 from .options import INI_PARSERS, OPTION_BASELINE_SEEDS, OPTION_INCONCLUSIVE, OPTION_UPDATE
 from .settings import GateSettings, resolve
+from .shards import SHARD_FORMAT
 from .specs import VERDICTS
 from .wording import counted
 
@@ -201,6 +202,21 @@ class ModelGateSession:
         self.interrupted = False
         self.not_run: list[str] = []
         self.baseline_note: str | None = None  # why an update wrote no baseline
+        # Every test this session runs (gates or not), after every plugin's selection.
+        self.selected: list[str] = []
+        # Every test's outcome, seconds (all phases) and first line of failure, by id.
+        self.results: dict[str, dict[str, Any]] = {}
+        # Which shard of how many this session is (shards.identity_of), and under
+        # --modelgate-shard the tests it was split from and the split's digest.
+        self.identity: dict[str, Any] | None = None
+        self.suite: list[str] | None = None
+        self.partition: str | None = None
+        self.split_sent = False  # an xdist worker has told the controller the split
+        # Where the runs ran (baseline.environment()); the merge sets the shards'.
+        self.environment: dict[str, str] | None = None
+        self.merged_from: list[str] | None = None  # the shards a merge read
+        self.merged_cache: str | None = None  # and the run cache they shared
+        self.shard_problems: list[str] = []  # why the merged shards are not one whole run
         from .cache import RunCache
 
         self.cache = RunCache(settings.cache_dir if settings.enabled else None)
@@ -303,6 +319,10 @@ class ModelGateSession:
         if isinstance(counts, dict):
             self.cache_counts[0] += int(counts.get("loaded", 0))
             self.cache_counts[1] += int(counts.get("trained", 0))
+        split = getattr(report, "modelgate_split", None)
+        if isinstance(split, dict) and self.suite is None:
+            self.suite, self.partition = split.get("suite"), split.get("partition")
+        self._result(report)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.finished.add(report.nodeid)
         if report.failed and report.nodeid not in self.failed:
@@ -315,6 +335,70 @@ class ModelGateSession:
         entry["outcome"] = report.outcome
         entry["duration"] = report.duration
 
+    def _result(self, report: pytest.TestReport) -> None:
+        """Fold one phase's report into the test's result, as JUnit XML tells it: a failed
+        call is a failure, a failed setup or teardown an error, a skip a skip."""
+        result = self.results.setdefault(report.nodeid, {"outcome": "passed",
+                                                         "duration": 0.0, "message": None})
+        result["duration"] = round(result["duration"] + float(report.duration or 0.0), 6)
+        if report.passed or result["outcome"] in ("failed", "error"):
+            return
+        if report.skipped:
+            outcome = "skipped"
+            longrepr = report.longrepr
+            message = str(longrepr[2]) if isinstance(longrepr, tuple) else None
+        else:
+            outcome = "failed" if report.when == "call" else "error"
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = getattr(crash, "message", None) or \
+                (report.longreprtext.strip().splitlines() or [""])[-1]
+        result["outcome"], result["message"] = outcome, (message or "").split("\n")[0][:500]
+
+    def shard_section(self, exitstatus: int, environment: dict[str, str]) -> dict[str, Any]:
+        """What the merge needs of this session, kept in modelgate.json: which shard it
+        is, what it selected and ran, how it ended, every test's result, the gate tests'
+        records as the baseline keeps them, and where its runs ran."""
+        settings = self.settings
+        return {
+            "format": SHARD_FORMAT,
+            "identity": self.identity,
+            "selected": sorted(self.selected),
+            "suite": self.suite,
+            "partition": self.partition,
+            "interrupted": self.interrupted,
+            "exitstatus": int(exitstatus),
+            "not_run": self.not_run,
+            "not_run_are_gates": self.expected_are_gates,
+            "failed": list(self.failed),
+            "results": {k: self.results[k] for k in sorted(self.results)},
+            "gates": sorted(self.tests.values(), key=lambda t: t["nodeid"]),
+            "update_baseline": settings.update_baseline,
+            "baseline_seeds": settings.baseline_seeds,
+            "baseline_note": self.baseline_note,
+            "replacing": self.replacing,
+            "significance": settings.significance,
+            "inconclusive": settings.inconclusive,
+            "cache": {"location": self.cache_location(), "loaded": self.cache_counts[0],
+                      "trained": self.cache_counts[1]},
+            "environment": environment,
+            "expected": sorted(self.expected),
+            "baseline_path": str(settings.baseline_path),
+            # What the gates were compared with, so the merged report shows the same deltas
+            # (None: no baseline, or this session wrote it).
+            "baseline": None if self.baseline is None or settings.update_baseline else
+            {k: v for k, v in self.baseline.items() if k in self.tests},
+            "merged_from": self.merged_from,
+        }
+
+    def cache_location(self) -> str | None:
+        """Where the run cache is, as it may be shown (None: off)."""
+        if self.merged_from is not None:
+            return self.merged_cache
+        cache = self.cache
+        if not cache.enabled:
+            return None
+        return str(getattr(cache, "location", None) or cache.directory)
+
     def finish(self, exitstatus: int) -> None:
         """Write the reports and, when asked and the session ran to its end with every test
         passing, the baseline. Controller only."""
@@ -325,6 +409,9 @@ class ModelGateSession:
         self.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         self.not_run = sorted(self.expected - self.finished)
         tests = sorted(self.tests.values(), key=lambda t: t["nodeid"])
+        from .baseline import environment as where
+
+        environment = self.environment or where()
         if self.settings.update_baseline:
             if self.interrupted:
                 self.baseline_note = "the session was interrupted"
@@ -339,9 +426,8 @@ class ModelGateSession:
                 save_baseline(self.settings.baseline_path,
                               {t["nodeid"]: baseline_entry(t["record"], t.get("env"))
                                for t in tests},
-                              previous=self.baseline)
+                              previous=self.baseline, recorded_in=environment)
         if self.settings.report_dir is not None:
-            from .baseline import environment
             from .report.context import build_context
             from .report.html import write_reports
 
@@ -357,9 +443,10 @@ class ModelGateSession:
                          "significance": self.settings.significance if compared else None,
                          "inconclusive_fails": compared
                          and self.settings.inconclusive == "fail",
-                         "compared": compared},
+                         "compared": compared, "shard_problems": self.shard_problems},
                 baseline=self.baseline if compared else None,
-                environment=environment(),
+                environment=environment,
+                shard=self.shard_section(exitstatus, environment),
             )
             self.report_paths = write_reports(context, self.settings.report_dir)
 
@@ -402,7 +489,8 @@ class ModelGateSession:
             what = "gate test(s)" if self.expected_are_gates else "test(s)"
             shown = ", ".join(self.not_run[:10])
             more = f" and {len(self.not_run) - 10} more" if len(self.not_run) > 10 else ""
-            head = "session interrupted: " if self.interrupted else ""
+            head = ("shards incomplete: " if self.shard_problems else
+                    "session interrupted: ") if self.interrupted else ""
             lines.append(f"{head}{len(self.not_run)} {what} did not run or finish"
                          + (f": {shown}{more}" if self.not_run else ""))
         path = self.settings.baseline_path
@@ -420,10 +508,11 @@ class ModelGateSession:
                          f"{OPTION_UPDATE}")
         else:
             lines.append(f"compared with baseline {path}")
-        if self.cache.enabled:
+        location = self.cache_location()
+        if location is not None:
             loaded, trained = self.cache_counts
             lines.append(f"run cache: {loaded} run(s) loaded, {trained} trained "
-                         f"({self.cache.directory})")
+                         f"({location})")
         else:
             lines.append("run cache: off")
         if self.report_paths:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ModelGateError, user_error_frames
 
@@ -189,3 +190,16 @@ def _is_fbeta(base: str) -> bool:
     number = base[1:]
     return base.startswith("f") and number.replace(".", "", 1).isdigit() and \
         number.count(".") <= 1
+
+
+def junit_properties(record: dict, verdict: str) -> list[tuple[str, Any]]:
+    """A gate test's JUnit properties: each metric (the last value of a name) and the
+    verdict. The plugin adds them to the test's ``user_properties``; the merge of CI shards
+    writes them into its JUnit file."""
+    out: list[tuple[str, Any]] = []
+    for name, m in {m["name"]: m for m in record["metrics"]}.items():
+        value = metric_number(name, m["value"])  # an int for a count (leaked_pairs 3)
+        # A lower bound (a race stopped at its verdict) is no number to plot: ">2.311625".
+        out.append((f"modelgate.{name}", f">{value}" if m.get("lower_bound") else value))
+    out.append(("modelgate.verdict", verdict))
+    return out

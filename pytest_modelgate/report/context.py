@@ -307,7 +307,8 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
                   baseline_found: bool, updated_baseline: bool,
                   session: dict[str, Any] | None = None,
                   baseline: dict[str, dict] | None = None,
-                  environment: dict[str, str] | None = None) -> dict[str, Any]:
+                  environment: dict[str, str] | None = None,
+                  shard: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's data.
 
     Args:
@@ -322,6 +323,8 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
             ``inconclusive_fails`` (``--modelgate-inconclusive=fail``).
         baseline: the baseline's entries by test id, for the deltas.
         environment: library versions and platform of this run.
+        shard: what ``python -m pytest_modelgate merge`` reads back of this session (see
+            ``ModelGateSession.shard_section``); the HTML does not show it.
     """
     out_tests: list[dict[str, Any]] = []
     for t in tests:
@@ -368,10 +371,12 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
                      "updated": updated_baseline},
         "session": {"interrupted": False, "exitstatus": 0, "not_run": [],
                     "not_run_are_gates": True, "baseline_note": None, "replacing": None,
-                    "significance": None, "inconclusive_fails": False, **(session or {})},
+                    "significance": None, "inconclusive_fails": False, "shard_problems": [],
+                    **(session or {})},
         "environment": environment or {},
         "tests": out_tests,
         "curve": {"width": CURVE_W, "height": CURVE_H},
+        **({"shard": shard} if shard is not None else {}),
     }
 
 

@@ -58,6 +58,11 @@ class Runner:
                 built = build()
                 cheap = self.plan.adapter.model_key(built)
             key = self.plan.key(config, cheap)
+        run = self._train(build, built, config, key)
+        return dataclasses.replace(run, cache_key=key) if key is not None else run
+
+    def _train(self, build: Callable[[], Any], built: Any, config: TrainConfig,
+               key: str | None) -> FinetuneRun:
         if torchrun_world() is not None:
             return self._train_in_world(built or build(), config, key)
         # Another process (a pytest-xdist worker) may be training this very run: wait for
