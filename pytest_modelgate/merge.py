@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.expect is not None and args.expect < 1:
         _parser().error(f"--expect {args.expect}: the number of shards is at least 1")
-    return merge(args.shards, Path(args.out), junitxml=Path(args.junitxml)
+    return merge(args.shards, Path(args.out).resolve(), junitxml=Path(args.junitxml).resolve()
                  if args.junitxml else None,
                  update_baseline=Path(args.update_baseline) if args.update_baseline else None,
                  expect=args.expect, cache=args.cache)

@@ -369,7 +369,7 @@ class ModelGateSession:
             "exitstatus": int(exitstatus),
             "not_run": self.not_run,
             "not_run_are_gates": self.expected_are_gates,
-            "failed": list(self.failed),
+            "failed": sorted(self.failed),
             "results": {k: self.results[k] for k in sorted(self.results)},
             "gates": sorted(self.tests.values(), key=lambda t: t["nodeid"]),
             "update_baseline": settings.update_baseline,
