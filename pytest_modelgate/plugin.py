@@ -154,6 +154,9 @@ def _keep_shard(config: pytest.Config, items: list[pytest.Item], shard) -> None:
     durations = read_durations(ms.cache.read_file(DURATIONS_FILE))
     keep, digest = partition(ids, shard, durations)
     ms.suite, ms.partition = ids, digest
+    how = ("by the durations the last merge recorded" if durations else
+           "by module: no durations recorded yet (the merge records them)")
+    ms.split_note = f"shard {shard}: {len(keep)} of {len(ids)} test(s), split {how}"
     kept = set(keep)
     dropped = [item for item in items if item.nodeid not in kept]
     if dropped:
@@ -347,7 +350,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
         report.modelgate_cache = {"loaded": loaded, "trained": trained}  # type: ignore[attr-defined]
     if ms.suite is not None and is_xdist_worker(item.config) and not ms.split_sent:
         # The xdist controller collects nothing: the workers tell it the split, once each.
-        report.modelgate_split = {"suite": ms.suite, "partition": ms.partition}  # type: ignore[attr-defined]
+        report.modelgate_split = {"suite": ms.suite, "partition": ms.partition,  # type: ignore[attr-defined]
+                                  "note": ms.split_note}
         ms.split_sent = True
     if call.when == "call" and payload_key in item.stash:
         report.modelgate = item.stash[payload_key]  # type: ignore[attr-defined]

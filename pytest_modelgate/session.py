@@ -212,6 +212,7 @@ class ModelGateSession:
         self.suite: list[str] | None = None
         self.partition: str | None = None
         self.split_sent = False  # an xdist worker has told the controller the split
+        self.split_note: str | None = None  # "shard 1/3: 4 of 7 test(s), split by ..."
         # Where the runs ran (baseline.environment()); the merge sets the shards'.
         self.environment: dict[str, str] | None = None
         self.merged_from: list[str] | None = None  # the shards a merge read
@@ -322,6 +323,7 @@ class ModelGateSession:
         split = getattr(report, "modelgate_split", None)
         if isinstance(split, dict) and self.suite is None:
             self.suite, self.partition = split.get("suite"), split.get("partition")
+            self.split_note = split.get("note")
         self._result(report)
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.finished.add(report.nodeid)
@@ -484,6 +486,8 @@ class ModelGateSession:
         n_metrics = sum(len(t["record"]["metrics"]) for t in self.tests.values())
         lines.append(f"{counted(len(self.tests), 'gate test')} recorded "
                      f"{counted(n_metrics, 'metric')}")
+        if self.split_note:
+            lines.append(self.split_note)
         lines.extend(self.verdict_lines())
         if self.interrupted or self.not_run:
             what = "gate test(s)" if self.expected_are_gates else "test(s)"
