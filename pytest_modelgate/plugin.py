@@ -306,9 +306,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
     ms = item.config.stash[session_key]
     # Plain attributes of the report travel to the xdist controller with it (pytest's report
     # serialisation keeps them), and stay out of the JUnit XML, unlike user_properties.
-    loaded, trained = ms.cache.take_counts()
-    if loaded or trained:
-        report.modelgate_cache = {"loaded": loaded, "trained": trained}  # type: ignore[attr-defined]
+    counts = ms.cache.take_counts()
+    if any(counts):
+        report.modelgate_cache = counts._asdict()  # type: ignore[attr-defined]
     if call.when == "call" and payload_key in item.stash:
         report.modelgate = item.stash[payload_key]  # type: ignore[attr-defined]
     return report
