@@ -25,13 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .cache_store import EntryError, EntryRejected, is_remote
-from .errors import ModelGateError, ModelGateWarning
+from .errors import ModelGateError, ModelGateWarning, user_error_frames
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .cache_store import BlobStore
     from .run import FinetuneRun
+
+# ModelGateErrors show the user's line, not this package's frames (see errors.py).
+__tracebackhide__ = user_error_frames
 
 FORMAT = 1  # of run.json; the manifest's is cache_store.MANIFEST_FORMAT
 ARRAYS = ("y_true", "y_pred", "probabilities", "train_y_true", "train_y_pred")
