@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,11 +19,23 @@ from .baseline import (
     load_baseline,
     save_baseline,
 )
-from .errors import BaselineError
-from .options import INI_PARSERS, OPTION_BASELINE_SEEDS, OPTION_INCONCLUSIVE, OPTION_UPDATE
+from .errors import BaselineError, ModelGateError
+from .options import (
+    INI_PARSERS,
+    OPTION_BASELINE_SEEDS,
+    OPTION_CACHE,
+    OPTION_CACHE_DIR,
+    OPTION_CACHE_MAX_SIZE,
+    OPTION_INCONCLUSIVE,
+    OPTION_UPDATE,
+    SECRET_INI,
+)
 from .settings import GateSettings, resolve
 from .specs import VERDICTS
 from .wording import counted
+
+if TYPE_CHECKING:
+    from .cache import RunCache
 
 
 def _ini(config: pytest.Config, name: str) -> Any:
@@ -35,7 +47,8 @@ def _ini(config: pytest.Config, name: str) -> Any:
     try:
         return parse(raw) if parse else raw
     except argparse.ArgumentTypeError as exc:
-        raise pytest.UsageError(f"ini option {name} = {raw!r}: {exc}") from None
+        shown = f"ini option {name}" if name in SECRET_INI else f"ini option {name} = {raw!r}"
+        raise pytest.UsageError(f"{shown}: {exc}") from None
 
 
 def _option(config: pytest.Config, name: str, default: Any = None) -> Any:
@@ -60,14 +73,7 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     seeds = _baseline_seeds(config, update)
     workers = _option(config, "modelgate_workers", default=1)
     ray = _option(config, "modelgate_ray")
-    cache_dir: Path | None = None
-    if not config.getoption("modelgate_no_cache"):
-        chosen = _option(config, "modelgate_cache_dir")
-        if chosen:
-            cache_dir = (root / chosen).resolve()
-        elif getattr(config, "cache", None) is not None:
-            # pytest's own cache directory; with -p no:cacheprovider, no default cache.
-            cache_dir = config.cache.mkdir("modelgate")
+    cache_dir, cache_url = _cache_location(config)
     kwargs: dict[str, Any] = {}
     if tolerance is not None:
         kwargs["tolerance"] = tolerance
@@ -80,6 +86,10 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         report_dir=(root / (report_dir or "reports")).resolve(),
         device=device,
         cache_dir=cache_dir,
+        cache_url=cache_url,
+        cache_readonly=bool(config.getoption("modelgate_cache_readonly")
+                            or config.getini("modelgate_cache_readonly")),
+        cache_max_size=_cache_max_size(config, cache_url),
         seed=seed,
         baseline_env=baseline_env,
         inconclusive=inconclusive,
@@ -89,6 +99,82 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         ray=ray,
         **kwargs,
     )
+
+
+def _cache_location(config: pytest.Config) -> tuple[Path | None, str | None]:
+    """The run cache's local folder and, for a remote cache, its URL. The command line's
+    --modelgate-cache-dir or --modelgate-cache wins over the ini file's; a local folder
+    (either option) is resolved from the rootdir; a remote cache keeps its lock files and
+    thumbnails in pytest's cache directory.
+
+    Raises:
+        pytest.UsageError: both options on the command line, or both keys in the ini file.
+    """
+    if config.getoption("modelgate_no_cache"):
+        return None, None
+
+    def pytest_cache() -> Path | None:
+        # pytest's own cache directory; with -p no:cacheprovider, no default cache.
+        cache = getattr(config, "cache", None)
+        return cache.mkdir("modelgate") if cache is not None else None
+
+    where = [config.getoption("modelgate_cache_dir"), config.getoption("modelgate_cache")]
+    source = "on the command line"
+    if not any(where):
+        where = [_ini(config, "modelgate_cache_dir"), _ini(config, "modelgate_cache")]
+        source = "in the ini file"
+    folder, url = where
+    if folder and url:
+        raise pytest.UsageError(
+            f"{OPTION_CACHE_DIR} and {OPTION_CACHE} are both given {source}: give one "
+            f"({OPTION_CACHE} takes a folder too)")
+    from .cache_store import is_remote, local_path
+
+    if url and is_remote(url):
+        return pytest_cache(), url
+    chosen = local_path(url) if url else folder
+    return ((config.rootpath / chosen).resolve() if chosen else pytest_cache()), None
+
+
+def _cache_max_size(config: pytest.Config, url: str | None) -> int | None:
+    """The size a local run cache is held to. The ini key applies to local caches only (a
+    project may keep one for its developers' machines while CI names a bucket); on the
+    command line with a remote cache it is a mistake.
+
+    Raises:
+        pytest.UsageError: --modelgate-cache-max-size with a remote cache.
+    """
+    given = config.getoption("modelgate_cache_max_size")
+    if given is not None and url is not None:
+        from .cache_store import credential_free
+
+        raise pytest.UsageError(
+            f"{OPTION_CACHE_MAX_SIZE} evicts from local folders only; an object store "
+            f"expires objects with its own lifecycle rules: give {credential_free(url)} a "
+            "lifecycle rule (an S3 or GCS expiration on the prefix, an Azure management "
+            f"policy) and drop {OPTION_CACHE_MAX_SIZE}")
+    size = _option(config, "modelgate_cache_max_size")  # a bad ini value errs
+    return None if url is not None else size
+
+
+def open_run_cache(settings: GateSettings) -> RunCache:
+    """The session's run cache, as ``settings`` place it (off unless --modelgate), with
+    ``$MODELGATE_CACHE_KEY`` as its signing key.
+
+    Raises:
+        pytest.UsageError: fsspec knows no such protocol, or its package is missing.
+    """
+    from .cache import RunCache
+    from .cache_store import signing_key_from_env
+
+    location = settings.cache_url or settings.cache_dir
+    if not settings.enabled or location is None:
+        return RunCache(None)
+    try:
+        return RunCache(location, local=settings.cache_dir, readonly=settings.cache_readonly,
+                        max_size=settings.cache_max_size, signing_key=signing_key_from_env())
+    except ModelGateError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _baseline_seeds(config: pytest.Config, update: bool) -> int:
@@ -191,8 +277,9 @@ class ModelGateSession:
         self.report_paths: tuple[Path, Path] | None = None
         # Why an unreadable baseline is being replaced (--modelgate-update-baseline).
         self.replacing: str | None = None
-        # Cached runs (loaded, trained) as the test reports tell them, xdist workers' too.
-        self.cache_counts = [0, 0]
+        # Cached runs (loaded, trained, rejected) as the test reports tell them, xdist
+        # workers' too.
+        self.cache_counts = [0, 0, 0]
         # Gate tests collected here; under xdist, every test the workers collected.
         self.expected: set[str] = set()
         self.expected_are_gates = True
@@ -201,9 +288,7 @@ class ModelGateSession:
         self.interrupted = False
         self.not_run: list[str] = []
         self.baseline_note: str | None = None  # why an update wrote no baseline
-        from .cache import RunCache
-
-        self.cache = RunCache(settings.cache_dir if settings.enabled else None)
+        self.cache = open_run_cache(settings)
         if settings.enabled:
             try:
                 self.baseline = load_baseline(settings.baseline_path)
@@ -301,8 +386,8 @@ class ModelGateSession:
         """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
         counts = getattr(report, "modelgate_cache", None)
         if isinstance(counts, dict):
-            self.cache_counts[0] += int(counts.get("loaded", 0))
-            self.cache_counts[1] += int(counts.get("trained", 0))
+            for i, name in enumerate(("loaded", "trained", "rejected")):
+                self.cache_counts[i] += int(counts.get(name, 0))
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.finished.add(report.nodeid)
         if report.failed and report.nodeid not in self.failed:
@@ -421,9 +506,11 @@ class ModelGateSession:
         else:
             lines.append(f"compared with baseline {path}")
         if self.cache.enabled:
-            loaded, trained = self.cache_counts
-            lines.append(f"run cache: {loaded} run(s) loaded, {trained} trained "
-                         f"({self.cache.directory})")
+            loaded, trained, rejected = self.cache_counts
+            readonly = ", not stored (read-only cache)" if self.cache.readonly else ""
+            forged = f", {rejected} rejected (unsigned or forged)" if rejected else ""
+            lines.append(f"run cache: {loaded} run(s) loaded, {trained} trained{readonly}"
+                         f"{forged} ({self.cache.location})")
         else:
             lines.append("run cache: off")
         if self.report_paths:
