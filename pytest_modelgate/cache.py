@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import tempfile
 import warnings
 import zipfile
@@ -119,8 +120,11 @@ class RunCache:
                                  "expires objects with its own lifecycle rules")
         self.store = _open_store(url, signing_key)
         if self.store.remote:
+            # Named after the URL and the user, so that xdist workers find the same
+            # folder and another user's folder is never in the way.
+            owner = f"{url}\0{os.getuid() if hasattr(os, 'getuid') else ''}"
             self.directory = local or Path(tempfile.gettempdir()) / (
-                "modelgate-cache-" + hashlib.sha256(url.encode()).hexdigest()[:12])
+                "modelgate-cache-" + hashlib.sha256(owner.encode()).hexdigest()[:12])
         else:
             self.directory = Path(self.store.root)
 
