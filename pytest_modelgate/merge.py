@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,8 @@ def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
     ms.expected_are_gates = all(s.get("not_run_are_gates", True) for s in sections)
     ms.failed = [i for s in sections for i in s.get("failed") or []]
     ms.cache_counts = [sum(int((s.get("cache") or {}).get(k, 0)) for s in sections)
-                       for k in ("loaded", "trained")]
+                       for k in ("loaded", "trained", "rejected")]
+    ms.merged_readonly = any((s.get("cache") or {}).get("readonly") for s in sections)
     locations = sorted({(s.get("cache") or {}).get("location") or "off" for s in sections})
     ms.merged_cache = ", ".join(locations) if locations != ["off"] else None
     ms.merged_from = [name for name, _ in shards]
@@ -254,16 +256,21 @@ def _record_durations(ms: Any, sections: list[dict], results: dict[str, dict],
         if "://" not in location and not Path(location).is_dir():
             return  # each runner's own folder: nothing shared to record into
         cache = location
+    data = durations_from(results, list(ms.tests.values()), written_at())
     try:
-        store = RunCache.at(cache)
-        store.write_file(DURATIONS_FILE, durations_from(results, list(ms.tests.values()),
-                                                        written_at()))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            store = RunCache(cache)
+            store.write_file(DURATIONS_FILE, data)
+        if caught:
+            raise OSError(str(caught[0].message))
+        shown = store.location
     # fsspec backends raise their own errors (botocore, azure): none may fail the merge.
     except Exception as exc:  # noqa: BLE001 - a note for the next split, never the verdict
-        write(f"warning: durations not recorded in {cache} ({type(exc).__name__}: {exc}); "
-              "the next --modelgate-shard split is by module")
+        write(f"warning: durations not recorded for the next --modelgate-shard split "
+              f"({type(exc).__name__}: {exc}); it will keep each module together")
         return
-    write(f"durations recorded for the next split: {cache}")
+    write(f"durations recorded for the next split: {shown}")
 
 
 def main(argv: list[str] | None = None) -> int:

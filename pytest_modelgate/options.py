@@ -9,6 +9,7 @@ so a bad value reads the same from either place), and tests import the names.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,9 @@ OPTION_DEVICE = "--modelgate-device"
 OPTION_SEED = "--modelgate-seed"
 OPTION_CACHE_DIR = "--modelgate-cache-dir"
 OPTION_NO_CACHE = "--modelgate-no-cache"
+OPTION_CACHE = "--modelgate-cache"
+OPTION_CACHE_MAX_SIZE = "--modelgate-cache-max-size"
+OPTION_CACHE_READONLY = "--modelgate-cache-readonly"
 OPTION_SIGNIFICANCE = "--modelgate-significance"
 OPTION_BASELINE_ENV = "--modelgate-baseline-env"
 OPTION_WORKERS = "--modelgate-workers"
@@ -145,6 +149,44 @@ def parse_significance(value: str) -> float:
     return alpha
 
 
+def parse_cache_location(value: str) -> str:
+    """argparse ``type=`` for --modelgate-cache: a folder, ``file:///path`` or an fsspec URL
+    (``s3://bucket/prefix``, ``gs://``, ``az://``). Credentials in the URL are refused, and
+    not repeated in the message: they come from the filesystem's environment."""
+    from .cache_store import credentials_in  # only when the option is given
+
+    value = value.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("give a folder or a URL such as s3://bucket/prefix")
+    if credentials_in(value):
+        raise argparse.ArgumentTypeError(
+            "the URL holds credentials (user:password@): they would show in process lists "
+            "and CI logs; give the URL without them and set them in the environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, for s3://; "
+            "GOOGLE_APPLICATION_CREDENTIALS for gs://; AZURE_STORAGE_ACCOUNT_NAME and "
+            "AZURE_STORAGE_ACCOUNT_KEY for az://)")
+    return value
+
+
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(value: str) -> int:
+    """argparse ``type=`` for --modelgate-cache-max-size: bytes, or a number with a unit
+    (``500MB``, ``2GB``, ``1.5GiB``; KB, MB, GB and TB are powers of 1000)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", value)
+    unit = found[2].lower() if found else None
+    if found is None or unit not in SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a size: use bytes or a number with KB, MB, GB or TB (powers "
+            "of 1000) or KiB, MiB, GiB, TiB, like 500MB or 2GB")
+    size = int(float(found[1]) * SIZE_UNITS[unit])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"the cache's size must be above 0 bytes, got {value!r}")
+    return size
+
+
 def parse_baseline_env(value: str) -> str:
     """argparse ``type=`` for --modelgate-baseline-env."""
     if value not in BASELINE_ENVS:
@@ -207,6 +249,16 @@ def add_options(group: Any) -> None:
                          "combine the shards with python -m pytest_modelgate merge")
     group.addoption(OPTION_CACHE_DIR, dest="modelgate_cache_dir", metavar="DIR", default=None,
                     help="Where fine-tuning runs are cached (default: pytest's cache directory)")
+    group.addoption(OPTION_CACHE, dest="modelgate_cache", metavar="URL", default=None,
+                    type=parse_cache_location,
+                    help="Run cache shared by CI runners: s3://bucket/prefix, gs://, az://, "
+                         "file:///path or a folder; credentials from the environment")
+    group.addoption(OPTION_CACHE_READONLY, action="store_true", dest="modelgate_cache_readonly",
+                    default=None, help="Load cached runs, never store any (pull-request jobs)")
+    group.addoption(OPTION_CACHE_MAX_SIZE, dest="modelgate_cache_max_size", metavar="SIZE",
+                    default=None, type=parse_size,
+                    help="Evict the least recently used runs of a local cache beyond this "
+                         "size: 500MB, 2GB, or bytes")
     group.addoption(OPTION_NO_CACHE, action="store_true", dest="modelgate_no_cache",
                     default=False, help="Retrain every run; read and write no cached runs")
 
@@ -230,6 +282,12 @@ def add_ini(parser: Any) -> None:
     parser.addini("modelgate_ray", "Ray cluster address for fine-tunes (auto, local, "
                   "HOST:PORT, ray://HOST:PORT)")
     parser.addini("modelgate_cache_dir", "Directory for cached fine-tuning runs")
+    parser.addini("modelgate_cache", "Run cache URL (s3://bucket/prefix, gs://, az://, "
+                  "file:///path) or folder")
+    parser.addini("modelgate_cache_readonly", "Load cached runs, never store any",
+                  type="bool", default=False)
+    parser.addini("modelgate_cache_max_size", "Size limit of a local run cache (500MB, 2GB); "
+                  "not applied to a remote one")
     parser.addini("modelgate_full_race", "assert_faster_than_scratch trains scratch to its "
                   "target or epoch budget, not only until the verdict is decided",
                   type="bool", default=False)
@@ -247,4 +305,8 @@ INI_PARSERS: dict[str, Callable[[str], Any]] = {
     "modelgate_baseline_seeds": parse_baseline_seeds,
     "modelgate_workers": parse_workers,
     "modelgate_ray": parse_ray,
+    "modelgate_cache": parse_cache_location,
+    "modelgate_cache_max_size": parse_size,
 }
+# Ini keys whose text an error does not repeat: it may hold a secret.
+SECRET_INI = frozenset({"modelgate_cache"})

@@ -345,9 +345,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
     ms = item.config.stash[session_key]
     # Plain attributes of the report travel to the xdist controller with it (pytest's report
     # serialisation keeps them), and stay out of the JUnit XML, unlike user_properties.
-    loaded, trained = ms.cache.take_counts()
-    if loaded or trained:
-        report.modelgate_cache = {"loaded": loaded, "trained": trained}  # type: ignore[attr-defined]
+    counts = ms.cache.take_counts()
+    if any(counts):
+        report.modelgate_cache = counts._asdict()  # type: ignore[attr-defined]
     if ms.suite is not None and is_xdist_worker(item.config) and not ms.split_sent:
         # The xdist controller collects nothing: the workers tell it the split, once each.
         report.modelgate_split = {"suite": ms.suite, "partition": ms.partition,  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,12 +19,24 @@ from .baseline import (
     load_baseline,
     save_baseline,
 )
-from .errors import BaselineError
-from .options import INI_PARSERS, OPTION_BASELINE_SEEDS, OPTION_INCONCLUSIVE, OPTION_UPDATE
+from .errors import BaselineError, ModelGateError
+from .options import (
+    INI_PARSERS,
+    OPTION_BASELINE_SEEDS,
+    OPTION_CACHE,
+    OPTION_CACHE_DIR,
+    OPTION_CACHE_MAX_SIZE,
+    OPTION_INCONCLUSIVE,
+    OPTION_UPDATE,
+    SECRET_INI,
+)
 from .settings import GateSettings, resolve
 from .shards import SHARD_FORMAT
 from .specs import VERDICTS
 from .wording import counted
+
+if TYPE_CHECKING:
+    from .cache import RunCache
 
 
 def _ini(config: pytest.Config, name: str) -> Any:
@@ -36,7 +48,8 @@ def _ini(config: pytest.Config, name: str) -> Any:
     try:
         return parse(raw) if parse else raw
     except argparse.ArgumentTypeError as exc:
-        raise pytest.UsageError(f"ini option {name} = {raw!r}: {exc}") from None
+        shown = f"ini option {name}" if name in SECRET_INI else f"ini option {name} = {raw!r}"
+        raise pytest.UsageError(f"{shown}: {exc}") from None
 
 
 def _option(config: pytest.Config, name: str, default: Any = None) -> Any:
@@ -61,14 +74,7 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
     seeds = _baseline_seeds(config, update)
     workers = _option(config, "modelgate_workers", default=1)
     ray = _option(config, "modelgate_ray")
-    cache_dir: Path | None = None
-    if not config.getoption("modelgate_no_cache"):
-        chosen = _option(config, "modelgate_cache_dir")
-        if chosen:
-            cache_dir = (root / chosen).resolve()
-        elif getattr(config, "cache", None) is not None:
-            # pytest's own cache directory; with -p no:cacheprovider, no default cache.
-            cache_dir = config.cache.mkdir("modelgate")
+    cache_dir, cache_url = _cache_location(config)
     kwargs: dict[str, Any] = {}
     if tolerance is not None:
         kwargs["tolerance"] = tolerance
@@ -81,6 +87,10 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         report_dir=(root / (report_dir or "reports")).resolve(),
         device=device,
         cache_dir=cache_dir,
+        cache_url=cache_url,
+        cache_readonly=bool(config.getoption("modelgate_cache_readonly")
+                            or config.getini("modelgate_cache_readonly")),
+        cache_max_size=_cache_max_size(config, cache_url),
         seed=seed,
         baseline_env=baseline_env,
         inconclusive=inconclusive,
@@ -90,6 +100,82 @@ def settings_from_config(config: pytest.Config) -> GateSettings:
         ray=ray,
         **kwargs,
     )
+
+
+def _cache_location(config: pytest.Config) -> tuple[Path | None, str | None]:
+    """The run cache's local folder and, for a remote cache, its URL. The command line's
+    --modelgate-cache-dir or --modelgate-cache wins over the ini file's; a local folder
+    (either option) is resolved from the rootdir; a remote cache keeps its lock files and
+    thumbnails in pytest's cache directory.
+
+    Raises:
+        pytest.UsageError: both options on the command line, or both keys in the ini file.
+    """
+    if config.getoption("modelgate_no_cache"):
+        return None, None
+
+    def pytest_cache() -> Path | None:
+        # pytest's own cache directory; with -p no:cacheprovider, no default cache.
+        cache = getattr(config, "cache", None)
+        return cache.mkdir("modelgate") if cache is not None else None
+
+    where = [config.getoption("modelgate_cache_dir"), config.getoption("modelgate_cache")]
+    source = "on the command line"
+    if not any(where):
+        where = [_ini(config, "modelgate_cache_dir"), _ini(config, "modelgate_cache")]
+        source = "in the ini file"
+    folder, url = where
+    if folder and url:
+        raise pytest.UsageError(
+            f"{OPTION_CACHE_DIR} and {OPTION_CACHE} are both given {source}: give one "
+            f"({OPTION_CACHE} takes a folder too)")
+    from .cache_store import is_remote, local_path
+
+    if url and is_remote(url):
+        return pytest_cache(), url
+    chosen = local_path(url) if url else folder
+    return ((config.rootpath / chosen).resolve() if chosen else pytest_cache()), None
+
+
+def _cache_max_size(config: pytest.Config, url: str | None) -> int | None:
+    """The size a local run cache is held to. The ini key applies to local caches only (a
+    project may keep one for its developers' machines while CI names a bucket); on the
+    command line with a remote cache it is a mistake.
+
+    Raises:
+        pytest.UsageError: --modelgate-cache-max-size with a remote cache.
+    """
+    given = config.getoption("modelgate_cache_max_size")
+    if given is not None and url is not None:
+        from .cache_store import credential_free
+
+        raise pytest.UsageError(
+            f"{OPTION_CACHE_MAX_SIZE} evicts from local folders only; an object store "
+            f"expires objects with its own lifecycle rules: give {credential_free(url)} a "
+            "lifecycle rule (an S3 or GCS expiration on the prefix, an Azure management "
+            f"policy) and drop {OPTION_CACHE_MAX_SIZE}")
+    size = _option(config, "modelgate_cache_max_size")  # a bad ini value errs
+    return None if url is not None else size
+
+
+def open_run_cache(settings: GateSettings) -> RunCache:
+    """The session's run cache, as ``settings`` place it (off unless --modelgate), with
+    ``$MODELGATE_CACHE_KEY`` as its signing key.
+
+    Raises:
+        pytest.UsageError: fsspec knows no such protocol, or its package is missing.
+    """
+    from .cache import RunCache
+    from .cache_store import signing_key_from_env
+
+    location = settings.cache_url or settings.cache_dir
+    if not settings.enabled or location is None:
+        return RunCache(None)
+    try:
+        return RunCache(location, local=settings.cache_dir, readonly=settings.cache_readonly,
+                        max_size=settings.cache_max_size, signing_key=signing_key_from_env())
+    except ModelGateError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _baseline_seeds(config: pytest.Config, update: bool) -> int:
@@ -192,8 +278,9 @@ class ModelGateSession:
         self.report_paths: tuple[Path, Path] | None = None
         # Why an unreadable baseline is being replaced (--modelgate-update-baseline).
         self.replacing: str | None = None
-        # Cached runs (loaded, trained) as the test reports tell them, xdist workers' too.
-        self.cache_counts = [0, 0]
+        # Cached runs (loaded, trained, rejected) as the test reports tell them, xdist
+        # workers' too.
+        self.cache_counts = [0, 0, 0]
         # Gate tests collected here; under xdist, every test the workers collected.
         self.expected: set[str] = set()
         self.expected_are_gates = True
@@ -218,9 +305,8 @@ class ModelGateSession:
         self.merged_from: list[str] | None = None  # the shards a merge read
         self.merged_cache: str | None = None  # and the run cache they shared
         self.shard_problems: list[str] = []  # why the merged shards are not one whole run
-        from .cache import RunCache
-
-        self.cache = RunCache(settings.cache_dir if settings.enabled else None)
+        self.merged_readonly = False  # a shard read its cache only
+        self.cache = open_run_cache(settings)
         if settings.enabled:
             try:
                 self.baseline = load_baseline(settings.baseline_path)
@@ -318,8 +404,8 @@ class ModelGateSession:
         """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
         counts = getattr(report, "modelgate_cache", None)
         if isinstance(counts, dict):
-            self.cache_counts[0] += int(counts.get("loaded", 0))
-            self.cache_counts[1] += int(counts.get("trained", 0))
+            for i, name in enumerate(("loaded", "trained", "rejected")):
+                self.cache_counts[i] += int(counts.get(name, 0))
         split = getattr(report, "modelgate_split", None)
         if isinstance(split, dict) and self.suite is None:
             self.suite, self.partition = split.get("suite"), split.get("partition")
@@ -380,8 +466,9 @@ class ModelGateSession:
             "replacing": self.replacing,
             "significance": settings.significance,
             "inconclusive": settings.inconclusive,
-            "cache": {"location": self.cache_location(), "loaded": self.cache_counts[0],
-                      "trained": self.cache_counts[1]},
+            "cache": {"location": self.cache_location(), "readonly": self.cache_readonly(),
+                      **dict(zip(("loaded", "trained", "rejected"), self.cache_counts,
+                                 strict=True))},
             "environment": environment,
             "expected": sorted(self.expected),
             "baseline_path": str(settings.baseline_path),
@@ -396,10 +483,11 @@ class ModelGateSession:
         """Where the run cache is, as it may be shown (None: off)."""
         if self.merged_from is not None:
             return self.merged_cache
-        cache = self.cache
-        if not cache.enabled:
-            return None
-        return str(getattr(cache, "location", None) or cache.directory)
+        return self.cache.location if self.cache.enabled else None
+
+    def cache_readonly(self) -> bool:
+        """Whether runs trained are left unstored (a merge: whether any shard's were)."""
+        return self.merged_readonly if self.merged_from is not None else self.cache.readonly
 
     def finish(self, exitstatus: int) -> None:
         """Write the reports and, when asked and the session ran to its end with every test
@@ -514,9 +602,11 @@ class ModelGateSession:
             lines.append(f"compared with baseline {path}")
         location = self.cache_location()
         if location is not None:
-            loaded, trained = self.cache_counts
-            lines.append(f"run cache: {loaded} run(s) loaded, {trained} trained "
-                         f"({location})")
+            loaded, trained, rejected = self.cache_counts
+            readonly = ", not stored (read-only cache)" if self.cache_readonly() else ""
+            forged = f", {rejected} rejected (unsigned or forged)" if rejected else ""
+            lines.append(f"run cache: {loaded} run(s) loaded, {trained} trained{readonly}"
+                         f"{forged} ({location})")
         else:
             lines.append("run cache: off")
         if self.report_paths:

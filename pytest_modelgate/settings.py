@@ -40,7 +40,12 @@ class GateSettings:
     tolerance: Tolerance = field(default_factory=Tolerance)
     report_dir: Path | None = Path("reports")
     device: str = "auto"
-    cache_dir: Path | None = None  # None: runs are not cached
+    # The run cache's local folder: the cache itself, or with cache_url the lock files and
+    # leakage thumbnails of this machine. None (and no cache_url): runs are not cached.
+    cache_dir: Path | None = None
+    cache_url: str | None = None  # a remote run cache: s3://bucket/prefix, gs://, az://
+    cache_readonly: bool = False  # load cached runs, store none
+    cache_max_size: int | None = None  # bytes a local cache may hold (LRU eviction)
     seed: int = 0
     significance: float | None = 0.05  # None: any drop beyond tolerance regresses
     baseline_env: str = "same"  # "any": compare with a baseline from another environment

@@ -55,3 +55,29 @@ def tiny_cnn(num_classes: int = 10):
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
         nn.Linear(32, num_classes),
     )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-compatible server on 127.0.0.1 for the session (see tests/s3server.py)."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from .s3server import s3_server
+
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_cache_url(s3_endpoint, monkeypatch) -> str:
+    """A fresh ``s3://`` prefix on the test server, with the client's endpoint and
+    credentials set in the environment as a user sets them (pytester runs inherit them)."""
+    import uuid
+
+    from .s3server import BUCKET, client_environment
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in client_environment(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/cache"

@@ -7,7 +7,14 @@ import argparse
 
 import pytest
 
-from pytest_modelgate.options import INI_PARSERS, parse_baseline_seeds, parse_inconclusive
+from pytest_modelgate.options import (
+    INI_PARSERS,
+    SECRET_INI,
+    parse_baseline_seeds,
+    parse_cache_location,
+    parse_inconclusive,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(("text", "seeds"), [("1", 1), ("5", 5), ("12", 12)])
@@ -42,3 +49,40 @@ def test_inconclusive_is_warn_or_fail():
 def test_the_ini_keys_read_as_their_options_do():
     assert INI_PARSERS["modelgate_baseline_seeds"] is parse_baseline_seeds
     assert INI_PARSERS["modelgate_inconclusive"] is parse_inconclusive
+    assert INI_PARSERS["modelgate_cache"] is parse_cache_location
+    assert INI_PARSERS["modelgate_cache_max_size"] is parse_size
+    assert "modelgate_cache" in SECRET_INI  # a bad value is not echoed: it may hold a secret
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("123", 123), ("500MB", 500 * 10**6), ("2GB", 2 * 10**9), ("2 gb", 2 * 10**9),
+    ("1.5GiB", int(1.5 * 2**30)), ("10KiB", 10240), ("1TB", 10**12), ("64B", 64)])
+def test_a_cache_size_is_bytes_or_a_number_with_a_unit(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("2 gigs", "'2 gigs' is not a size: use bytes or a number with KB, MB, GB or TB"),
+    ("-1GB", "'-1GB' is not a size"),
+    ("", "'' is not a size"),
+    ("0MB", "the cache's size must be above 0 bytes, got '0MB'"),
+])
+def test_a_bad_cache_size_says_what_was_read(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/prefix", "gs://b/p", "az://container/p",
+                                 "file:///srv/cache", "runs", "/srv/cache",
+                                 "abfs://container@account.dfs.core.windows.net/p"])
+def test_a_cache_location_is_a_folder_or_a_url(url):
+    assert parse_cache_location(url) == url
+
+
+def test_credentials_in_a_cache_url_are_refused_and_not_repeated():
+    with pytest.raises(argparse.ArgumentTypeError) as raised:
+        parse_cache_location("s3://AKIAXYZ:wJalrXUtnFEMIK7MDENG@bucket/runs")
+    message = str(raised.value)
+    assert "wJalrXUtnFEMIK7MDENG" not in message and "AKIAXYZ" not in message
+    assert message.startswith("the URL holds credentials (user:password@)")
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in message
