@@ -7,6 +7,8 @@
 3. Warm: the 3 shards again (now split by the durations the merge recorded) and one process
    running everything, from the same cache; side by side: the slowest shard (the wall time of
    the sharded job on 3 runners), the shards' sum, and the one process.
+4. Cold again with the durations kept (a change that retrains every run): the 3 shards and
+   one process, each from an emptied cache.
 
     python benchmarks/bench_shards.py
 
@@ -94,6 +96,24 @@ def main() -> None:
         for k, (seconds, loaded, trained, selected) in enumerate(warm, 1):
             print(f"warm shard {k}/{SHARDS}: {seconds:.1f} s, {trained} trained, {loaded} "
                   f"loaded, {len(selected)} tests")
+        # Cold again, now split by the durations: a change that retrains every run (a
+        # library upgrade, say) on 3 runners, against one process training them all.
+        import shutil
+
+        for sub in ("runs", "blobs"):
+            shutil.rmtree(cache / sub, ignore_errors=True)
+        again = shards(cache, reports, "again")
+        for k, (seconds, loaded, trained, selected) in enumerate(again, 1):
+            print(f"cold shard {k}/{SHARDS} split by durations: {seconds:.1f} s, {trained} "
+                  f"trained, {len(selected)} tests")
+        for sub in ("runs", "blobs"):
+            shutil.rmtree(cache / sub, ignore_errors=True)
+        cold_one, stdout, _ = pytest([f"--modelgate-cache-dir={cache}",
+                                      f"--modelgate-report-dir={reports / 'cold-one'}"], ROOT)
+        print(f"cold, split by durations: slowest shard {max(a[0] for a in again):.1f} s, "
+              f"{sum(a[2] for a in again)} runs trained across the shards; one process "
+              f"{cold_one:.1f} s ({counts(stdout)[1]} trained); slowest shard / one process "
+              f"= {max(a[0] for a in again) / cold_one:.2f}x")
         slowest = max(w[0] for w in warm)
         print(f"warm: sharded wall time (slowest shard) {slowest:.1f} s, shards' sum "
               f"{sum(w[0] for w in warm):.1f} s, one process {one_seconds:.1f} s "
