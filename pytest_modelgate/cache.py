@@ -118,12 +118,16 @@ class RunCache:
         if max_size is not None and is_remote(url):
             raise ModelGateError("max_size evicts from local folders only: an object store "
                                  "expires objects with its own lifecycle rules")
-        self.store = _open_store(url, signing_key)
-        if self.store.remote:
+        self.store = _open_store(url, signing_key, readonly)
+        # Leakage thumbnails and lock files are not signed: they stay on this machine for a
+        # remote cache, and for a folder this session only reads or must trust by
+        # signature (another machine may write a shared folder).
+        if self.store.remote or readonly or signing_key:
             # Named after the URL and the user, so that xdist workers find the same
             # folder and another user's folder is never in the way.
             owner = f"{url}\0{os.getuid() if hasattr(os, 'getuid') else ''}"
-            self.directory = local or Path(tempfile.gettempdir()) / (
+            self.directory = (local if self.store.remote else None) or Path(
+                tempfile.gettempdir()) / (
                 "modelgate-cache-" + hashlib.sha256(owner.encode()).hexdigest()[:12])
         else:
             self.directory = Path(self.store.root)
@@ -244,11 +248,11 @@ class RunCache:
                           f"({type(exc).__name__}: {exc})", ModelGateWarning, stacklevel=2)
 
 
-def _open_store(url: str, signing_key: bytes | None) -> BlobStore:
+def _open_store(url: str, signing_key: bytes | None, readonly: bool) -> BlobStore:
     from .cache_store import BlobStore, credential_free
 
     try:
-        return BlobStore(url, signing_key=signing_key)
+        return BlobStore(url, signing_key=signing_key, readonly=readonly)
     except ImportError as exc:
         raise ModelGateError(f"the run cache at {credential_free(url)} needs a filesystem "
                              f"package: {exc} (pip install 'pytest-modelgate[cache]' for "

@@ -82,10 +82,10 @@ def local_path(url: str) -> Path:
 
 
 def credentials_in(url: str) -> bool:
-    """Whether ``url`` carries credentials in its user part (``s3://KEY:SECRET@bucket``);
-    Azure's ``container@account`` is a path."""
+    """Whether ``url`` carries credentials in its user part (``s3://KEY:SECRET@bucket``,
+    ``file://user:pw@/path``); Azure's ``container@account`` is a path."""
     if not is_remote(url):
-        return False
+        return url.startswith("file://") and "@" in urlsplit(url).netloc
     userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
     return bool(at) and (":" in userinfo or protocol_of(url) not in CONTAINER_AT_ACCOUNT)
 
@@ -145,11 +145,13 @@ class BlobStore:
         ValueError: fsspec knows no such protocol.
     """
 
-    def __init__(self, url: str, *, signing_key: bytes | None = None) -> None:
+    def __init__(self, url: str, *, signing_key: bytes | None = None,
+                 readonly: bool = False) -> None:
         from fsspec.core import url_to_fs
 
         self.remote = is_remote(url)
         self.signing_key = signing_key
+        self.readonly = readonly  # reads leave the store as it was: no access times
         if self.remote:
             self.fs, self.root = url_to_fs(url)
             self.root = self.root.rstrip("/")
@@ -201,7 +203,7 @@ class BlobStore:
         fetched = self._cat_many([self.blob_path(b["sha256"]) for b in blobs.values()])
         payloads = {name: self._checked(data, blob, entry, name)
                     for (name, blob), data in zip(blobs.items(), fetched, strict=True)}
-        if not self.remote:
+        if not self.remote and not self.readonly:
             with contextlib.suppress(OSError):
                 os.utime(path)
         return payloads

@@ -11,21 +11,23 @@ code a single session uses. It writes one JUnit XML file and prints the terminal
 
 Exit status, as pytest's for the same tests on one machine: 0 every test passed, 1 a test
 failed (a gate failed, regressed, or was inconclusive under
-``--modelgate-inconclusive=fail``), 5 no test ran; and 2 (pytest's "interrupted") when the
-shards do not make a whole run: one missing, interrupted or unreadable, a test run twice.
+``--modelgate-inconclusive=fail``), 5 no test ran; 2 (pytest's "interrupted") when the
+shards do not make a whole run: one missing, interrupted or unreadable, a test run twice;
+4 (a usage error) for arguments the merge cannot follow.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .shards import DURATIONS_FILE, SHARD_FORMAT, check_shards, durations_from
 
-OK, TESTS_FAILED, INCOMPLETE, NO_TESTS = 0, 1, 2, 5
+OK, TESTS_FAILED, INCOMPLETE, USAGE, NO_TESTS = 0, 1, 2, 4, 5
 REPORT_NAME = "modelgate.json"
 
 
@@ -33,11 +35,21 @@ class MergeError(Exception):
     """A shard that cannot be read: the message names it and says what to do."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting with pytest's usage-error status (4): 2 means an incomplete set of
+    shards here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m pytest_modelgate",
         description="One verdict from the shards of a gate suite split over CI runners.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="merge")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="merge",
+                                parser_class=_Parser)
     merge = sub.add_parser(
         "merge", help="merge the shards' reports into one report, JUnit file and exit status",
         description="Read each shard's modelgate.json (a shard's report folder, or the file "
@@ -95,7 +107,8 @@ def read_shard(path: Path) -> tuple[str, dict[str, Any]]:
     return name, section
 
 
-def _junit(path: Path, results: dict[str, dict], gates: dict[str, dict]) -> None:
+def _junit(path: Path, results: dict[str, dict], gates: dict[str, dict],
+           problems: list[str]) -> None:
     """One JUnit XML file over every test the shards ran, in pytest's layout (a classname
     from the module path and classes, the function as name), with each gate test's metrics
     and verdict as properties."""
@@ -128,7 +141,12 @@ def _junit(path: Path, results: dict[str, dict], gates: dict[str, dict]) -> None
             if gate is not None and gate.get("reason") and outcome != "skipped":
                 message = f"{gate.get('verdict')}: {gate['reason']}"
             ET.SubElement(case, tag, message=message).text = message
-    suite.set("tests", str(len(results)))
+    if problems:  # an incomplete merge is no green check, whatever ran
+        case = ET.SubElement(suite, "testcase", classname="pytest_modelgate.merge",
+                             name="shards", time="0.000")
+        ET.SubElement(case, "error", message=problems[0]).text = "\n".join(problems)
+        totals["error"] += 1
+    suite.set("tests", str(len(results) + bool(problems)))
     suite.set("failures", str(totals["failed"]))
     suite.set("errors", str(totals["error"]))
     suite.set("skipped", str(totals["skipped"]))
@@ -140,22 +158,33 @@ def _junit(path: Path, results: dict[str, dict], gates: dict[str, dict]) -> None
                       + ET.tostring(root, encoding="unicode") + "\n")
 
 
-def _exit_status(problems: list[str], results: dict[str, dict]) -> int:
+def _exit_status(problems: list[str], results: dict[str, dict],
+                 sections: list[dict]) -> int:
     if problems:
         return INCOMPLETE
-    if any(r["outcome"] in ("failed", "error") for r in results.values()):
+    if any(r["outcome"] in ("failed", "error") for r in results.values()) or \
+            any(int(s.get("exitstatus", 0)) == TESTS_FAILED for s in sections):
         return TESTS_FAILED
     return OK if results else NO_TESTS
 
 
-def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
-          update_baseline: Path | None = None, expect: int | None = None,
-          cache: str | None = None, write=print) -> int:
-    """Merge the shards at ``shard_paths`` into ``out``; return the exit status (see the
-    module). ``write`` prints a line of the terminal output."""
-    from .session import ModelGateSession
-    from .settings import GateSettings
+def _read_shards(shard_paths: list[str], out: Path, junitxml: Path | None,
+                 update_baseline: Path | None, expect: int | None
+                 ) -> tuple[list[tuple[str, dict]], list[str]]:
+    """The shards that could be read, and every problem that stops a whole verdict.
 
+    Raises:
+        MergeError: an output would overwrite a shard's report (a usage error).
+    """
+    inputs = {Path(p).resolve() for p in shard_paths}
+    for given, what in ((out, "--out"), (junitxml, "--junitxml")):
+        if given is None:
+            continue
+        clash = [p for p in inputs if given == p or given == p / REPORT_NAME
+                 or (p.is_file() and given == p.parent) or given in p.parents]
+        if clash:
+            raise MergeError(f"{what} {given} would overwrite a shard's report "
+                             f"({clash[0]}): write the merge elsewhere")
     shards, problems = [], []
     for given in shard_paths:
         try:
@@ -168,19 +197,33 @@ def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
                      "compared, not recorded (and with one seed); run every shard with "
                      "--modelgate-update-baseline to write the baseline from them"
                      for name, s in shards if not s.get("update_baseline")]
-    sections = [s for _, s in shards]
-    first = sections[0] if sections else {}
-    results: dict[str, dict] = {}
-    gates: dict[str, dict] = {}
-    baseline: dict[str, dict] = {}
-    for s in sections:
-        results.update(s.get("results") or {})
-        gates.update({g["nodeid"]: g for g in s.get("gates") or []})
-        baseline.update(s.get("baseline") or {})
-    status = _exit_status(problems, results)
+        seeds = {int(s.get("baseline_seeds") or 1) for _, s in shards}
+        if len(seeds) > 1:
+            shown = ", ".join(map(str, sorted(seeds)))
+            problems.append(f"the shards recorded different seeds ({shown}): run every "
+                            "shard with the same --modelgate-baseline-seeds")
+    return shards, problems
 
+
+def _session(shards: list[tuple[str, dict]], problems: list[str], out: Path,
+             update_baseline: Path | None) -> Any:
+    """A ``ModelGateSession`` holding what the shards recorded, as one session would.
+
+    Raises:
+        MergeError: ``update_baseline`` names a file that is not a baseline.
+    """
+    import pytest
+
+    from .session import ModelGateSession
+    from .settings import GateSettings
+
+    sections = [s for _, s in shards]
+    first = sections[0]
     compared = any(s.get("baseline") is not None for s in sections)
     path = update_baseline or Path(first.get("baseline_path") or "modelgate-baseline.json")
+    if update_baseline is not None and update_baseline.is_dir():
+        raise MergeError(f"--update-baseline {update_baseline} is a folder: give the "
+                         "baseline file's path")
     settings = GateSettings(
         enabled=True, update_baseline=update_baseline is not None,
         baseline_path=Path(path).resolve() if update_baseline else Path(path),
@@ -188,18 +231,23 @@ def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
         significance=first.get("significance"),
         inconclusive=first.get("inconclusive") or "warn",
         baseline_seeds=int(first.get("baseline_seeds") or 1))
-    ms = ModelGateSession(settings, controller=True)  # reads --update-baseline's file
+    try:
+        ms = ModelGateSession(settings, controller=True)  # reads --update-baseline's file
+    except pytest.UsageError as exc:
+        raise MergeError(f"--update-baseline {update_baseline}: {exc}") from None
     if update_baseline is None:
-        ms.baseline = baseline if compared else None
-    ms.tests = gates
-    ms.results = results
+        ms.baseline = {k: v for s in sections for k, v in (s.get("baseline") or {}).items()} \
+            if compared else None
+    ms.tests = {g["nodeid"]: g for s in sections for g in s.get("gates") or []}
+    ms.results = {k: v for s in sections for k, v in (s.get("results") or {}).items()}
     ms.selected = sorted(i for s in sections for i in s.get("selected") or [])
     ran = {i for s in sections for i in s.get("selected") or []}
     unrun = {i for s in sections for i in s.get("suite") or [] if i not in ran}
     ms.expected = {i for s in sections for i in s.get("expected") or []} | unrun
     ms.finished = ms.expected - unrun - {i for s in sections for i in s.get("not_run") or []}
     ms.shard_problems = problems
-    ms.expected_are_gates = all(s.get("not_run_are_gates", True) for s in sections)
+    ms.expected_are_gates = not unrun and all(s.get("not_run_are_gates", True)
+                                              for s in sections)
     ms.failed = [i for s in sections for i in s.get("failed") or []]
     ms.cache_counts = [sum(int((s.get("cache") or {}).get(k, 0)) for s in sections)
                        for k in ("loaded", "trained", "rejected")]
@@ -209,23 +257,38 @@ def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
     ms.merged_from = [name for name, _ in shards]
     environments = [s.get("environment") for s in sections if s.get("environment")]
     ms.environment = environments[0] if environments else None
-    if any(e != ms.environment for e in environments):
-        problems_env = "the shards ran in different environments (python, platform or " \
-                       "library versions); the report and baseline show the first shard's"
-        write(f"warning: {problems_env}")
-    if not shards:
-        for line in problems:
-            write(f"error: {line}")
-        write("no shard could be read: nothing merged")
-        return INCOMPLETE
+    return ms
 
-    ms.finish(status)
-    if junitxml is None:
-        junitxml = out / "junit.xml"
-    _junit(junitxml, results, gates)
-    _record_durations(ms, sections, results, cache, write)
 
+def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
+          update_baseline: Path | None = None, expect: int | None = None,
+          cache: str | None = None, write=print) -> int:
+    """Merge the shards at ``shard_paths`` into ``out``; return the exit status (see the
+    module). ``write`` prints a line of the terminal output."""
+    try:
+        shards, problems = _read_shards(shard_paths, out, junitxml, update_baseline, expect)
+        if not shards:
+            for line in problems:
+                write(f"error: {line}")
+            write("no shard could be read: nothing merged")
+            return INCOMPLETE
+        ms = _session(shards, problems, out, update_baseline)
+    except MergeError as exc:
+        write(f"error: {exc}")
+        return USAGE
+    sections = [s for _, s in shards]
     write(f"modelgate: merged {len(shards)} shard(s): " + ", ".join(ms.merged_from))
+    if any(s.get("environment") != ms.environment for s in sections):
+        write("warning: the shards ran in different environments (python, platform or "
+              "library versions); the report and baseline show the first shard's")
+    status = _exit_status(problems, ms.results, sections)
+    ms.finish(status)
+    junitxml = junitxml or out / "junit.xml"
+    unfinished = {i for s in sections for i in s.get("not_run") or []}
+    _junit(junitxml, {k: v for k, v in ms.results.items() if k not in unfinished}, ms.tests,
+           problems)
+    if not problems:
+        _record_durations(ms, sections, ms.results, cache, write)
     for line in problems:
         write(f"error: {line}")
     if problems:
@@ -234,7 +297,7 @@ def merge(shard_paths: list[str], out: Path, *, junitxml: Path | None = None,
         write(line)
     write(f"junit: {junitxml}")
     counts: dict[str, int] = {}
-    for r in results.values():
+    for r in ms.results.values():
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     write(", ".join(f"{n} {o}" for o, n in sorted(counts.items())) or "no tests ran")
     return status

@@ -165,6 +165,15 @@ def parse_cache_location(value: str) -> str:
             "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, for s3://; "
             "GOOGLE_APPLICATION_CREDENTIALS for gs://; AZURE_STORAGE_ACCOUNT_NAME and "
             "AZURE_STORAGE_ACCOUNT_KEY for az://)")
+    if "?" in value and "://" in value:
+        raise argparse.ArgumentTypeError(
+            "the URL has a query (?...): options and tokens go in the environment "
+            "(FSSPEC_S3_* or the filesystem's own variables), not in the URL, which shows "
+            "in logs and would become part of the stored objects' names")
+    if value.startswith("file://") and not value.startswith("file:///"):
+        raise argparse.ArgumentTypeError(
+            "a file:// URL takes an absolute path after its two slashes, like "
+            "file:///mnt/shared/modelgate (three slashes); or give the folder itself")
     return value
 
 

@@ -150,6 +150,10 @@ def _keep_shard(config: pytest.Config, items: list[pytest.Item], shard) -> None:
             raise pytest.UsageError(f"{OPTION_SHARD} and {plugin} both split the tests: "
                                     "use one of them")
     ms = config.stash[session_key]
+    if not ms.settings.enabled:
+        raise pytest.UsageError(f"{OPTION_SHARD} splits a gate session and its report is "
+                                f"what the merge reads: add {OPTION_ENABLE} (or "
+                                f"{OPTION_UPDATE})")
     ids = [item.nodeid for item in items]
     durations = read_durations(ms.cache.read_file(DURATIONS_FILE))
     keep, digest = partition(ids, shard, durations)
@@ -371,7 +375,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .train.ranks import torchrun_world
 
     ms = session.config.stash[session_key]
-    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and ms.suite:
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and (
+            ms.suite or session.config.getoption("modelgate_shard", None)):
         # --modelgate-shard left this runner nothing (fewer groups than shards): that is
         # the split working, not a CI job to fail.
         session.exitstatus = exitstatus = pytest.ExitCode.OK

@@ -306,6 +306,7 @@ class ModelGateSession:
         self.merged_cache: str | None = None  # and the run cache they shared
         self.shard_problems: list[str] = []  # why the merged shards are not one whole run
         self.merged_readonly = False  # a shard read its cache only
+        self.collection_errors: list[str] = []  # modules (or classes) not collected
         self.cache = open_run_cache(settings)
         if settings.enabled:
             try:
@@ -400,6 +401,15 @@ class ModelGateSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.collect(report)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # A module that cannot be collected: an error in the results, as JUnit XML has it,
+        # and named by the merge (its tests never ran, in this shard or any).
+        if report.failed:
+            self.collection_errors.append(report.nodeid)
+            text = report.longreprtext.strip().splitlines() or [""]
+            self.results[report.nodeid] = {"outcome": "error", "duration": 0.0,
+                                           "message": f"collection failed: {text[-1][:500]}"}
+
     def collect(self, report: pytest.TestReport) -> None:
         """Keep the record a gate test's call phase attached to its report (xdist-safe)."""
         counts = getattr(report, "modelgate_cache", None)
@@ -458,6 +468,7 @@ class ModelGateSession:
             "not_run": self.not_run,
             "not_run_are_gates": self.expected_are_gates,
             "failed": sorted(self.failed),
+            "collection_errors": sorted(self.collection_errors),
             "results": {k: self.results[k] for k in sorted(self.results)},
             "gates": sorted(self.tests.values(), key=lambda t: t["nodeid"]),
             "update_baseline": settings.update_baseline,
@@ -503,7 +514,9 @@ class ModelGateSession:
 
         environment = self.environment or where()
         if self.settings.update_baseline:
-            if self.interrupted:
+            if self.shard_problems:
+                self.baseline_note = "the shards merged do not make one whole run"
+            elif self.interrupted:
                 self.baseline_note = "the session was interrupted"
             elif exitstatus != pytest.ExitCode.OK:
                 failed = self.failed
@@ -577,7 +590,9 @@ class ModelGateSession:
         if self.split_note:
             lines.append(self.split_note)
         lines.extend(self.verdict_lines())
-        if self.interrupted or self.not_run:
+        if self.shard_problems and not self.not_run:
+            lines.append("shards incomplete: see the errors above")
+        elif self.interrupted or self.not_run:
             what = "gate test(s)" if self.expected_are_gates else "test(s)"
             shown = ", ".join(self.not_run[:10])
             more = f" and {len(self.not_run) - 10} more" if len(self.not_run) > 10 else ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import median
@@ -19,6 +21,7 @@ from typing import Any
 DURATIONS_FILE = "durations.json"  # at the run cache's root, written by the merge
 DURATIONS_FORMAT = 1
 SHARD_FORMAT = 1  # of the "shard" section of modelgate.json
+MAX_SHARDS = 1000  # more runners than that is a typo
 
 
 @dataclass(frozen=True)
@@ -38,13 +41,17 @@ def parse_shard(value: str) -> Shard:
     Raises:
         ValueError: not K/N with 1 <= K <= N (the message says what was wrong).
     """
-    index, slash, count = value.strip().partition("/")
-    if not slash or not index.strip().isdigit() or not count.strip().isdigit():
+    found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value, re.ASCII)
+    if not found:
         raise ValueError(f"{value!r} is not K/N, like 2/3 (this runner's shard, 1-based, "
                          "of N shards)")
-    k, n = int(index), int(count)
-    if n < 1 or not 1 <= k <= n:
-        raise ValueError(f"{value!r}: the shard must be 1 to {max(n, 1)} of {max(n, 1)} "
+    k, n = int(found[1]), int(found[2])
+    if n < 1:
+        raise ValueError(f"{value!r}: N, the number of shards, is at least 1")
+    if n > MAX_SHARDS:
+        raise ValueError(f"{value!r}: at most {MAX_SHARDS} shards")
+    if not 1 <= k <= n:
+        raise ValueError(f"{value!r}: the shard must be 1 to {n} of {n} "
                          "(1-based, like 1/3, 2/3, 3/3)")
     return Shard(k, n)
 
@@ -81,8 +88,31 @@ def read_durations(raw: bytes | None) -> dict[str, dict[str, Any]]:
         tests = doc["tests"] if doc.get("format") == DURATIONS_FORMAT else {}
     except (ValueError, TypeError, KeyError, AttributeError):
         return {}
-    return {k: v for k, v in tests.items() if isinstance(v, dict)} \
-        if isinstance(tests, dict) else {}
+    if not isinstance(tests, dict):
+        return {}
+    # The file is not signed: anyone who can write the cache can write it. An entry that
+    # is not what the merge writes is left out (that test then counts as unknown), so a
+    # bad file can only unbalance the split, never stop it.
+    return {k: {"seconds": v["seconds"], "runs": v["runs"]} for k, v in
+            ((k, _entry(v)) for k, v in tests.items()) if v is not None}
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _entry(value: Any) -> dict[str, Any] | None:
+    """A durations entry as the merge writes it, or None."""
+    if not isinstance(value, dict) or _seconds(value.get("seconds")) is None:
+        return None
+    runs = value.get("runs", {})
+    if not isinstance(runs, dict) or any(not isinstance(k, str) or _seconds(v) is None
+                                         for k, v in runs.items()):
+        return None
+    return {"seconds": _seconds(value["seconds"]),
+            "runs": {k: _seconds(v) for k, v in runs.items()}}
 
 
 def partition(ids: list[str], shard: Shard, durations: dict[str, dict[str, Any]]
@@ -195,7 +225,11 @@ def check_shards(shards: list[tuple[str, dict[str, Any]]], expect: int | None = 
     ``--modelgate-shard`` suite that no shard ran. Empty: the shards make one run."""
     problems = []
     for name, s in shards:
-        if s.get("interrupted"):
+        broken = s.get("collection_errors") or []
+        if broken:
+            problems.append(f"{name} could not collect {', '.join(broken[:5])}"
+                            f"{', ...' if len(broken) > 5 else ''}: its tests there never ran")
+        if s.get("interrupted") and not broken:
             left = s.get("not_run") or []
             problems.append(f"{name} was interrupted" + (
                 f": {len(left)} test(s) did not run or finish ({', '.join(left[:5])}"
@@ -214,7 +248,11 @@ def check_shards(shards: list[tuple[str, dict[str, Any]]], expect: int | None = 
     if len(counts) > 1:
         problems.append("the shards are of different splits: "
                         + ", ".join(f"{n} is {i['index']}/{i['count']}" for n, i in declared))
-    total = expect or (counts.pop() if len(counts) == 1 else None)
+    recorded = counts.pop() if len(counts) == 1 else None
+    if expect and recorded and expect != recorded:
+        problems.append(f"--expect {expect}, but the shards say they are of {recorded} "
+                        f"({declared[0][1]['by']})")
+    total = recorded or expect
     if declared and total:
         seen: dict[int, str] = {}
         for name, i in declared:
@@ -243,9 +281,10 @@ def check_shards(shards: list[tuple[str, dict[str, Any]]], expect: int | None = 
                         "arguments or another commit): run every shard with the same "
                         "arguments on the same commit")
     elif len(digests) > 1:
-        problems.append("the --modelgate-shard shards split the suite on different "
-                        "durations (the run cache's durations.json changed between them): "
-                        "rerun the shards")
+        problems.append("the --modelgate-shard shards split the suite differently: the "
+                        "run cache's durations.json changed between them, a shard ran with "
+                        "other cache options or could not read the cache, or a report is "
+                        "left from an earlier run; rerun the shards")
     elif suites and not problems:
         unrun = [i for i in json.loads(suites.pop()) if i not in owners]
         if unrun:

@@ -260,3 +260,14 @@ def test_plain_files_at_the_cache_root(tmp_path):
     off = RunCache(None)
     off.write_file("durations.json", b"{}")
     assert off.read_file("durations.json") is None and off.location == "" and not off.remote
+
+
+def test_a_read_only_or_signed_folder_cache_keeps_thumbnails_and_locks_on_this_machine(
+        tmp_path):
+    """Leakage thumbnails and lock files are not signed: a job that trusts the cache only by
+    signature, or must not write it, keeps them in a folder of its own."""
+    shared = tmp_path / "shared"
+    assert RunCache(shared).directory == shared
+    for cache in (RunCache(shared, readonly=True), RunCache(shared, signing_key=b"k")):
+        assert cache.directory is not None and shared not in cache.directory.parents
+        assert cache.directory != shared

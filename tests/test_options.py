@@ -86,3 +86,14 @@ def test_credentials_in_a_cache_url_are_refused_and_not_repeated():
     assert "wJalrXUtnFEMIK7MDENG" not in message and "AKIAXYZ" not in message
     assert message.startswith("the URL holds credentials (user:password@)")
     assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in message
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("s3://bucket/runs?token=S3KR1T", "the URL has a query"),
+    ("file://tmp/x", "three slashes"),
+    ("file://u:S3KR1T@/tmp/x", "the URL holds credentials"),
+])
+def test_cache_urls_that_would_mislead_are_refused(url, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message) as raised:
+        parse_cache_location(url)
+    assert "S3KR1T" not in str(raised.value)

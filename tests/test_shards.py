@@ -80,12 +80,24 @@ def test_durations_written_by_the_merge_read_back():
     assert got["t.py::b"] == {"seconds": 33.0, "runs": {"k1": 0.0}}
     assert got["t.py::plain"] == {"seconds": 0.01, "runs": {}}
     assert read_durations(b"{not json") == {} and read_durations(None) == {}
+    # Unsigned, so anyone who can write the cache can write it: entries unlike the merge's
+    # are left out (those tests count as unknown), never a crash of every runner.
+    bad = {"format": 1, "tests": {
+        "t.py::a": {"seconds": "x", "runs": {}}, "t.py::b": {"seconds": None},
+        "t.py::c": {"seconds": 1.0, "runs": [1, 2]}, "t.py::d": {"seconds": 1, "runs": {
+            "k": "slow"}}, "t.py::e": {"seconds": -1}, "t.py::f": [1],
+        "t.py::g": {"seconds": 2, "runs": {"k": 3}}}}
+    assert read_durations(json.dumps(bad).encode()) == {"t.py::g": {"seconds": 2.0,
+                                                                    "runs": {"k": 3.0}}}
+    assert read_durations(b'{"format": 1, "tests": [1]}') == {}
     assert read_durations(json.dumps({"format": 99, "tests": {}}).encode()) == {}
 
 
 @pytest.mark.parametrize(("value", "message"), [
     ("2", "is not K/N, like 2/3"), ("a/3", "is not K/N"), ("0/3", "must be 1 to 3 of 3"),
-    ("4/3", "must be 1 to 3 of 3"), ("1/0", "must be 1 to 1 of 1"), ("-1/3", "is not K/N"),
+    ("4/3", "must be 1 to 3 of 3"), ("1/0", "N, the number of shards, is at least 1"),
+    ("3/0", "N, the number of shards, is at least 1"), ("-1/3", "is not K/N"),
+    ("\u0662/\u0663", "is not K/N"), ("1/10000000", "at most 1000 shards"),
 ])
 def test_bad_shard_values_say_what_is_expected(value, message):
     with pytest.raises(ValueError, match=message):
@@ -133,6 +145,18 @@ def test_shards_of_different_splits_or_without_numbers():
     # -k shards carry no numbers: --expect is what catches a missing one.
     assert check_shards([bare], expect=2) == ["1 shard(s) given, 2 expected (--expect)"]
     assert check_shards([bare]) == []
+    # --expect cannot hide a missing numbered shard: the shards' own count wins.
+    two_of_three = [_shard(1), _shard(2)]
+    assert check_shards(two_of_three, expect=2) == [
+        "--expect 2, but the shards say they are of 3 (pytest-split)",
+        "shard(s) 3/3 missing: every shard's report folder (or modelgate.json) must be "
+        "given; a shard that did not finish wrote none"]
+
+
+def test_a_shard_that_could_not_collect_a_module_is_named():
+    broken = _shard(1, n=1, collection_errors=["t/test_bad.py"], interrupted=True)
+    assert check_shards([broken]) == [
+        "reports/shard-1 could not collect t/test_bad.py: its tests there never ran"]
 
 
 def test_a_suite_test_no_shard_ran_is_named():
@@ -143,4 +167,4 @@ def test_a_suite_test_no_shard_ran_is_named():
                    "selected": ["t.py::b"], "suite": suite, "partition": "d1"})]
     assert check_shards(ran) == ["1 test(s) of the suite ran in no shard: t.py::c"]
     ran[1][1]["partition"] = "d2"
-    assert "split the suite on different durations" in check_shards(ran)[0]
+    assert "split the suite differently" in check_shards(ran)[0]

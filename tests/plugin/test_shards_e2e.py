@@ -229,8 +229,45 @@ def test_missing_interrupted_or_unreadable_shards_are_errors_that_name_them(proj
         "error: m: modelgate.json is a merged report; give the shards' own",
     ])
     result = _merge(project, "ka", "--out", "m3", "--expect", "0")
-    assert result.ret == 2
+    assert result.ret == 4
     result.stderr.fnmatch_lines(["*--expect 0: the number of shards is at least 1"])
+    # An incomplete merge records no durations: they would unbalance the next split.
+    assert not (project.path / "cache" / "durations.json").exists()
+    # Nothing the user has is overwritten: not a shard's report, not a folder.
+    result = _merge(project, "ka", "--out", "ka")
+    assert result.ret == 4
+    result.stdout.fnmatch_lines(["error: --out *ka would overwrite a shard's report*"])
+    result = _merge(project, "ka", "--out", "m4", "--update-baseline", "empty")
+    assert result.ret == 4
+    result.stdout.fnmatch_lines(["error: --update-baseline empty is a folder: give the "
+                                 "baseline file's path"])
+    (project.path / "notes.json").write_text('{"my": "notes"}')
+    result = _merge(project, "ka", "--out", "m5", "--update-baseline", "notes.json")
+    assert result.ret == 4
+    result.stdout.fnmatch_lines(["error: --update-baseline notes.json: *"])
+    assert (project.path / "notes.json").read_text() == '{"my": "notes"}'
+
+
+BROKEN = "import this_module_does_not_exist\n"
+
+
+def test_a_module_a_shard_could_not_collect_fails_the_merge(project):
+    project.makepyfile(test_a=SUITE_A, test_broken=BROKEN)
+    result = project.runpytest(OPTION_ENABLE, CACHE, "--continue-on-collection-errors",
+                               "--modelgate-report-dir=b1")
+    assert result.ret == 1
+    merged = _merge(project, "b1", "--out", "m")
+    assert merged.ret == 2
+    merged.stdout.fnmatch_lines(["error: *b1 could not collect test_broken.py: its tests "
+                                 "there never ran"])
+    cases = [c.get("name") for c in ET.parse(project.path / "m" / "junit.xml").getroot()
+             .iter("testcase")]
+    assert "test_broken.py" in cases and "shards" in cases
+    stopped = project.runpytest(OPTION_ENABLE, CACHE, "--modelgate-report-dir=b2")
+    assert stopped.ret == pytest.ExitCode.INTERRUPTED  # pytest stops on collection errors
+    merged = _merge(project, "b2", "--out", "m2")
+    assert merged.ret == 2
+    merged.stdout.fnmatch_lines(["error: *b2 could not collect test_broken.py*"])
 
 
 def test_shard_options_checked_and_an_empty_shard_is_green(project):
@@ -244,11 +281,18 @@ def test_shard_options_checked_and_an_empty_shard_is_green(project):
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(["*--modelgate-shard and pytest-split's --splits both "
                                      "split the tests: use one of them"])
+    result = project.runpytest(f"{OPTION_SHARD}=1/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--modelgate-shard splits a gate session*add --modelgate*"])
     # One module, three shards: the third gets nothing, and that is no failure.
     result = project.runpytest(OPTION_ENABLE, CACHE, f"{OPTION_SHARD}=3/3",
                                "--modelgate-report-dir=s3")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*3 deselected*"])
+    if pytest.importorskip("xdist"):
+        result = project.runpytest(OPTION_ENABLE, CACHE, f"{OPTION_SHARD}=3/3", "-n", "2",
+                                   "--modelgate-report-dir=s3x")
+        assert result.ret == 0
 
 
 def test_xdist_workers_tell_the_controller_the_split(project):
