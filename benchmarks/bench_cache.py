@@ -18,10 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(cache: str, report: str) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "pytest", "--modelgate", "examples/", "-q",
-           f"--modelgate-cache-dir={cache}", f"--modelgate-report-dir={report}"]
+    return run_example([f"--modelgate-cache-dir={cache}", f"--modelgate-report-dir={report}"])
+
+
+def run_example(args: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """``pytest --modelgate examples/ -q`` with ``args``: its wall time and its summary's
+    ``run cache:`` line (bench_shared_cache.py times the same run against S3)."""
+    cmd = [sys.executable, "-m", "pytest", "--modelgate", "examples/", "-q", *args]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         sys.exit(f"pytest failed:\n{out.stdout}\n{out.stderr}")

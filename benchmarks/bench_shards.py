@@ -103,7 +103,7 @@ def main() -> None:
         for sub in ("runs", "blobs"):
             shutil.rmtree(cache / sub, ignore_errors=True)
         again = shards(cache, reports, "again")
-        for k, (seconds, loaded, trained, selected) in enumerate(again, 1):
+        for k, (seconds, _, trained, selected) in enumerate(again, 1):
             print(f"cold shard {k}/{SHARDS} split by durations: {seconds:.1f} s, {trained} "
                   f"trained, {len(selected)} tests")
         for sub in ("runs", "blobs"):

@@ -20,30 +20,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_cache import run_example  # noqa: E402
 from tests.s3server import BUCKET, client_environment, s3_server  # noqa: E402
 
 
 def run(cache: str, work: Path, env: dict[str, str]) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "pytest", "--modelgate", "examples/", "-q",
-           f"--modelgate-cache={cache}", f"--modelgate-report-dir={work}/reports",
-           # Locks and thumbnails of the S3 run go here, not into the repository's cache.
-           "-o", f"cache_dir={work}/pytest-cache"]
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t0
-    if out.returncode != 0:
-        sys.exit(f"pytest failed:\n{out.stdout}\n{out.stderr}")
-    line = next((x for x in out.stdout.splitlines() if x.startswith("run cache:")), "?")
-    return elapsed, line
+    return run_example([f"--modelgate-cache={cache}", f"--modelgate-report-dir={work}/reports",
+                        # Locks and thumbnails of the S3 run go here, not into the
+                        # repository's cache.
+                        "-o", f"cache_dir={work}/pytest-cache"], env)
 
 
 def main() -> None:
