@@ -63,7 +63,6 @@ def run_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-
 # What a cut-short or damaged entry raises while it is read.
 UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
 

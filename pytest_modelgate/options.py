@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from .baseline import Tolerance, parse_tolerance
-from .shards import Shard, parse_shard
+from .baseline import parse_tolerance
+from .shards import parse_shard
 from .specs import DEVICES
 
 OPTION_ENABLE = "--modelgate"
@@ -40,13 +40,22 @@ OPTION_SHARD = "--modelgate-shard"
 BASELINE_ENVS = ("same", "any")
 INCONCLUSIVE_MODES = ("warn", "fail")
 
+T = TypeVar("T")
 
-def parse_tolerance_option(value: str) -> Tolerance:
-    """argparse ``type=`` for --modelgate-tolerance."""
-    try:
-        return parse_tolerance(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+
+def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse ``type=``: its ValueError becomes argparse's error, with
+    the same message."""
+    def parsed(value: str) -> T:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parsed.__doc__ = f"argparse ``type=`` of ``{parse.__name__}``."
+    return parsed
+
+
+parse_tolerance_option = _argument_type(parse_tolerance)  # --modelgate-tolerance
 
 
 def parse_device(value: str) -> str:
@@ -102,12 +111,7 @@ def parse_baseline_seeds(value: str) -> int:
     return seeds
 
 
-def parse_shard_option(value: str) -> Shard:
-    """argparse ``type=`` for --modelgate-shard: K/N."""
-    try:
-        return parse_shard(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+parse_shard_option = _argument_type(parse_shard)  # --modelgate-shard=K/N
 
 
 def parse_inconclusive(value: str) -> str:
