@@ -6,7 +6,7 @@ without a framework.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -90,6 +90,9 @@ class Predictions:
     # The test split's name where it has one ("val" for from_folder's train/ and val/), so
     # a message about the test images can name the folder the user knows.
     test_split: str | None = None
+    # What is known of each test sample beyond its label ({"camera": [...]}, from a
+    # manifest's columns): slices of a gate filter on it.
+    attributes: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.class_names)
@@ -109,6 +112,10 @@ class Predictions:
         object.__setattr__(self, "y_pred", y_pred)
         if self.scores is not None:
             object.__setattr__(self, "scores", _check_scores(self.scores, len(y_true), k))
+        from .data.splits import checked_attributes
+
+        object.__setattr__(self, "attributes",
+                           checked_attributes(self.attributes, len(y_true), "attributes"))
         if (self.train_y_true is None) != (self.train_y_pred is None):
             raise ModelGateError("pass both train_y_true and train_y_pred, or neither")
         if self.train_y_true is not None and self.train_y_pred is not None:
@@ -123,7 +130,8 @@ class Predictions:
     @classmethod
     def from_arrays(cls, y_true: Sequence[Any], y_pred: Any = None,
                     scores: Any = None, *, class_names: Sequence[Any] | None = None,
-                    train: tuple[Sequence[Any], Sequence[Any]] | None = None) -> Predictions:
+                    train: tuple[Sequence[Any], Sequence[Any]] | None = None,
+                    attributes: Mapping[str, Sequence[Any]] | None = None) -> Predictions:
         """Predictions from plain arrays, for models trained elsewhere.
 
         Labels as you have them: class indices (integers from 0), or strings, bools,
@@ -131,7 +139,8 @@ class Predictions:
         the classes (labels are then names in it, or indices into it); without it the
         classes are ``"0"``, ``"1"``, ... for indices, else the sorted labels present.
         ``y_pred`` defaults to the arg-max of ``scores`` (columns in class order);
-        ``train=(y_true, y_pred)`` on the train split enables ``assert_no_overfitting``.
+        ``train=(y_true, y_pred)`` on the train split enables ``assert_no_overfitting``;
+        ``attributes={"camera": [...]}`` (one value per test sample) enables slices.
 
         Example:
             >>> p = Predictions.from_arrays(["ok", "defect", "ok"], ["ok", "ok", "ok"])
@@ -162,7 +171,8 @@ class Predictions:
                 class_names = [str(i) for i in range(max(top + 1, width, 2))]
         return cls(np.asarray(y_true), np.asarray(y_pred), tuple(str(c) for c in class_names),
                    scores, None if train_true is None else np.asarray(train_true),
-                   None if train_pred is None else np.asarray(train_pred))
+                   None if train_pred is None else np.asarray(train_pred),
+                   attributes=attributes)
 
     # --- figures ---------------------------------------------------------------------
 
@@ -319,7 +329,14 @@ class FinetuneRun:
                            self.train_y_true, self.train_y_pred, self.history,
                            source=self.label,
                            sample_ids=None if self.test_set is None else self.test_set.ids,
-                           test_split=None if self.test_set is None else self.test_set.name)
+                           test_split=None if self.test_set is None else self.test_set.name,
+                           attributes=self.attributes)
+
+    @property
+    def attributes(self) -> dict[str, np.ndarray]:
+        """Per-sample attributes of the test split (``{"camera": array}``), in the order of
+        ``y_true``; empty when the data has none."""
+        return dict(getattr(self.test_set, "attributes", None) or {})
 
     @property
     def label(self) -> str:

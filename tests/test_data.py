@@ -626,3 +626,26 @@ def test_arrays_whose_test_split_lacks_a_class_warn():
                                               r"\['b'\] that train has \(2 train images\)"
                                               r".* add test images of it"):
         from_arrays(x[:4], [0, 0, 1, 1], x[4:], [0, 0], class_names=["a", "b"])
+
+
+def test_imageset_keeps_attributes_and_multilabel_matrices():
+    x = np.zeros((3, 4, 4), dtype=np.uint8)
+    x[1], x[2] = 1, 2
+    data = ImageSet(x, np.array([[1, 0], [1, 1], [0, 1]]), ("cat", "dog"),
+                    attributes={"camera": ["A", "B", "A"]})
+    assert data.multilabel and data.attributes["camera"].tolist() == ["A", "B", "A"]
+    with pytest.raises(ModelGateError, match="attribute 'camera' must hold one value per image"):
+        ImageSet(x, [0, 1, 0], ("cat", "dog"), attributes={"camera": ["A"]})
+    with pytest.raises(ModelGateError, match="0 and 1 only; row 1 holds"):
+        ImageSet(x, np.array([[1, 0], [2, 1], [0, 1]]), ("cat", "dog"))
+    with pytest.raises(ModelGateError, match=r"\(3, 2\) 0/1 matrix"):
+        ImageSet(x, np.ones((3, 3), dtype=int), ("cat", "dog"))
+
+
+def test_predictions_carry_attributes():
+    from pytest_modelgate import Predictions
+
+    p = Predictions.from_arrays([0, 1, 1], [0, 1, 0], attributes={"camera": ["A", "B", "B"]})
+    assert p.attributes["camera"].tolist() == ["A", "B", "B"]
+    with pytest.raises(ModelGateError, match="one value per image"):
+        Predictions.from_arrays([0, 1, 1], [0, 1, 0], attributes={"camera": ["A"]})

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,13 +32,47 @@ def content_id(image: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def present_classes(labels: np.ndarray) -> set[int]:
+    """The classes a split has images of: the label values, or for a multilabel 0/1 matrix
+    the columns with at least one image."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return {int(i) for i in np.flatnonzero(labels.sum(axis=0))}
+    return set(np.unique(labels).tolist())
+
+
+def checked_attributes(attributes: Mapping[str, Sequence[Any]] | None, n: int,
+                        where: str) -> dict[str, np.ndarray]:
+    """Per-sample attributes as read-only arrays of length ``n``, by attribute name."""
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, Mapping):
+        raise ModelGateError(f"{where}: attributes must map names to one value per image "
+                             f"(e.g. {{'camera': [...]}}), got {type(attributes).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for name, values in attributes.items():
+        if not isinstance(name, str) or not name:
+            raise ModelGateError(f"{where}: attribute names must be non-empty strings, got "
+                                 f"{name!r}")
+        arr = np.asarray(values)
+        if arr.dtype.kind not in "biufUSO" or arr.shape != (n,):
+            raise ModelGateError(f"{where}: attribute {name!r} must hold one value per image "
+                                 f"({n}), got shape {arr.shape}")
+        arr.flags.writeable = False
+        out[name] = arr
+    return out
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageSet:
-    """One split: ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels`` class indices.
+    """One split: ``images`` (N, H, W) or (N, H, W, C) uint8, ``labels`` class indices, or
+    for a multilabel task an (N, classes) 0/1 matrix (column k: the image shows class k).
 
     ``sources`` optionally names where each image came from (a file path), for messages.
     ``skipped`` names the files a loader left out as the platform's, not samples
     (``from_folder``: ``.DS_Store``, ``._name.jpg``, ``Thumbs.db``); the repr counts them.
+    ``attributes`` maps a name to one value per image (``{"camera": [...]}``): what a
+    manifest's other columns say of each image; slices of a gate filter on them.
     """
 
     images: np.ndarray
@@ -48,6 +84,7 @@ class ImageSet:
     # Content ids computed before (the decoded-array cache stores them): not recomputed.
     _ids: tuple[str, ...] | None = field(default=None, repr=False)
     skipped: tuple[str, ...] = ()
+    attributes: Mapping[str, Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
@@ -68,17 +105,24 @@ class ImageSet:
                 f"{self.name}: images must be uint8 pixels 0-255, got {images.dtype}; "
                 "scale and convert with (x * 255).round().astype(np.uint8)"
             )
-        if labels.shape != (len(images),):
+        n = len(self.class_names)
+        if labels.shape not in ((len(images),), (len(images), n)):
             raise ModelGateError(
                 f"{self.name}: {len(images)} images but labels of shape {labels.shape}; "
-                "pass one integer label per image"
+                f"pass one integer label per image, or for a multilabel task a "
+                f"({len(images)}, {n}) 0/1 matrix (one column per class name)"
             )
+        if labels.dtype == np.bool_:
+            labels = labels.astype(np.int64)
         if not np.issubdtype(labels.dtype, np.integer):
             raise ModelGateError(f"{self.name}: labels must be integers, got {labels.dtype}")
-        if len(self.class_names) < 1:
+        if n < 1:
             raise ModelGateError(f"{self.name}: class_names is empty")
-        n = len(self.class_names)
-        if labels.min() < 0 or labels.max() >= n:
+        if labels.ndim == 2 and not np.isin(labels, (0, 1)).all():
+            row = int(np.flatnonzero(~np.isin(labels, (0, 1)).all(axis=1))[0])
+            raise ModelGateError(f"{self.name}: a multilabel matrix holds 0 and 1 only; row "
+                                 f"{row} holds {labels[row].tolist()}")
+        if labels.ndim == 1 and (labels.min() < 0 or labels.max() >= n):
             raise ModelGateError(
                 f"{self.name}: labels must lie in 0..{n - 1} (one per class name), "
                 f"found {int(labels.min())}..{int(labels.max())}"
@@ -91,6 +135,8 @@ class ImageSet:
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "attributes",
+                           checked_attributes(self.attributes, len(images), self.name))
         known = self._ids if self._ids is not None and len(self._ids) == len(images) else None
         object.__setattr__(self, "ids", known or tuple(content_id(img) for img in images))
         object.__setattr__(self, "_ids", None)
@@ -108,12 +154,17 @@ class ImageSet:
             more = ", ..." if len(self.skipped) > 3 else ""
             left_out = (f"; {counted(len(self.skipped), 'platform file')} skipped "
                         f"({', '.join(shown)}{more})")
-        present = set(np.unique(self.labels).tolist()) if len(self) else set()
+        present = present_classes(self.labels)
         absent = [n for i, n in enumerate(self.class_names) if i not in present]
         none_of = (f"; no images of {', '.join(absent[:3])}" + (", ..." if len(absent) > 3 else "")
                    if absent else "")
         return (f"ImageSet({self.name!r}, {len(self)} images of {shape}, "
                 f"{len(self.class_names)} classes: {names}{none_of}{left_out})")
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether labels are a 0/1 matrix (several classes per image)."""
+        return self.labels.ndim == 2
 
     def describe(self, index: int) -> str:
         """Human name of a sample: its source path when known, else split, index and id."""
@@ -162,21 +213,24 @@ class Splits:
                 f"only one class ({self.train.class_names[0]!r}): a classifier gate needs "
                 "at least two classes"
             )
-        trained = set(np.unique(self.train.labels).tolist())
+        if len({p.multilabel for p in parts}) > 1:
+            raise ModelGateError("train and test must both be multilabel (0/1 matrices) or "
+                                 "both hold one label per image")
+        trained = present_classes(self.train.labels)
         for part in parts[1:]:
-            unseen = sorted(set(np.unique(part.labels).tolist()) - trained)
+            unseen = sorted(present_classes(part.labels) - trained)
             if unseen:
                 names = [self.train.class_names[i] for i in unseen]
                 raise ModelGateError(
                     f"{part.name} has classes {names} that train never shows; "
                     "add training images of those classes or drop them from the test split"
                 )
-        if len(trained) < 2:
+        if len(trained) < 2 and not self.train.multilabel:
             raise ModelGateError(
                 "the train split holds a single class: a classifier gate needs at least two"
             )
         for part in parts[1:]:
-            missing = sorted(trained - set(np.unique(part.labels).tolist()))
+            missing = sorted(trained - present_classes(part.labels))
             if missing:
                 warn_user(self._missing_classes(part, missing))
         shapes = {p.images.shape[1:] for p in parts}
@@ -189,7 +243,8 @@ class Splits:
     def _missing_classes(self, part: ImageSet, missing: list[int]) -> str:
         """What a split without some of train's classes costs, and where the images go."""
         names = [self.class_names[i] for i in missing]
-        counts = [str(int(np.sum(self.train.labels == i))) for i in missing]
+        counts = [str(int(np.sum(self.train.labels[:, i] if self.train.multilabel
+                                 else self.train.labels == i))) for i in missing]
         tally = (", ".join(counts[:-1]) + " and " if len(counts) > 1 else "") + counts[-1]
         one = len(names) == 1
         it = "it" if one else "them"
@@ -211,6 +266,11 @@ class Splits:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.train.class_names
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the labels are 0/1 matrices (several classes per image)."""
+        return self.train.multilabel
 
     def __repr__(self) -> str:
         val = f", val={self.val!r}" if self.val is not None else ""
