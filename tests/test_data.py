@@ -486,7 +486,7 @@ def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path
                                                                          monkeypatch):
     # Another process's entry lands just before this one's rename (pytest -n 2, two
     # workers loading one folder cold): the load keeps it instead of decoding again.
-    from pytest_modelgate.data import folders
+    from pytest_modelgate.data import arraycache
 
     x = _images(6, seed=3)
     for i, a in enumerate(x):
@@ -504,8 +504,8 @@ def test_two_processes_writing_one_entry_keep_the_first_and_decode_once(tmp_path
 
     monkeypatch.setattr(Path, "rename", rename_after_the_other)
     decoded = []
-    real_decode_all = folders.decode_all
-    monkeypatch.setattr(folders, "decode_all",
+    real_decode_all = arraycache.decode_all
+    monkeypatch.setattr(arraycache, "decode_all",
                         lambda *a: decoded.append(1) or real_decode_all(*a))
     splits = from_folder(tmp_path / "data", cache=tmp_path / "mine")
     assert decoded == []  # no second decode after the collision

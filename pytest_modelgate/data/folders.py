@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
-from .arraycache import ArrayCache, file_stats
-from .decode import IMAGE_SUFFIXES, decode_all, list_images
+from .arraycache import ArrayCache, decode_cached
+from .decode import IMAGE_SUFFIXES, list_images
 from .sources import stratified_split
-from .splits import ImageSet, Splits, content_id, with_skipped
+from .splits import ImageSet, Splits, with_skipped
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -142,41 +142,19 @@ def _read_split(root: Path, split: str, size: tuple[int, int] | None,
             )
         paths += files
         labels += [idx] * len(files)
-    sources = paths
-    cached = ArrayCache.open(cache, sources, size, names, labels)
-    stats = None
-    if cached is not None and cached.folder.is_dir():
-        # An entry for these files: it holds if every file's size and time are as stored.
-        stats = file_stats(listed)
-        hit = cached.load(name or split, stats)
-        if hit is not None:
-            return with_skipped(hit, skipped)
-    if cached is not None and paths:
-        # The workers stat each file as they decode it: the first load of a folder pays
-        # for no separate pass over 60,000 files.
-        direct = cached.decode_into(paths, size, labels, names, name or split, sources)
-        if direct is not None:
-            return with_skipped(direct, skipped)
-    if cached is not None and stats is None:
-        stats = file_stats(listed)  # before decoding: a file changed meanwhile is a miss
-    images, ids = decode_all(paths, size)
-    if not images:
+    if not paths:
         raise ModelGateError(f"{split} split is empty: no class folders with images under "
                              f"{base}/<class>/")
-    modes = {img.ndim for img in images}
-    if len(modes) > 1:
-        images = [img if img.ndim == 3 else np.stack([img] * 3, axis=-1) for img in images]
-        ids = [content_id(img) for img in images]  # widened: other pixels, other ids
-    shapes = {img.shape for img in images}
-    if len(shapes) > 1:
+    sources = paths
+    cached = ArrayCache.open(cache, sources, size, names, labels)
+    images, ids = decode_cached(paths, size, cached, listed)
+    if isinstance(images, list):
         first = images[0].shape
         odd = next(i for i, img in enumerate(images) if img.shape != first)
         raise ModelGateError(
             f"images of mixed sizes in {base}: {sources[0]} is {first}, {sources[odd]} is "
             f"{images[odd].shape}; pass size=(H, W) to from_folder to resize them"
         )
-    data = ImageSet(np.stack(images), np.asarray(labels), names, name=name or split,
-                    sources=tuple(sources), _ids=tuple(ids))
-    if cached is not None and stats is not None:
-        cached.store(data, stats)
+    data = ImageSet(images, np.asarray(labels), names, name=name or split,
+                    sources=tuple(sources), _ids=ids)
     return with_skipped(data, skipped)
