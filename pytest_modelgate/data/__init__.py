@@ -5,8 +5,9 @@ content id: a hash of its decoded pixels. The same picture saved as PNG or BMP h
 
 One module per concern: ``splits.py`` (``ImageSet``, ``Splits``, content ids),
 ``sources.py`` (arrays, torch datasets, scikit-learn's digits, the stratified split),
-``folders.py`` (``from_folder``), ``decode.py`` (image files to arrays, on every core) and
-``arraycache.py`` (the decoded arrays kept between loads).
+``folders.py`` (``from_folder``), ``manifest.py`` (``from_manifest``: a CSV or Parquet table),
+``decode.py`` (image files to arrays, on every core) and ``arraycache.py`` (the decoded
+arrays kept between loads).
 
 Example:
     >>> import numpy as np
@@ -21,6 +22,7 @@ from __future__ import annotations
 from .arraycache import default_array_cache
 from .decode import IMAGE_SUFFIXES
 from .folders import from_folder
+from .manifest import from_manifest
 from .sources import from_arrays, from_torch, load_digits, stratified_split
 from .splits import ImageSet, Splits, content_id
 
@@ -32,6 +34,7 @@ __all__ = [
     "default_array_cache",
     "from_arrays",
     "from_folder",
+    "from_manifest",
     "from_torch",
     "load_digits",
     "stratified_split",

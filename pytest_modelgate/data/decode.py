@@ -67,23 +67,30 @@ def read_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             opened.load()
-            im: Image.Image = opened
-            if im.mode not in CONVERTIBLE_MODES:
-                kind = "16-bit or float" if im.mode[0] in "IF" else "unsupported"
-                raise ModelGateError(
-                    f"image {path} has mode {im.mode!r} ({kind} pixels), which does not "
-                    "convert to 8-bit RGB without losing data; convert it to 8-bit grayscale "
-                    "or RGB first"
-                )
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
+            return pil_pixels(opened, size, f"image {path}")
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ModelGateError(
             f"cannot read image {path}: {exc}; fix or remove the file"
         ) from None
+
+
+def pil_pixels(im: Any, size: tuple[int, int] | None, where: str) -> np.ndarray:
+    """A PIL image as (H, W) or (H, W, 3) uint8 (other 8-bit modes become RGB), resized
+    to ``size=(H, W)`` if given; ``where`` names it in the error for a lossy mode."""
+    from PIL import Image
+
+    if im.mode not in CONVERTIBLE_MODES:
+        kind = "16-bit or float" if im.mode[0] in "IF" else "unsupported"
+        raise ModelGateError(
+            f"{where} has mode {im.mode!r} ({kind} pixels), which does not "
+            "convert to 8-bit RGB without losing data; convert it to 8-bit grayscale "
+            "or RGB first"
+        )
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    if size is not None and im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _read_with_id(path: str | Path, size: tuple[int, int] | None) -> tuple[np.ndarray, str]:

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ModelGateError, ModelGateWarning, user_error_frames
 from .arraycache import ArrayCache, decode_cached
 from .decode import IMAGE_SUFFIXES, list_images
-from .sources import stratified_split
+from .sources import split_by_fraction
 from .splits import ImageSet, Splits, with_skipped
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -61,8 +61,9 @@ def from_folder(root: str | Path, *, size: tuple[int, int] | None = None,
                 "use its split, or point from_folder at a folder of class folders"
             )
         every = _read_split(root.parent, root.name, size, None, cache=cache)
-        split = stratified_split(every.images, every.labels, class_names=every.class_names,
-                                 test_fraction=test_fraction, seed=seed, sources=every.sources)
+        split = split_by_fraction(every.images, every.labels, class_names=every.class_names,
+                                  test_fraction=test_fraction, seed=seed,
+                                  sources=every.sources, attributes=None, ids=every.ids)
         with_skipped(split.train, every.skipped)  # the folder's, named once: on train
         return split
     if "train" not in present and root.is_dir() and any(root.iterdir()):

@@ -3,14 +3,14 @@ split that keeps identical images on one side."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import ModelGateError, user_error_frames
 from .decode import CONVERTIBLE_MODES
-from .splits import ImageSet, Splits, content_id
+from .splits import ImageSet, Splits, checked_attributes, content_id
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
 __tracebackhide__ = user_error_frames
@@ -48,21 +48,38 @@ def stratified_split(
     test_fraction: float = 0.3,
     seed: int = 0,
     sources: Sequence[str] | None = None,
+    attributes: Mapping[str, Sequence[Any]] | None = None,
 ) -> Splits:
     """A seeded, stratified train/test split that keeps identical images on one side.
 
     Identical images (same content id) are grouped before splitting, so an exact duplicate
-    can never land in both train and test. ``sources`` (file paths) follow their images.
+    can never land in both train and test. ``sources`` (file paths) and ``attributes`` (one
+    value per image, by name) follow their images. Multilabel labels (an (N, classes) 0/1
+    matrix) are stratified by each image's set of classes.
     """
+    return split_by_fraction(images, labels, class_names=class_names,
+                             test_fraction=test_fraction, seed=seed, sources=sources,
+                             attributes=attributes, ids=None)
+
+
+def split_by_fraction(images: np.ndarray, labels: Sequence[int] | np.ndarray, *,
+                      class_names: Sequence[str], test_fraction: float, seed: int,
+                      sources: Sequence[str] | None,
+                      attributes: Mapping[str, Sequence[Any]] | None,
+                      ids: Sequence[str] | None) -> Splits:
+    """``stratified_split`` for loaders that already hold each image's content id."""
     if not 0 < test_fraction < 1:
         raise ModelGateError(f"test_fraction must be in (0, 1), got {test_fraction}")
     images = np.asarray(images)
     label_arr = np.asarray(labels).astype(np.int64)
-    ids = [content_id(img) for img in images]
+    ids = list(ids) if ids is not None else [content_id(img) for img in images]
+    # A stratum per class, or per set of classes of a multilabel matrix.
+    strata = (np.unique(label_arr, axis=0, return_inverse=True)[1].reshape(-1)
+              if label_arr.ndim == 2 else label_arr)
     rng = np.random.default_rng(seed)
     test_mask = np.zeros(len(images), dtype=bool)
-    for cls in np.unique(label_arr):
-        members = np.flatnonzero(label_arr == cls)
+    for cls in np.unique(strata):
+        members = np.flatnonzero(strata == cls)
         groups: dict[str, list[int]] = {}
         for i in members:
             groups.setdefault(ids[i], []).append(int(i))
@@ -80,10 +97,14 @@ def stratified_split(
     test_mask |= np.array([i in test_ids for i in ids])
     names = tuple(class_names)
     src = None if sources is None else np.asarray(list(sources), dtype=object)
+    id_arr = np.asarray(ids, dtype=object)
+    attrs = checked_attributes(attributes, len(images), "stratified_split")
 
     def part(mask: np.ndarray, name: str) -> ImageSet:
         return ImageSet(images[mask], label_arr[mask], names, name=name,
-                        sources=None if src is None else tuple(src[mask]))
+                        sources=None if src is None else tuple(src[mask]),
+                        _ids=tuple(id_arr[mask]),
+                        attributes={k: v[mask] for k, v in attrs.items()} or None)
 
     return Splits(train=part(~test_mask, "train"), test=part(test_mask, "test"))
 
