@@ -6,8 +6,9 @@ content id: a hash of its decoded pixels. The same picture saved as PNG or BMP h
 One module per concern: ``splits.py`` (``ImageSet``, ``Splits``, content ids),
 ``sources.py`` (arrays, torch datasets, scikit-learn's digits, the stratified split),
 ``folders.py`` (``from_folder``), ``manifest.py`` (``from_manifest``: a CSV or Parquet table),
-``decode.py`` (image files to arrays, on every core) and ``arraycache.py`` (the decoded
-arrays kept between loads).
+``tfdata.py`` (``from_tf``: ``tf.data`` datasets), ``hfdata.py`` (``from_hf``: Hugging Face
+datasets), ``decode.py`` (image files to arrays, on every core) and ``arraycache.py`` (the
+decoded arrays kept between loads).
 
 Example:
     >>> import numpy as np
@@ -22,9 +23,11 @@ from __future__ import annotations
 from .arraycache import default_array_cache
 from .decode import IMAGE_SUFFIXES
 from .folders import from_folder
+from .hfdata import from_hf
 from .manifest import from_manifest
 from .sources import from_arrays, from_torch, load_digits, stratified_split
 from .splits import ImageSet, Splits, content_id
+from .tfdata import from_tf
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -34,7 +37,9 @@ __all__ = [
     "default_array_cache",
     "from_arrays",
     "from_folder",
+    "from_hf",
     "from_manifest",
+    "from_tf",
     "from_torch",
     "load_digits",
     "stratified_split",
