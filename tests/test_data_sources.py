@@ -355,6 +355,13 @@ def test_manifest_empty_files_and_bad_rows(tmp_path):
         from_manifest(tmp_path / "m.json")
 
 
+def test_manifest_test_rows_of_a_class_train_lacks_are_named(tmp_path):
+    rows = _basic_rows(tmp_path)
+    rows[5][1] = "c"
+    _error(tmp_path, rows, r"m\.csv line 7 \(column 'label'\): test rows of \['c'\], a class "
+           r"no train row has; add train rows of it, or drop those rows")
+
+
 def test_manifest_mixed_sizes_name_the_rows(tmp_path):
     rows = _basic_rows(tmp_path)
     big = _pngs(tmp_path / "big", 2, size=12)
@@ -423,6 +430,9 @@ def test_from_tf_bad_datasets(tmp_path):
     with pytest.raises(ModelGateError, match=r"the train dataset is a list, not a "
                                              r"tf\.data\.Dataset"):
         from_tf([], load("test"))
+    with pytest.raises(ModelGateError, match=r"yields dicts \(keys \['image', 'label'\]\); "
+                                             r"from_tf takes \(image, label\) pairs"):
+        from_tf(load("train").map(lambda x, y: {"image": x, "label": y}), load("test"))
     # After .map() the class names are gone: class_names= gives them back.
     mapped = from_tf(load("train").map(lambda x, y: (x, y)), load("test").map(
         lambda x, y: (x, y)), class_names=CLASSES)
@@ -447,6 +457,8 @@ def test_from_hf_multilabel_and_bad_datasets(hf):
     train, test = _hf_split(hf, 4), _hf_split(hf, 2, seed=1)
     multi = from_hf((train, test), label="tags")
     assert multi.multilabel and multi.class_names == ("x", "y")
+    # The other ClassLabel column is an attribute: its names, as text.
+    assert multi.test.attributes["label"].tolist() == ["ants", "bees"]
     data = hf.DatasetDict(train=train, validation=test)
     with pytest.raises(ModelGateError, match=r"the dataset has no 'test' split \(its splits: "
                                              r"'train', 'validation'\); pass train=/test= "

@@ -30,7 +30,8 @@ def from_hf(dataset_dict: Any, *, image: str = "image", label: str = "label",
     from it), a list of ``ClassLabel`` (multilabel: the labels become an (N, classes) 0/1
     matrix), or plain integers or strings (names from ``class_names=``, else the values,
     sorted). Every other column of numbers, text or booleans becomes a per-sample
-    attribute (``run.attributes``). ``size=(H, W)`` resizes every image.
+    attribute (``run.attributes``), and another ``ClassLabel`` column its names as text.
+    ``size=(H, W)`` resizes every image.
 
     Raises:
         ModelGateError: a missing split or column, train and test with other class names,
@@ -54,11 +55,20 @@ def from_hf(dataset_dict: Any, *, image: str = "image", label: str = "label",
             raise ModelGateError(f"the {name} split has no column {image!r} (its columns: "
                                  f"{', '.join(ds.column_names)}); pass image='<column>'")
         images, ids = _images(ds, image, name, size)
-        attributes = {c: np.asarray(ds[c]) for c, f in ds.features.items()
-                      if c not in (image, label) and isinstance(f, datasets.Value)}
+        attributes = {c: _attribute(ds[c], f, datasets) for c, f in ds.features.items()
+                      if c not in (image, label)
+                      and isinstance(f, (datasets.Value, datasets.ClassLabel))}
         sets.append(ImageSet(images, _labels(ds[label], kind, names), names, name=name,
                              _ids=ids, attributes=attributes))
     return Splits(train=sets[0], test=sets[1])
+
+
+def _attribute(values: Any, feature: Any, datasets: Any) -> np.ndarray:
+    """A scalar column; another ClassLabel (CIFAR-100's ``coarse_label``) as its names."""
+    if isinstance(feature, datasets.ClassLabel):
+        return np.array([feature.names[v] if v is not None and v >= 0 else ""
+                         for v in values], dtype=str)
+    return np.asarray(list(values))
 
 
 def _two_splits(data: Any, train: str, test: str) -> list[tuple[str, Any]]:

@@ -113,6 +113,7 @@ def from_manifest(path: str | Path, *, root: str | Path | None = None, image: st
         return split_by_fraction(images, labels, class_names=names,
                                  test_fraction=float(test_fraction or 0), seed=seed,
                                  sources=files, attributes=attributes, ids=ids)
+    _classes_train_shows(table, label, labels, names, assigned)
     parts: dict[str, ImageSet] = {}
     for name, rows in assigned.items():
         images, ids = _decode(table, rows, files, size, cache)
@@ -307,6 +308,25 @@ def _labels(table: _Table, column: str, sep: str | None) -> tuple[np.ndarray, li
     names = _class_order(set(text))
     index = {c: k for k, c in enumerate(names)}
     return np.array([index[t] for t in text], dtype=np.int64), names
+
+
+def _classes_train_shows(table: _Table, column: str, labels: np.ndarray, names: list[str],
+                         assigned: dict[str, list[int]]) -> None:
+    """A test or val row of a class no train row has, named by its line."""
+    def shown(rows: list[int]) -> np.ndarray:
+        part = labels[rows]
+        return part.any(axis=0) if part.ndim == 2 else np.isin(np.arange(len(names)), part)
+
+    trained = shown(assigned["train"])
+    for split, rows in assigned.items():
+        unseen = np.flatnonzero(shown(rows) & ~trained)
+        if split != "train" and len(unseen):
+            odd = [r for r in rows if (labels[r][unseen].any() if labels.ndim == 2
+                                       else labels[r] in unseen)]
+            raise ModelGateError(
+                f"{table.where(odd, column)}: {split} rows of "
+                f"{[names[k] for k in unseen][:5]}, a class no train row has; add train "
+                f"rows of it, or drop those rows")
 
 
 def _attribute(table: _Table, column: str) -> np.ndarray:

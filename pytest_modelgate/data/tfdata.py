@@ -71,6 +71,11 @@ def _read(ds: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     images: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for element in ds.as_numpy_iterator():
+        if isinstance(element, dict):
+            raise ModelGateError(
+                f"the {name} dataset yields dicts (keys {sorted(element)}); from_tf takes "
+                "(image, label) pairs: tfds.load(..., as_supervised=True), or "
+                ".map(lambda d: (d['image'], d['label']))")
         if not isinstance(element, (tuple, list)) or len(element) < 2:
             raise ModelGateError(
                 f"the {name} dataset yields images without labels (label_mode=None?); load "
