@@ -211,6 +211,11 @@ def test_manifest_multilabel_cells_and_empty_cells(tmp_path):
     assert splits.test.labels.tolist() == [[1, 1, 1]]
 
 
+def test_manifest_paths_written_on_windows(tmp_path):
+    rows = [["img\\" + r[0].split("/")[1], *r[1:]] for r in _basic_rows(tmp_path)]
+    assert len(from_manifest(_manifest(tmp_path, rows), cache=False).train) == 4
+
+
 def test_manifest_integer_labels_sort_as_numbers(tmp_path):
     files = _pngs(tmp_path / "img", 6)
     rows = [[f, str([2, 10, 1][i % 3]), "train" if i < 3 else "test"]
@@ -402,6 +407,23 @@ def test_stratified_split_carries_attributes_and_splits_multilabel_rows():
 
 # from_tf ---------------------------------------------------------------------------------
 
+def test_from_tf_grayscale_has_from_folders_ids(tmp_path):
+    keras = _keras()
+    rng = np.random.default_rng(0)
+    for split in COUNTS:
+        for cls in CLASSES:
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.png")
+    load = keras.utils.image_dataset_from_directory
+    splits = from_tf(*(load(tmp_path / s, image_size=(8, 8), color_mode="grayscale")
+                       for s in COUNTS))
+    folder = from_folder(tmp_path, cache=False)
+    assert splits.train.images.shape == (4, 8, 8)
+    assert sorted(splits.test.ids) == sorted(folder.test.ids)
+
+
 def test_from_tf_bad_datasets(tmp_path):
     keras = _keras()
     _tree(tmp_path)
@@ -451,6 +473,12 @@ def _hf_split(datasets, n, names=CLASSES, size=8, seed=0):
     return ds.cast_column("image", datasets.Image()).cast_column(
         "label", datasets.ClassLabel(names=list(names))).cast_column(
         "tags", datasets.Sequence(datasets.ClassLabel(names=["x", "y"])))
+
+
+def test_from_hf_without_datasets_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(AdapterUnavailableError, match=r"pip install pytest-modelgate\[hf\]"):
+        from_hf({})
 
 
 def test_from_hf_multilabel_and_bad_datasets(hf):

@@ -59,10 +59,11 @@ def from_manifest(path: str | Path, *, root: str | Path | None = None, image: st
     with one row per image.
 
     Columns: ``image`` (the file's path, relative to ``root``, by default the manifest's
-    folder), ``label`` (its class) and ``split`` (``train``, ``test``, ``val``; also
-    ``validation`` and ``valid``, any case). ``splits=`` names other split values: a
-    mapping such as ``{"fit": "train", "holdout": "test"}``, or the values for train and
-    test (and val) in that order, ``("fit", "holdout")``. Without a ``test`` value, ``val``
+    folder; ``\\`` or ``/`` between folders), ``label`` (its class) and ``split``
+    (``train``, ``test``, ``val``; also ``validation`` and ``valid``, any case).
+    ``splits=`` names other split values: a mapping such as ``{"fit": "train", "holdout":
+    "test"}``, or the values for train and test (and val) in that order,
+    ``("fit", "holdout")``. Without a ``test`` value, ``val``
     rows are the test split (as in ``from_folder``); beside test they are ``Splits.val``.
     Without a split column pass ``test_fraction=`` (and ``seed=``) for a stratified split.
 
@@ -246,7 +247,8 @@ def _image_files(table: _Table, column: str, base: Path,
     if blank:
         raise ModelGateError(f"{table.where(blank, column)}: no image path; fill the cell or "
                              "delete the row")
-    files = [os.path.join(base, str(v).strip()) for v in cells]
+    # A manifest written on Windows says img\\0001.png: the same file here.
+    files = [os.path.join(base, str(v).strip().replace("\\", os.sep)) for v in cells]
     seen: dict[str, int] = {}
     split_of = {r: s for s, rows in (assigned or {}).items() for r in rows}
     for i, f in enumerate(files):
