@@ -501,6 +501,11 @@ def test_from_hf_multilabel_and_bad_datasets(hf):
                                              r"\['ants', 'bees'\] but test's names "
                                              r"\['ants', 'wasps'\]"):
         from_hf((train, other))
+    unlabeled = test.map(lambda row: {"label": -1})
+    with pytest.raises(ModelGateError, match=r"2 of the test split's 2 images have no label "
+                                             r"\(-1: an unlabeled split.*pass test= naming a "
+                                             r"labeled split"):
+        from_hf((train, unlabeled))
     odd = _hf_split(hf, 3, size=9)
     with pytest.raises(ModelGateError, match=r"images of mixed sizes in the test split: "
                                              r"test\[0\] is \(9, 9, 3\), test\[2\] is "

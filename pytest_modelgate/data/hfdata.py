@@ -58,7 +58,7 @@ def from_hf(dataset_dict: Any, *, image: str = "image", label: str = "label",
         attributes = {c: _attribute(ds[c], f, datasets) for c, f in ds.features.items()
                       if c not in (image, label)
                       and isinstance(f, (datasets.Value, datasets.ClassLabel))}
-        sets.append(ImageSet(images, _labels(ds[label], kind, names), names, name=name,
+        sets.append(ImageSet(images, _labels(ds[label], kind, names, name), names, name=name,
                              _ids=ids, attributes=attributes))
     return Splits(train=sets[0], test=sets[1])
 
@@ -122,8 +122,16 @@ def _class_names(parts: list[tuple[str, Any]], kinds: list[Any], label: str,
     return tuple(sorted(str(v) for v in values))
 
 
-def _labels(values: Any, kind: Any, names: tuple[str, ...]) -> np.ndarray:
+def _labels(values: Any, kind: Any, names: tuple[str, ...], split: str) -> np.ndarray:
     values = list(values)
+    if type(kind).__name__ == "ClassLabel":
+        unlabeled = sum(1 for v in values if v is None or v < 0)
+        if unlabeled:
+            raise ModelGateError(
+                f"{unlabeled} of the {split} split's {len(values)} images have no label (-1: "
+                "an unlabeled split, as many hub datasets' test splits are); pass test= "
+                "naming a labeled split, e.g. test='validation', or split train with "
+                "dataset['train'].train_test_split(test_size=0.2, stratify_by_column=...)")
     if _inner(kind) is not None:   # a list of ClassLabels: multilabel
         matrix = np.zeros((len(values), len(names)), dtype=np.int64)
         for i, classes in enumerate(values):
