@@ -248,7 +248,9 @@ def _image_files(table: _Table, column: str, base: Path,
         raise ModelGateError(f"{table.where(blank, column)}: no image path; fill the cell or "
                              "delete the row")
     # A manifest written on Windows says img\\0001.png: the same file here.
-    files = [os.path.join(base, str(v).strip().replace("\\", os.sep)) for v in cells]
+    prefix = os.path.join(base, "")   # joined as strings: os.path.join per row cost more
+    files = [f if os.path.isabs(f) else prefix + f
+             for f in (str(v).strip().replace("\\", "/").replace("/", os.sep) for v in cells)]
     seen: dict[str, int] = {}
     split_of = {r: s for s, rows in (assigned or {}).items() for r in rows}
     for i, f in enumerate(files):
@@ -262,7 +264,7 @@ def _image_files(table: _Table, column: str, base: Path,
                     "two splits leaks the test set into training; keep one of the rows")
             raise ModelGateError(f"{table.file} lists {cells[i]} twice, {both} (column "
                                  f"{column!r}); delete one of the rows")
-    missing = [i for i, f in enumerate(files) if not os.path.isfile(f)]
+    missing = _absent(files)
     if missing:
         shown = "; ".join(f"{table.places[i]}: {files[i]}" for i in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -271,6 +273,27 @@ def _image_files(table: _Table, column: str, base: Path,
             f"(column {column!r}): {shown}{more}; paths are relative to {base} (root=): fix "
             "the paths, or pass root= naming the folder they are relative to")
     return files
+
+
+def _folder_and_name(path: str) -> tuple[str, str]:
+    folder, _, name = path.rpartition(os.sep)
+    return (folder + os.sep if folder or path.startswith(os.sep) else "." + os.sep), name
+
+
+def _absent(files: list[str]) -> list[int]:
+    """The rows whose file does not exist: one listing per folder, not a stat per file."""
+    listings: dict[str, set[str]] = {}
+    absent = []
+    for i, path in enumerate(files):
+        folder, name = _folder_and_name(path)
+        if folder not in listings:
+            try:
+                listings[folder] = set(os.listdir(folder))
+            except OSError:
+                listings[folder] = set()
+        if name not in listings[folder]:
+            absent.append(i)
+    return absent
 
 
 def _class_order(values: set[str]) -> list[str]:
@@ -362,8 +385,9 @@ def _decode(table: _Table, rows: list[int], files: list[str], size: tuple[int, i
     """The rows' images and content ids, through the array cache (keyed by the paths and
     ``size=``; it holds pixels only)."""
     paths = [files[r] for r in rows]
-    listed = [(os.path.join(folder or ".", ""), [os.path.basename(p) for p in group])
-              for folder, group in itertools.groupby(paths, key=os.path.dirname)]
+    split = [_folder_and_name(p) for p in paths]
+    listed = [(folder, [name for _, name in group])
+              for folder, group in itertools.groupby(split, key=lambda pair: pair[0])]
     cached = ArrayCache.open(cache, paths, size)
     images, ids = decode_cached(paths, size, cached, listed)
     if isinstance(images, list):
