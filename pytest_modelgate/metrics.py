@@ -609,8 +609,9 @@ def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
     weight = np.asarray(sample_weight, dtype=np.float64)
-    if weight.ndim == 0:
-        weight = np.full(n, float(weight))
+    if weight.ndim == 0:   # as scikit-learn's public functions
+        raise ModelGateError(f"sample_weight is one number ({float(weight)}): pass one weight "
+                             f"per sample, shape ({n},)")
     if weight.ndim != 1:
         raise ModelGateError(f"Sample weights must be 1D array or scalar: sample_weight has "
                              f"shape {weight.shape}; pass one weight per sample, shape ({n},)")
