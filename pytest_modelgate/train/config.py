@@ -145,7 +145,7 @@ def checked_threshold(threshold: object) -> float | tuple[float, ...] | str | No
     Raises:
         ModelGateError: any other value, naming what is accepted.
     """
-    if threshold is None or threshold == "train":
+    if threshold is None or (isinstance(threshold, str) and threshold == "train"):
         return threshold
     fix = ("threshold must be a probability in (0, 1) (default 0.5), a sequence of them "
            "(one per class, in class_names order) or 'train' (per label, the F1-best on the "

@@ -454,10 +454,11 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
     # (and a multilabel run's threshold="train"); a race run cut at its budget serves only
     # the race and skips it.
     train_out = None if log.cut_by_budget() else plan.predict_train()
-    train_pred = None if train_out is None or run.multilabel else \
-        train_out.argmax(1).cpu().numpy()
-    train_prob = _probabilities(train_out, True) if train_out is not None and \
-        run.multilabel else None
+    train_pred = train_prob = None
+    if train_out is not None and run.multilabel:   # its thresholds apply to these
+        train_prob = _probabilities(train_out, True)
+    elif train_out is not None:
+        train_pred = train_out.argmax(1).cpu().numpy()
     head_state = {k: v.detach().float().cpu().numpy() for k, v in run.head.state_dict().items()}
     if run.device.startswith("cuda"):
         torch.cuda.empty_cache()
