@@ -140,6 +140,30 @@ def test_f1_best_thresholds_sit_between_the_scores_they_separate():
     assert f1s[2] is None
 
 
+def test_the_record_applies_the_thresholds_and_a_cut_race_run_keeps_one_half(quadrants,
+                                                                            digits_small):
+    from pytest_modelgate.train.record import EpochLog, Trained, run_record
+
+    n, k = len(quadrants.test), len(CLASSES)
+    probabilities = np.tile(np.array([0.2, 0.4, 0.6, 0.8], np.float32), (n, 1))
+    config = TrainConfig(epochs=1).for_data(True, k)
+    fixed = run_record(Trained("net", True, "cpu", probabilities, None, 0.0, {}), quadrants,
+                       TrainConfig(threshold=(0.1, 0.5, 0.5, 0.9)).for_data(True, k),
+                       EpochLog(config))
+    assert fixed.y_pred[0].tolist() == [1, 0, 1, 0] and fixed.train_y_pred is None
+    # threshold="train" on a race run cut at its budget (no train-split pass): 0.5, noted.
+    log = EpochLog(config)
+    cut = run_record(Trained("net", True, "cpu", probabilities, None, 0.0, {}), quadrants,
+                     TrainConfig(threshold="train").for_data(True, k), log)
+    assert cut.thresholds == (0.5,) * k and cut.y_pred[0].tolist() == [0, 0, 1, 1]
+    assert "no train-split pass" in cut.notes[-1]
+    # A multiclass record stays as it was before task= existed.
+    single = run_record(Trained("net", True, "cpu", np.full((len(digits_small.test), 3), 1 / 3),
+                                None, 0.0, {}), digits_small,
+                        TrainConfig().for_data(False, 3), EpochLog(config))
+    assert single.thresholds is None and not {"task", "threshold"} & set(single.config)
+
+
 # --- PyTorch ----------------------------------------------------------------------------------
 
 
