@@ -241,8 +241,10 @@ def test_a_multilabel_run_round_trips_the_run_cache(quadrants, tmp_path):
     assert back.thresholds == first.thresholds and back.y_pred.shape == first.y_pred.shape
 
 
-def test_two_ranks_train_multilabel_the_same_step_code():
-    """``workers=2``: the ranks' gathered outputs are (n, classes) rows in order."""
+@pytest.mark.parametrize("freeze", ["none", "backbone"])
+def test_two_ranks_train_multilabel_the_same_step_code(freeze):
+    """``workers=2``: the ranks' gathered outputs (a head-only run's features, every
+    run's predictions) are (n, classes) rows in order."""
     pytest.importorskip("torch")
     from pytest_modelgate.train import run_finetune
 
@@ -251,7 +253,7 @@ def test_two_ranks_train_multilabel_the_same_step_code():
     x_train, y_train = quadrant_images(64, 0)
     x_test, y_test = quadrant_images(21, 1)   # odd: the ranks' chunks differ in length
     data = from_arrays(x_train, y_train, x_test, y_test, class_names=CLASSES)
-    kwargs = dict(epochs=2, freeze="none", lr=2e-2, batch_size=32, **GRAY)
+    kwargs = dict(epochs=2, freeze=freeze, lr=2e-2, batch_size=32, **GRAY)
     ranks = run_finetune(tiny_cnn, data, workers=2, **kwargs)
     here = run_finetune(tiny_cnn, data, **kwargs)
     assert ranks.y_pred.shape == ranks.probabilities.shape == (21, 4)
