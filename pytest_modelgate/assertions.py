@@ -575,9 +575,34 @@ def assert_recall_above(run: Any, threshold: float, *, label: str | int | None =
             pass is not luck of a small test set.
         min_support: fewer test samples of a checked class fail with "insufficient evidence"
             (or warn, with ``insufficient="warn"``).
+        slice: an attribute of the test samples (``"camera"``): the same check runs on the
+            samples of each of its values, and every slice must clear the threshold. The
+            failure names the worst slice first, then the other failing ones, the passing
+            ones in brief, and those not gated. Each slice's figures are recorded as
+            ``recall[defect]{camera=B}`` with that slice's own samples, so a baseline
+            compares (and pair-tests) each slice on its samples alone.
+        where: ``{"time": "night"}``: check only the samples matching every key (a list
+            or tuple value means any of them). With ``slice=`` too, the slices are taken
+            within these samples (``time=night,camera=B``).
+        min_slice_size: a slice with fewer test samples (all classes counted; default 20)
+            is listed as "not gated: n=7 < 20" and not checked; 1 or None gates every
+            slice. When no slice is large enough the gate fails saying so.
+
+    What a sliced gate decides: without ``confidence`` each slice's figure must clear the
+    threshold, as the whole test set's would. With ``confidence`` each slice is a one-sided
+    test that its figure clears the threshold, and Holm's step-down over the slices keeps
+    the chance that any slice the gate passes is truly below the threshold at the error
+    one figure has, (1 - confidence) / 2: with k slices not yet passed, each is held to the
+    lower bound of its interval at 1 - (1 - confidence) / k (98.3% for three slices at
+    0.95); those that clear pass, and the rest are held again at the next, looser level,
+    until none clears. One slice (``where=`` alone) is judged exactly as the whole set is.
+    Several figures of one slice (``per_class=True``) are not corrected among themselves,
+    as without slices.
 
     Example:
         >>> assert_recall_above(run, 0.90, label="defect", confidence=0.95)  # doctest: +SKIP
+        >>> assert_recall_above(run, 0.9, label="defect", where={"time": "night"})  # doctest: +SKIP
+        >>> assert_recall_above(run, 0.90, label="defect", slice="camera")  # doctest: +SKIP
     """
     __tracebackhide__ = True
     if slice is not None or where is not None:
@@ -669,7 +694,8 @@ def assert_accuracy_above(run: Any, threshold: float, *,
                           confidence: float | None = None, slice: str | None = None,
                           where: Mapping[str, Any] | None = None,
                           min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
-    """Test accuracy must be at least ``threshold`` (Wilson interval).
+    """Test accuracy must be at least ``threshold`` (Wilson interval); ``slice=``,
+    ``where=`` and ``min_slice_size=`` as ``assert_recall_above``.
 
     On imbalanced data accuracy flatters a model that ignores the rare class: pair it with
     ``assert_beats_majority`` or use ``assert_balanced_accuracy_above``.
@@ -696,7 +722,8 @@ def assert_balanced_accuracy_above(run: Any, threshold: float, *,
                                    confidence: float | None = None, slice: str | None = None,
                                    where: Mapping[str, Any] | None = None,
                                    min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
-    """Balanced accuracy (mean recall over classes) must be at least ``threshold``.
+    """Balanced accuracy (mean recall over classes) must be at least ``threshold``;
+    ``slice=``, ``where=`` and ``min_slice_size=`` as ``assert_recall_above``.
 
     The figure for imbalanced data: every class counts the same, however rare.
 
