@@ -458,7 +458,14 @@ def _gate_slices(run: Any, gate: Any, *, slice: str | None, where: Any,
     compares a slice on its samples alone), and the slice table; fail naming the worst
     slice first. See ``assert_recall_above`` for what is decided."""
     __tracebackhide__ = True
-    from .slices import FAILED, PASSED, check_min_slice_size, select_slices, worst_first
+    from .slices import (
+        FAILED,
+        PASSED,
+        check_min_slice_size,
+        select_slices,
+        where_texts,
+        worst_first,
+    )
 
     p = _as_predictions(run)
     confidence = _check_confidence(confidence)
@@ -474,14 +481,11 @@ def _gate_slices(run: Any, gate: Any, *, slice: str | None, where: Any,
     for text, (part, _sub, record, error) in measured.items():
         ok, level, held_record = held[text]
         held_of = {m["name"]: m for m in held_record["metrics"]}
-        # A slice that fails its check with every figure clearing failed on its support
-        # (min_support=): each figure is marked failed.
-        short = not ok and all(m["passed"] for m in held_of.values())
         if not ok and error and "\n  Fix: " in error:
             fixes.append(error.rpartition("\n  Fix: ")[2])
         for original in record["metrics"]:
             held_m = held_of.get(original["name"], original)
-            passed = ok or (bool(held_m["passed"]) and not short)
+            passed = ok or bool(held_m["passed"])
             m = dict(original, passed=passed, name=str(dataclasses.replace(
                 MetricName.parse(original["name"]), slice=text)),
                 run=_run_id(run) if isinstance(run, FinetuneRun) else original.get("run"))
@@ -507,11 +511,14 @@ def _gate_slices(run: Any, gate: Any, *, slice: str | None, where: Any,
                 if images is not None:
                     gate_record.images[key] = images
     rows = worst_first(rows)
+    # The whole set's check stopped before its figures (min_support=): name them from
+    # the slices'.
+    names = names or list(dict.fromkeys(str(MetricName.parse(r["metric"]).whole)
+                                        for r in rows if r.get("metric")))
     if gate_record is not None and gate_record.record is not None:
         gate_record.record.setdefault("slices", []).append({
             "gate": ", ".join(names), "slice": slice,
-            "where": None if where is None else {k: (list(v) if isinstance(
-                v, (list, tuple, set, frozenset)) else v) for k, v in where.items()},
+            "where": None if where is None else where_texts(where),
             "min_slice_size": min_size, "confidence": confidence,
             "holm": holm > 1, "rows": rows})
     _slice_verdict(names, rows, failing, fixes, measured, min_size, holm, confidence)
@@ -547,10 +554,12 @@ def _slice_verdict(names: list[str], rows: list[dict], failing: list, fixes: lis
     held = (f"; with confidence={confidence}, Holm's step-down over the {holm} slices holds "
             "each to a stricter lower bound" if holm > 1 else "")
     more = "".join(f"\n  {line}" for line in lines[1:])
-    fix = next((f for f in fixes if f), "raise the figures of the failing slices")
+    fix = next((f for f in fixes if f), "see each failing slice's line above")
+    below = ("below the threshold" if all(r.get("value") is not None for r in failing)
+             else "fail")
     raise AssertionError(
-        f"{lines[0]}{more}\n  {gate}: {bad} of {len(measured)} gated slices below the "
-        f"threshold{held}" + (f"\n  passed: {shown}" if shown else "") + not_gated
+        f"{lines[0]}{more}\n  {gate}: {bad} of {len(measured)} gated slices {below}{held}"
+        + (f"\n  passed: {shown}" if shown else "") + not_gated
         + f"\n  Fix: {fix}; or gather more test images of the failing slices")
 
 

@@ -58,6 +58,12 @@ def _wanted(argname: str, name: str, value: Any) -> list[str]:
     return [_text(v) for v in values]
 
 
+def where_texts(where: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``where`` as the record keeps it (JSON-ready): each attribute's wanted values as
+    text, ``{"camera": ["A", "B"]}``."""
+    return {str(name): _wanted("where", name, value) for name, value in where.items()}
+
+
 def _attribute(attributes: Mapping[str, np.ndarray], name: Any, argname: str) -> np.ndarray:
     if not isinstance(name, str) or not name:
         raise ModelGateError(f"{argname} names an attribute (a non-empty string such as "
@@ -180,9 +186,8 @@ def worst_first(rows: list[dict]) -> list[dict]:
 
     def key(row: dict) -> tuple:
         value = row.get("value")
-        if value is None:
-            return (3, 0.0, row["slice"])
         sign = 1.0 if row.get("higher_is_better", True) else -1.0
-        return (rank.get(row["verdict"], 3), sign * float(value), row["slice"])
+        shown = float("inf") if value is None else sign * float(value)
+        return (rank.get(row["verdict"], 3), shown, row["slice"])
 
     return sorted(rows, key=key)

@@ -366,3 +366,44 @@ def test_report_shows_a_slice_table_worst_first_with_regressions():
     assert "Slices: recall[defect] by camera" in html
     assert "camera=&lt;b&gt;A&lt;/b&gt;" in html and "camera=<b>A</b>" not in html
     assert '<td class="l regressed">regressed</td>' in html
+
+
+def test_a_run_slices_its_test_set_and_keeps_its_images_for_thumbnails():
+    import dataclasses
+
+    from pytest_modelgate.data import ImageSet
+    from pytest_modelgate.gate import current_gate
+
+    from .test_assertions import Y_PRED, Y_TRUE, make_run
+
+    images = np.arange(25 * 4, dtype=np.uint8).reshape(25, 2, 2)
+    test_set = ImageSet(images, np.asarray(Y_TRUE), ("cat", "dog", "<b>eel</b>"),
+                        name="test", attributes={"camera": ["A", "B"] * 12 + ["A"]})
+    run = dataclasses.replace(make_run(Y_TRUE, Y_PRED), test_set=test_set)
+    with recording() as record:
+        assert_accuracy_above(run, 0.5, slice="camera", min_slice_size=None)
+        kept = dict(current_gate().images)
+    assert [m["run"] for m in record["metrics"]] == [run.label] * 2
+    assert run.label in record["runs"]
+    keys = [m["samples"] for m in record["metrics"]]
+    assert len(set(keys)) == 2 and set(keys) <= set(kept)
+    b = kept[record["metrics"][1]["samples"]]
+    assert len(b) == 12 and b.ids == test_set.ids[1::2][:12]
+
+
+def test_a_slice_short_of_min_support_fails_with_its_name():
+    with pytest.raises(AssertionError) as info:
+        assert_recall_above(cameras(), 0.1, label="defect", slice="camera", min_support=21)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("camera=A: insufficient evidence: defect (n=20) below "
+                            "min_support=21")
+    assert "  recall(defect): 3 of 3 gated slices fail\n" in str(info.value)
+
+
+def test_where_values_are_recorded_as_text():
+    p = Predictions.from_arrays([0, 1] * 30, [0, 1] * 30, attributes={"site": [1, 2] * 30})
+    with recording() as record:
+        assert_accuracy_above(p, 0.5, where={"site": np.int64(2)})
+    assert record["slices"][0]["where"] == {"site": ["2"]}
+    assert record["metrics"][0]["name"] == "accuracy{site=2}"
+    json.dumps(record)
