@@ -493,6 +493,8 @@ def _gate_slices(run: Any, gate: Any, *, slice: str | None, where: Any,
                    "figure_n": m["n"], "interval": m["interval"], "threshold": m["threshold"],
                    "higher_is_better": m["higher_is_better"], "level": level,
                    "verdict": PASSED if passed else FAILED}
+            if confidence is not None and level != confidence and held_m.get("interval"):
+                row["held_interval"] = held_m["interval"]   # at the level Holm held it to
             if not passed:
                 row["line"] = _slice_line(original, held_m, text, confidence, holm)
                 failing.append(row)

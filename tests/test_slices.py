@@ -283,6 +283,7 @@ def test_holm_makes_slices_that_each_clear_fail_together():
     rows = record["slices"][0]["rows"]
     assert record["slices"][0]["holm"] and all(r["verdict"] == FAILED for r in rows)
     assert rows[0]["level"] == pytest.approx(1 - 0.05 / 3)
+    assert rows[0]["held_interval"][0] == pytest.approx(0.706, abs=1e-3)
     # The recorded interval stays the nominal 95% one.
     assert record["metrics"][0]["interval"][0] == pytest.approx(0.764, abs=1e-3)
     # Without confidence= the point values decide: all pass.
