@@ -559,9 +559,11 @@ def _slice_verdict(names: list[str], rows: list[dict], failing: list, fixes: lis
     fix = next((f for f in fixes if f), "see each failing slice's line above")
     below = ("below the threshold" if all(r.get("value") is not None for r in failing)
              else "fail")
+    # One slice (where= alone) needs no count of slices.
+    count = (f"\n  {gate}: {bad} of {len(measured)} gated slices {below}{held}"
+             if len(measured) > 1 else "")
     raise AssertionError(
-        f"{lines[0]}{more}\n  {gate}: {bad} of {len(measured)} gated slices {below}{held}"
-        + (f"\n  passed: {shown}" if shown else "") + not_gated
+        f"{lines[0]}{more}{count}" + (f"\n  passed: {shown}" if shown else "") + not_gated
         + f"\n  Fix: {fix}; or gather more test images of the failing slices")
 
 
