@@ -356,7 +356,9 @@ def _subset(p: Predictions, part: Any) -> Predictions:
         source=f"{p.source} on {part.text}",
         sample_ids=tuple(ids[i] for i in idx) if ids is not None else
         tuple(f"#{i}" for i in idx),
-        test_split=p.test_split,
+        # Messages about its images name the slice: "the test split (camera=B) has no ..."
+        test_split=part.text if p.test_split in (None, "test") else
+        f"{p.test_split}, {part.text}",
         attributes={k: v[idx] for k, v in (p.attributes or {}).items()})
 
 
