@@ -512,3 +512,29 @@ def test_from_hf_multilabel_and_bad_datasets(hf):
                                              r"\(10, 9, 3\); pass size=\(H, W\) to from_hf"):
         from_hf((train, odd))
     assert from_hf((train, odd), size=(8, 8)).test.images.shape == (3, 8, 8, 3)
+
+
+def test_a_manifests_columns_reach_a_runs_slices(tmp_path):
+    """The manifest's camera column is the run's attribute, and a slice gate reads it."""
+    from pytest_modelgate import assert_accuracy_above
+    from pytest_modelgate.assertions import recording
+    from pytest_modelgate.run import EpochStats, FinetuneRun
+
+    files = _pngs(tmp_path / "img", 12)
+    rows = [[f, "ab"[i % 2], "train" if i < 4 else "test", "AB"[i % 4 // 2]]
+            for i, f in enumerate(files)]
+    splits = from_manifest(_manifest(tmp_path, rows, ("path", "label", "split", "camera")),
+                           cache=False)
+    y = splits.test.labels
+    wrong_on_b = np.where(splits.test.attributes["camera"] == "B", 1 - y, y)
+    history = (EpochStats(1, 1.0, 0.9, 0.9, 1.0),)
+    run = FinetuneRun(model="toy", class_names=splits.class_names, y_true=y,
+                      y_pred=wrong_on_b, probabilities=np.eye(2)[wrong_on_b],
+                      history=history, seconds=1.0, setup_seconds=0.0, device="cpu",
+                      freeze="backbone", pretrained=True, config={},
+                      test_set=splits.test)
+    assert run.attributes["camera"].tolist() == ["A", "A", "B", "B"] * 2
+    with recording():
+        assert_accuracy_above(run, 0.9, where={"camera": "A"}, min_slice_size=None)
+        with pytest.raises(AssertionError, match=r"accuracy on camera=B = 0\.000 < 0\.900"):
+            assert_accuracy_above(run, 0.9, where={"camera": "B"}, min_slice_size=None)
