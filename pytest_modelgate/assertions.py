@@ -876,7 +876,8 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
 def _record_calibration_samples(p: Predictions, source: Any, confidence: np.ndarray,
                                 correct: np.ndarray, bins: int, binning: str) -> None:
     """Point the ECE just recorded at its test predictions with per-sample confidences, so
-    a later run's paired test can resample the same samples (see ``significance``)."""
+    a later run's paired test can resample the same samples (see ``significance``), and
+    at its run."""
     from .significance import pack_confidences, pack_samples, samples_key
 
     gate = current_gate()
@@ -889,7 +890,9 @@ def _record_calibration_samples(p: Predictions, source: Any, confidence: np.ndar
     test_set = getattr(source, "test_set", None)
     if test_set is not None:
         gate.images[key] = test_set
-    gate.record["metrics"][-1]["samples"] = key
+    metric = gate.record["metrics"][-1]
+    metric["samples"] = key
+    metric["run"] = _run_id(source) if isinstance(source, FinetuneRun) else None
 
 
 def _calibration_lines(rows: list[dict], k: int = 3) -> tuple[str, list[str]]:
@@ -976,8 +979,9 @@ def assert_calibrated(run: Any, max_ece: float = 0.05, *, bins: int = 15,
     detail = {"binning": binning, "n_bins": int(bins), "bins": rows,
               "accuracy": float(correct.mean()), "mean_confidence": float(conf.mean()),
               "direction": way.partition(":")[0]}
-    _record_metric("ece", value, max_ece, passed, n=n, interval=interval, source=run,
-                   detail=detail, confidence=level)
+    # Recorded without ``source``: the samples it points at are the pack with confidences.
+    _record_metric("ece", value, max_ece, passed, n=n, interval=interval, detail=detail,
+                   confidence=level)
     _record_calibration_samples(p, run, conf, correct, int(bins), binning)
     if passed:
         return

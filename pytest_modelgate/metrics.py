@@ -892,9 +892,15 @@ def _bin_sums(confidence: np.ndarray, correct: np.ndarray, order: np.ndarray, bi
         sums[0][keep] = np.add.reduceat(conf, starts)
         sums[1][keep] = np.add.reduceat(right, starts)
         return counts, sums[0], sums[1]
-    index = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], conf, side="left")
+    index = _width_index(conf, bins)
     return (np.bincount(index, minlength=bins), np.bincount(index, conf, minlength=bins),
             np.bincount(index, right, minlength=bins))
+
+
+def _width_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's equal-width bin: b where b / bins < confidence <= (b + 1) / bins
+    (0 in the first bin)."""
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], confidence, side="left")
 
 
 def _ece_of(counts: np.ndarray, conf_sum: np.ndarray, right_sum: np.ndarray) -> float:
@@ -957,14 +963,37 @@ def expected_calibration_error(y_true: Any, probabilities: Any, *, bins: int = 1
 def resampled_ece(confidence: np.ndarray, correct: np.ndarray, draws: np.ndarray, *,
                   bins: int, binning: str) -> np.ndarray:
     """ECE on each bootstrap resample, given as ``draws`` (resamples, n): how many times
-    each sample was drawn. The samples are sorted once; a resample in confidence order is
+    each sample was drawn. Equal-width bins do not move with the resample: its bins' sums
+    are the draws times each sample's bin (one matrix product for all resamples).
+    Equal-mass bins do: the samples are sorted once, and a resample in confidence order is
     each sample repeated as often as drawn, so no resample is sorted again."""
+    if binning == "equal-width":
+        member = np.zeros((len(confidence), bins))
+        member[np.arange(len(confidence)), _width_index(confidence, bins)] = 1.0
+        w = np.asarray(draws, dtype=np.float64)
+        gap = w @ (member * correct[:, None]) - w @ (member * confidence[:, None])
+        return np.abs(gap).sum(axis=1) / w.sum(axis=1)
     order = np.argsort(confidence, kind="stable")
     out = np.empty(len(draws))
     for i, times in enumerate(draws):
         repeated = np.repeat(order, times[order])
         out[i] = _ece_of(*_bin_sums(confidence, correct, repeated, bins, binning))
     return out
+
+
+DRAW_CELLS = 4_000_000  # per chunk of resamples: 32 MB of counts, whatever the test set
+
+
+def bootstrap_draws(n: int, n_resamples: int, rng: np.random.Generator):
+    """Bootstrap resamples of ``n`` samples as counts (how many times each is drawn), in
+    chunks of (resamples, n) small enough to hold whatever ``n`` is."""
+    step = max(1, min(n_resamples, DRAW_CELLS // max(n, 1)))
+    for start in range(0, n_resamples, step):
+        size = min(step, n_resamples - start)
+        # n draws with replacement per resample, counted per sample (one bincount for the
+        # chunk: each resample's samples offset by its row).
+        picks = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        yield np.bincount(picks.ravel(), minlength=size * n).reshape(size, n)
 
 
 def bootstrap_ece(confidence: Any, correct: Any, *, bins: int = 15,
@@ -982,5 +1011,7 @@ def bootstrap_ece(confidence: Any, correct: Any, *, bins: int = 15,
     correct = np.asarray(correct, dtype=bool)
     n = len(confidence)
     check_calibration_options(bins, binning, n)
-    draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_resamples)
-    return resampled_ece(confidence, correct, draws, bins=bins, binning=binning)
+    rng = np.random.default_rng(seed)
+    return np.concatenate([resampled_ece(confidence, correct, draws, bins=bins,
+                                         binning=binning)
+                           for draws in bootstrap_draws(n, n_resamples, rng)])

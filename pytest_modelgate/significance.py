@@ -8,6 +8,8 @@ of the test samples' ids and labels. When the hash matches, the comparison is pa
   class's samples): only the samples one model gets right and the other wrong count.
 - A paired bootstrap for every other metric of the confusion matrix (precision, F1,
   averages, balanced accuracy, MCC): both models' predictions are resampled together.
+- A paired bootstrap of expected calibration error (``paired_bootstrap_ece``) on each
+  sample's confidence and top-label correctness, which calibration gates add to the pack.
 
 What is tested is the gate's claim: the metric is worse by more than the tolerance, not
 merely worse. Two models trained with different seeds do differ, and on a large test set
@@ -557,17 +559,15 @@ def paired_bootstrap_ece(base: tuple[Any, Any], current: tuple[Any, Any], *, bin
     exceeds the baseline's by no more than ``margin``, as ``paired_bootstrap``."""
     import numpy as np
 
-    from .metrics import resampled_ece
+    from .metrics import bootstrap_draws, resampled_ece
 
     conf_b, right_b = (np.asarray(a) for a in base)
     conf_c, right_c = (np.asarray(a) for a in current)
     n = len(conf_b)
     if len(conf_c) != n or n == 0:
         raise ValueError(f"a paired test needs the same samples: {n} and {len(conf_c)}")
-    rng = np.random.default_rng(seed)
     diffs = []
-    for size in (len(c) for c in np.array_split(np.arange(n_resamples), 4) if len(c)):
-        draws = rng.multinomial(n, np.full(n, 1 / n), size=size)
+    for draws in bootstrap_draws(n, n_resamples, np.random.default_rng(seed)):
         diffs.append(resampled_ece(conf_c, right_c, draws, bins=bins, binning=binning)
                      - resampled_ece(conf_b, right_b, draws, bins=bins, binning=binning))
     d = np.concatenate(diffs)  # positive: the current model is worse calibrated

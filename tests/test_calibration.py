@@ -175,6 +175,22 @@ def test_bootstrap_interval_is_seeded_and_covers_the_value():
     assert np.quantile(a, 0.025) < value < np.quantile(a, 0.975)
 
 
+@pytest.mark.parametrize("binning", ["equal-mass", "equal-width"])
+def test_resampled_ece_is_ece_of_each_resample_spelled_out(binning):
+    from pytest_modelgate.metrics import bootstrap_draws, resampled_ece
+
+    rng = np.random.default_rng(11)
+    y, _, probs = _calibrated(90, rng, shift=0.1)
+    conf, right = probs.max(axis=1), probs.argmax(axis=1) == y
+    (draws,) = list(bootstrap_draws(90, 6, rng))
+    assert (draws.sum(axis=1) == 90).all()
+    fast = resampled_ece(conf, right, draws, bins=7, binning=binning)
+    for value, times in zip(fast, draws, strict=True):
+        rows = np.repeat(np.arange(90), times)
+        assert value == pytest.approx(expected_calibration_error(
+            y[rows], probs[rows], bins=7, binning=binning), abs=1e-12)
+
+
 # --- the assertion -----------------------------------------------------------------------
 
 def _overconfident(n=400, seed=0):
@@ -454,3 +470,18 @@ def test_a_reliability_diagram_that_cannot_be_drawn_is_a_note():
     (row,) = _report_context(record)["tests"][0]["metrics"]
     assert "reliability_chart" not in row
     assert row["chart_notes"][0].startswith("reliability diagram not drawn: TypeError")
+
+
+def test_a_run_of_one_hot_probabilities_has_ece_equal_to_its_error_rate():
+    """A model sure of every answer (probability 1) is off by exactly its error rate; the
+    record names the run and keeps one pack of its samples, the one with confidences."""
+    from .test_assertions import Y_PRED, Y_TRUE, make_run
+
+    run = make_run(Y_TRUE, Y_PRED)
+    with recording() as record, pytest.raises(AssertionError) as info:
+        assert_calibrated(run, 0.1, binning="equal-mass", bins=5)
+    (metric,) = record["metrics"]
+    assert metric["value"] == pytest.approx(4 / 25)
+    assert metric["run"] == "toy (pretrained, freeze=backbone)" in record["runs"]
+    assert list(record["samples"]) == [metric["samples"]]
+    assert "\n  toy (pretrained, freeze=backbone)\n  Fix:" in str(info.value)
