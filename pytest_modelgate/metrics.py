@@ -976,7 +976,7 @@ def resampled_ece(confidence: np.ndarray, correct: np.ndarray, draws: np.ndarray
     order = np.argsort(confidence, kind="stable")
     out = np.empty(len(draws))
     for i, times in enumerate(draws):
-        repeated = np.repeat(order, times[order])
+        repeated = np.repeat(order, np.asarray(times[order], dtype=np.int64))
         out[i] = _ece_of(*_bin_sums(confidence, correct, repeated, bins, binning))
     return out
 
