@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -984,7 +984,8 @@ def resampled_ece(confidence: np.ndarray, correct: np.ndarray, draws: np.ndarray
 DRAW_CELLS = 4_000_000  # per chunk of resamples: 32 MB of counts, whatever the test set
 
 
-def bootstrap_draws(n: int, n_resamples: int, rng: np.random.Generator):
+def bootstrap_draws(n: int, n_resamples: int, rng: np.random.Generator
+                    ) -> Iterator[np.ndarray]:
     """Bootstrap resamples of ``n`` samples as counts (how many times each is drawn), in
     chunks of (resamples, n) small enough to hold whatever ``n`` is."""
     step = max(1, min(n_resamples, DRAW_CELLS // max(n, 1)))
