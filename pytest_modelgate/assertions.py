@@ -870,7 +870,6 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
         )
 
 
-
 # --- calibration ---------------------------------------------------------------------------
 
 def _record_calibration_samples(p: Predictions, source: Any, confidence: np.ndarray,
