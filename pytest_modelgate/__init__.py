@@ -14,7 +14,8 @@ from ._version import __version__
 # every run of a repo that installs it, and a plain ``pytest`` must not pay for numpy.
 _EXPORTS = {
     "assertions": ("assert_accuracy_above", "assert_balanced_accuracy_above",
-                   "assert_beats_majority", "assert_f1_above", "assert_faster_than_scratch",
+                   "assert_beats_majority", "assert_calibrated", "assert_f1_above",
+                   "assert_faster_than_scratch",
                    "assert_fbeta_above",
                    "assert_no_leakage", "assert_no_overfitting", "assert_precision_above",
                    "assert_precision_at_recall", "assert_recall_above",
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         assert_accuracy_above,
         assert_balanced_accuracy_above,
         assert_beats_majority,
+        assert_calibrated,
         assert_f1_above,
         assert_faster_than_scratch,
         assert_fbeta_above,
@@ -96,6 +98,7 @@ __all__ = [
     "assert_accuracy_above",
     "assert_balanced_accuracy_above",
     "assert_beats_majority",
+    "assert_calibrated",
     "assert_f1_above",
     "assert_fbeta_above",
     "assert_faster_than_scratch",

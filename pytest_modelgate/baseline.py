@@ -505,6 +505,9 @@ def _seed_spreads(current: dict[str, dict], base_metrics: dict[str, dict],
         base = base_metrics.get(name)
         if base is None or sig.significance_kind(name) is None or len(seed_values(base)) < 2:
             continue
+        if sig.significance_kind(name) == "calibration":
+            out[name] = _SeedSpread(floor=_interval_se(entry))
+            continue
         keys = tuple(base.get("seed_samples") or ())
         packs = [base_samples.get(k) for k in keys]
         cur = samples.get(entry.get("samples") or "")
@@ -541,6 +544,8 @@ def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None
     kind = sig.significance_kind(name)
     if kind is None:
         return None, None
+    if kind == "calibration" and (spread is None or len(seed_values(base)) < 2):
+        return _calibration_test(name, base, current, base_samples, cur_samples, margin)
     if spread is not None and len(seed_values(base)) > 1:
         test = sig.seed_prediction_test(seed_values(base), float(current["value"]),
                                         higher_is_better=metric_spec(name).higher_is_better,
@@ -572,6 +577,49 @@ def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None
     test = sig.paired_bootstrap(name, classes, y_true, base_pred, cur_pred,
                                 higher_is_better=higher, margin=margin)
     return sig.DropTest(test.p, f"{test.method} for a drop beyond {margin:g}", True, test.se,
+                        test.n), None
+
+
+def _interval_se(entry: dict) -> float:
+    """The standard error an entry's interval implies (0 without one): the least seed
+    spread a calibration error's seed test assumes, its sampling noise."""
+    interval = entry.get("interval")
+    if not interval:
+        return 0.0
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + float(entry.get("confidence") or 0.95) / 2)
+    return (float(interval[1]) - float(interval[0])) / (2 * z)
+
+
+def _calibration_test(name: str, base: dict, current: dict, base_samples: dict | None,
+                      cur_samples: dict | None, margin: float):
+    """A rise of expected calibration error: the paired bootstrap on the same samples where
+    both sides kept per-sample confidences with the same binning, else the unpaired test on
+    the two intervals, with a note saying why."""
+    from . import significance as sig
+
+    note = None
+    if base_samples is None or cur_samples is None:
+        note = ("the baseline holds no per-sample results (rewrite it with "
+                "--modelgate-update-baseline for paired tests)")
+    elif base_samples["test_hash"] != cur_samples["test_hash"]:
+        note = "the test set changed since the baseline"
+    elif "confidence" not in base_samples or "confidence" not in cur_samples:
+        note = ("the baseline holds no per-sample confidences (rewrite it with "
+                "--modelgate-update-baseline for a paired test)")
+    elif (base_samples["bins"], base_samples["binning"]) != (cur_samples["bins"],
+                                                             cur_samples["binning"]):
+        note = (f"the binning changed since the baseline ({base_samples['bins']} "
+                f"{base_samples['binning']} bins, now {cur_samples['bins']} "
+                f"{cur_samples['binning']})")
+    if note is not None:
+        return sig.unpaired(name, base, current, margin), f"{note}: unpaired comparison"
+    test = sig.paired_bootstrap_ece(sig.unpack_confidences(base_samples),
+                                    sig.unpack_confidences(cur_samples),
+                                    bins=int(cur_samples["bins"]),
+                                    binning=str(cur_samples["binning"]), margin=margin)
+    return sig.DropTest(test.p, f"{test.method} for a rise beyond {margin:g}", True, test.se,
                         test.n), None
 
 

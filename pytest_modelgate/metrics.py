@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, ClassVar
@@ -1056,3 +1056,183 @@ def precision_recall_curve(y_true_binary, scores) -> tuple[np.ndarray, np.ndarra
     recall = tps / tps[-1]
     # Reversed to increasing thresholds, as scikit-learn returns them.
     return (np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], s[ends][::-1])
+
+
+# --- calibration -------------------------------------------------------------------------
+
+# How expected calibration error groups test samples by confidence: equal-mass (adaptive)
+# bins hold about n / bins samples each, equal-width bins split [0, 1] into equal intervals.
+BINNINGS = ("equal-mass", "equal-width")
+
+
+def check_calibration_options(bins: Any, binning: Any, n: int | None = None) -> None:
+    """Validate ``bins`` (an int from 1, at most ``n`` samples) and ``binning``.
+
+    Example:
+        >>> check_calibration_options(15, "equal-mass", n=200)
+    """
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ModelGateError(f"bins must be an integer >= 1 such as 15, got {bins!r}")
+    if n is not None and bins > n:
+        raise ModelGateError(f"bins={bins} is more than the {n} test samples: each bin needs "
+                             f"samples to average; pass bins={min(15, n)} or fewer")
+    if binning not in BINNINGS:
+        raise ModelGateError(f"binning must be one of {', '.join(map(repr, BINNINGS))}, got "
+                             f"{binning!r}")
+
+
+def top_label(y_true: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's confidence (its largest class probability) and whether that class is
+    the true one: the top-label view of calibration (Guo et al. 2017)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(y_true)
+    if p.ndim != 2 or p.shape[0] != y.shape[0] or y.ndim != 1:
+        raise ModelGateError(f"probabilities must have shape (n, classes) with one row per "
+                             f"label in y_true, got {p.shape} for {y.shape[0]} labels")
+    if not p.shape[0]:
+        raise ModelGateError("y_true is empty: calibration needs at least one test sample")
+    return p.max(axis=1), p.argmax(axis=1) == y
+
+
+def _bin_sums(confidence: np.ndarray, correct: np.ndarray, order: np.ndarray, bins: int,
+              binning: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: samples, summed confidence and summed correctness. ``order`` lists the
+    samples by increasing confidence (repeated where a bootstrap drew one several times):
+    equal-mass bins are its consecutive runs of about n / bins samples (``np.array_split``),
+    equal-width bins (lower, upper] of [0, 1] as in Guo et al.'s code."""
+    conf, right = confidence[order], correct[order].astype(np.float64)
+    if binning == "equal-mass":
+        n = len(order)
+        size, extra = divmod(n, bins)
+        starts = np.arange(bins) * size + np.minimum(np.arange(bins), extra)
+        counts = np.diff(np.r_[starts, n])
+        keep = counts > 0   # only when bins > n (a bootstrap never draws fewer samples)
+        starts = starts[keep]
+        sums = np.zeros(bins), np.zeros(bins)
+        sums[0][keep] = np.add.reduceat(conf, starts)
+        sums[1][keep] = np.add.reduceat(right, starts)
+        return counts, sums[0], sums[1]
+    index = _width_index(conf, bins)
+    return (np.bincount(index, minlength=bins), np.bincount(index, conf, minlength=bins),
+            np.bincount(index, right, minlength=bins))
+
+
+def _width_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's equal-width bin: b where b / bins < confidence <= (b + 1) / bins
+    (0 in the first bin)."""
+    return np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], confidence, side="left")
+
+
+def _ece_of(counts: np.ndarray, conf_sum: np.ndarray, right_sum: np.ndarray) -> float:
+    return float(np.abs(right_sum - conf_sum).sum() / counts.sum())
+
+
+def calibration_bins(y_true: Any, probabilities: Any, *, bins: int = 15,
+                     binning: str = "equal-width") -> list[dict]:
+    """The reliability diagram's table: per non-empty bin its confidence range (``lower``,
+    ``upper``: the bin's edges for equal-width, its smallest and largest confidence for
+    equal-mass), ``count``, mean ``confidence`` and ``accuracy``.
+
+    Example:
+        >>> rows = calibration_bins([0, 1], [[0.9, 0.1], [0.8, 0.2]], bins=1)
+        >>> rows[0]["count"], round(rows[0]["confidence"], 3), rows[0]["accuracy"]
+        (2, 0.85, 0.5)
+    """
+    confidence, correct = top_label(y_true, probabilities)
+    check_calibration_options(bins, binning, len(confidence))
+    order = np.argsort(confidence, kind="stable")
+    counts, conf_sum, right_sum = _bin_sums(confidence, correct, order, bins, binning)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    bounds = np.r_[0, np.cumsum(counts)]
+    rows = []
+    for b in np.flatnonzero(counts):
+        inside = confidence[order[bounds[b]:bounds[b + 1]]] if binning == "equal-mass" else None
+        lower, upper = ((inside[0], inside[-1]) if inside is not None
+                        else (edges[b], edges[b + 1]))
+        rows.append({"lower": round(float(lower), 6), "upper": round(float(upper), 6),
+                     "count": int(counts[b]), "confidence": float(conf_sum[b] / counts[b]),
+                     "accuracy": float(right_sum[b] / counts[b])})
+    return rows
+
+
+def expected_calibration_error(y_true: Any, probabilities: Any, *, bins: int = 15,
+                               binning: str = "equal-width") -> float:
+    """Top-label expected calibration error (Guo et al. 2017): the samples' share-weighted
+    mean, over confidence bins, of |accuracy - mean confidence|, where a sample's
+    confidence is its largest class probability and it is correct when that class is the
+    true one. 0 is perfectly calibrated.
+
+    ``binning="equal-width"`` (``bins`` equal intervals of [0, 1], Guo et al.'s) or
+    ``"equal-mass"`` (adaptive: bins of about n / bins samples, split at quantiles of the
+    confidence); see ``assertions.assert_calibrated`` for the choice.
+
+    Example:
+        >>> probs = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]]
+        >>> round(expected_calibration_error([0, 1, 1, 0], probs, bins=1), 3)
+        0.0
+        >>> round(expected_calibration_error([0, 1, 1, 0], probs, bins=2,
+        ...                                  binning="equal-mass"), 3)
+        0.35
+    """
+    confidence, correct = top_label(y_true, probabilities)
+    check_calibration_options(bins, binning, len(confidence))
+    order = np.argsort(confidence, kind="stable")
+    return _ece_of(*_bin_sums(confidence, correct, order, bins, binning))
+
+
+def resampled_ece(confidence: np.ndarray, correct: np.ndarray, draws: np.ndarray, *,
+                  bins: int, binning: str) -> np.ndarray:
+    """ECE on each bootstrap resample, given as ``draws`` (resamples, n): how many times
+    each sample was drawn. Equal-width bins do not move with the resample: its bins' sums
+    are the draws times each sample's bin (one matrix product for all resamples).
+    Equal-mass bins do: the samples are sorted once, and a resample in confidence order is
+    each sample repeated as often as drawn, so no resample is sorted again."""
+    if binning == "equal-width":
+        member = np.zeros((len(confidence), bins))
+        member[np.arange(len(confidence)), _width_index(confidence, bins)] = 1.0
+        w = np.asarray(draws, dtype=np.float64)
+        gap = w @ (member * correct[:, None]) - w @ (member * confidence[:, None])
+        return np.abs(gap).sum(axis=1) / w.sum(axis=1)
+    order = np.argsort(confidence, kind="stable")
+    out = np.empty(len(draws))
+    for i, times in enumerate(draws):
+        repeated = np.repeat(order, np.asarray(times[order], dtype=np.int64))
+        out[i] = _ece_of(*_bin_sums(confidence, correct, repeated, bins, binning))
+    return out
+
+
+DRAW_CELLS = 4_000_000  # per chunk of resamples: 32 MB of counts, whatever the test set
+
+
+def bootstrap_draws(n: int, n_resamples: int, rng: np.random.Generator
+                    ) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of ``n`` samples as counts (how many times each is drawn), in
+    chunks of (resamples, n) small enough to hold whatever ``n`` is."""
+    step = max(1, min(n_resamples, DRAW_CELLS // max(n, 1)))
+    for start in range(0, n_resamples, step):
+        size = min(step, n_resamples - start)
+        # n draws with replacement per resample, counted per sample (one bincount for the
+        # chunk: each resample's samples offset by its row).
+        picks = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
+        yield np.bincount(picks.ravel(), minlength=size * n).reshape(size, n)
+
+
+def bootstrap_ece(confidence: Any, correct: Any, *, bins: int = 15,
+                  binning: str = "equal-width", n_resamples: int = 1000,
+                  seed: int = 0) -> np.ndarray:
+    """ECE over ``n_resamples`` seeded bootstrap resamples of the test samples.
+
+    Example:
+        >>> vals = bootstrap_ece(np.full(50, 0.9), np.arange(50) % 10 > 0, bins=1,
+        ...                      n_resamples=200)
+        >>> bool(0.0 <= vals.min() and vals.max() < 0.2)
+        True
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    n = len(confidence)
+    check_calibration_options(bins, binning, n)
+    rng = np.random.default_rng(seed)
+    return np.concatenate([resampled_ece(confidence, correct, draws, bins=bins,
+                                         binning=binning)
+                           for draws in bootstrap_draws(n, n_resamples, rng)])

@@ -8,6 +8,8 @@ of the test samples' ids and labels. When the hash matches, the comparison is pa
   class's samples): only the samples one model gets right and the other wrong count.
 - A paired bootstrap for every other metric of the confusion matrix (precision, F1,
   averages, balanced accuracy, MCC): both models' predictions are resampled together.
+- A paired bootstrap of expected calibration error (``paired_bootstrap_ece``) on each
+  sample's confidence and top-label correctness, which calibration gates add to the pack.
 
 What is tested is the gate's claim: the metric is worse by more than the tolerance, not
 merely worse. Two models trained with different seeds do differ, and on a large test set
@@ -80,7 +82,10 @@ def pack_samples(y_true: Any, y_pred: Any, class_names: Sequence[str],
 
 def samples_key(packed: dict[str, Any]) -> str:
     """A short id for one set of test predictions within a record."""
-    return hashlib.sha256(f"{packed['test_hash']}|{packed['y_pred']}".encode()).hexdigest()[:12]
+    text = f"{packed['test_hash']}|{packed['y_pred']}"
+    if "confidence" in packed:  # the same classes with other probabilities are other samples
+        text += f"|{packed['confidence']}|{packed['top_correct']}|{packed['binning']}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def unpack_predictions(packed: dict[str, Any]):
@@ -105,8 +110,9 @@ def unpack_correct(packed: dict[str, Any]):
 # --- which test for which metric -----------------------------------------------------------
 
 def significance_kind(name: str) -> str | None:
-    """``"mcnemar"``, ``"bootstrap"``, or None when no per-sample test applies (timing
-    ratios, leakage counts, the train/test gap, operating points)."""
+    """``"mcnemar"``, ``"bootstrap"``, ``"calibration"`` (``paired_bootstrap_ece``), or
+    None when no per-sample test applies (timing ratios, leakage counts, the train/test
+    gap, operating points)."""
     metric = MetricName.parse(name)
     base = metric.base
     if base == "accuracy" or (base == "recall" and metric.arg is not None and
@@ -114,6 +120,8 @@ def significance_kind(name: str) -> str | None:
         return "mcnemar"
     if base in ("balanced_accuracy", "mcc", "precision", "recall", "f1"):
         return "bootstrap"
+    if base == "ece":
+        return "calibration"
     return None
 
 
@@ -500,3 +508,69 @@ def unpack_labels(packed: dict[str, Any]):
 
     dtype = np.uint8 if len(packed["classes"]) <= 256 else np.uint16
     return np.frombuffer(_decode(packed["y_true"]), dtype=dtype).astype(np.int64)
+
+
+# --- calibration: per-sample confidences -----------------------------------------------------
+
+CONFIDENCE_STEPS = 1000  # confidences are kept to 1/1000: two bytes a sample
+
+
+def pack_confidences(packed: dict[str, Any], confidence: Any, top_correct: Any, *,
+                     bins: int, binning: str) -> dict[str, Any]:
+    """A packed sample set with what a paired test of calibration error needs besides:
+    each sample's confidence (its largest class probability, to 1/1000, two bytes) and
+    whether that class is the true one (one bit), and the binning the error was computed
+    with. Only calibration gates add them; the key (``samples_key``) covers them.
+
+    Example:
+        >>> p = pack_confidences(pack_samples([0, 1], [0, 0], ["a", "b"]), [0.9, 0.6],
+        ...                      [True, False], bins=2, binning="equal-mass")
+        >>> unpack_confidences(p)[0].tolist(), unpack_confidences(p)[1].tolist()
+        ([0.9, 0.6], [True, False])
+    """
+    import numpy as np
+
+    steps = np.rint(np.asarray(confidence, dtype=np.float64) * CONFIDENCE_STEPS)
+    return dict(packed,
+                confidence=_encode(steps.astype("<u2").tobytes()),
+                top_correct=_encode(np.packbits(np.asarray(top_correct, dtype=bool))
+                                    .tobytes()),
+                bins=int(bins), binning=str(binning))
+
+
+def unpack_confidences(packed: dict[str, Any]):
+    """``(confidence, top_correct)`` arrays of a packed sample set with confidences."""
+    import numpy as np
+
+    steps = np.frombuffer(_decode(packed["confidence"]), dtype="<u2")
+    if len(steps) != packed["n"]:
+        raise ValueError(f"packed confidences hold {len(steps)} samples, not {packed['n']}")
+    bits = np.unpackbits(np.frombuffer(_decode(packed["top_correct"]), dtype=np.uint8))
+    return steps / CONFIDENCE_STEPS, bits[: packed["n"]].astype(bool)
+
+
+def paired_bootstrap_ece(base: tuple[Any, Any], current: tuple[Any, Any], *, bins: int,
+                         binning: str, margin: float = 0.0, n_resamples: int = N_RESAMPLES,
+                         seed: int = 0) -> DropTest:
+    """Is the current model's expected calibration error higher than the baseline's by more
+    than ``margin``? ``base`` and ``current`` are ``(confidence, top_correct)`` on the same
+    test samples in the same order. Each resample draws the same samples for both models
+    (the pairing), and the p-value is the share of resamples in which the current error
+    exceeds the baseline's by no more than ``margin``, as ``paired_bootstrap``."""
+    import numpy as np
+
+    from .metrics import bootstrap_draws, resampled_ece
+
+    conf_b, right_b = (np.asarray(a) for a in base)
+    conf_c, right_c = (np.asarray(a) for a in current)
+    n = len(conf_b)
+    if len(conf_c) != n or n == 0:
+        raise ValueError(f"a paired test needs the same samples: {n} and {len(conf_c)}")
+    diffs = []
+    for draws in bootstrap_draws(n, n_resamples, np.random.default_rng(seed)):
+        diffs.append(resampled_ece(conf_c, right_c, draws, bins=bins, binning=binning)
+                     - resampled_ece(conf_b, right_b, draws, bins=bins, binning=binning))
+    d = np.concatenate(diffs)  # positive: the current model is worse calibrated
+    p = (1 + int(np.sum(d <= margin + 1e-12))) / (len(d) + 1)
+    return DropTest(float(p), f"paired bootstrap of ECE ({len(d)} resamples)", True,
+                    float(d.std()), n)

@@ -125,6 +125,9 @@ METRICS: dict[str, MetricSpec] = {
                    relative=True, compared=False),
         MetricSpec("leaked_pairs", higher_is_better=False, upper=None, default_tolerance=0.0,
                    integer=True),
+        # Expected calibration error (assert_calibrated): 0 is perfectly calibrated. Two
+        # points, as for accuracy: its bootstrap spread on a few hundred test images.
+        MetricSpec("ece", higher_is_better=False),
     )
 }
 

@@ -128,6 +128,28 @@ def _pr_view(metric: dict) -> dict:
     return view
 
 
+def _reliability_view(metric: dict) -> dict:
+    """A calibration gate's reliability diagram: per confidence bin, accuracy against mean
+    confidence, with the diagonal a calibrated model follows; the bins' counts are the
+    table beside it (``detail["bins"]``)."""
+    detail = metric.get("detail")
+    if MetricName.parse(metric["name"]).base != "ece" or not isinstance(detail, dict):
+        return metric
+    view = dict(metric)
+
+    def draw() -> dict:
+        bins = detail["bins"]
+        return chart(
+            [{"label": "calibrated (accuracy = confidence)", "colour": COLOURS["loss"],
+              "dashed": True, "points": [(0.0, 0.0), (1.0, 1.0)]},
+             {"label": f"accuracy per bin ({detail['binning']})", "colour": COLOURS["test"],
+              "points": [(float(b["confidence"]), float(b["accuracy"])) for b in bins]}],
+            x_label="mean confidence", y_label="accuracy", x_max=1.0, y_range=(0.0, 1.0))
+
+    _draw(view, "reliability_chart", "reliability diagram", draw)
+    return view
+
+
 def _draw(view: dict, key: str, title: str, build: Any) -> None:
     """``view[key] = build()``, or a line in ``view["chart_notes"]`` saying why the chart is
     missing: a record the report cannot draw costs that chart, never the report (written
@@ -265,7 +287,7 @@ def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[d
     rows = []
     for m in metrics:
         bound = bool(m.get("lower_bound"))
-        row = dict(_pr_view(m), lower_bound=bound,
+        row = dict(_reliability_view(_pr_view(m)), lower_bound=bound,
                    shown=format_metric(m["name"], m["value"], lower_bound=bound))
         entry = base.get(m["name"])
         if entry is not None:
