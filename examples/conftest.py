@@ -5,13 +5,29 @@ from pathlib import Path
 
 import pytest
 
-from pytest_modelgate.data import load_digits
+from pytest_modelgate.data import from_manifest, load_digits
 
 
 @pytest.fixture(scope="session")
-def digits():
-    """1,797 digit images in a seeded, stratified 70/30 split (1,258 train, 539 test)."""
-    return load_digits(test_fraction=0.3, seed=0)
+def digits(tmp_path_factory):
+    """1,797 digit images in a seeded, stratified 70/30 split (1,258 train, 539 test), kept
+    as teams keep data: PNG files and a manifest, ``digits.csv``, with one row per image
+    (``path,label,split,ink``). ``ink`` is what a team would record of each scan: ``heavy``
+    where more than 24 of its 64 pixels are inked, else ``light``; slices gate on it."""
+    from PIL import Image
+
+    split = load_digits(test_fraction=0.3, seed=0)
+    root = tmp_path_factory.mktemp("digits")
+    rows = ["path,label,split,ink"]
+    for part in (split.train, split.test):
+        for i, (image, label) in enumerate(zip(part.images, part.labels, strict=True)):
+            path = f"{part.name}/{part.class_names[label]}/{i:04d}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / path)
+            ink = "heavy" if int((image > 64).sum()) > 24 else "light"
+            rows.append(f"{path},{part.class_names[label]},{part.name},{ink}")
+    (root / "digits.csv").write_text("\n".join(rows) + "\n")
+    return from_manifest(root / "digits.csv")
 
 
 # Keras' MobileNet (alpha 0.25) ImageNet weights without top, the file Keras reads for

@@ -10,6 +10,7 @@ from pytest_modelgate import (
     assert_accuracy_above,
     assert_balanced_accuracy_above,
     assert_beats_majority,
+    assert_calibrated,
     assert_f1_above,
     assert_faster_than_scratch,
     assert_no_leakage,
@@ -31,6 +32,15 @@ def test_head_only_digit_classifier(finetune, digits):
     assert_recall_above(run, 0.80, label="8")      # the digit most often confused
     assert_f1_above(run, 0.85, per_class=True)     # every digit, not just the average
     assert_beats_majority(run, margin=0.5)         # far above guessing (balanced acc. 0.1)
+
+
+def test_head_only_by_ink_and_calibrated(finetune, digits):
+    """The head-only run again (from the session's cache): gated on every slice of the
+    manifest's ``ink`` column, and on how far its confidence is from its accuracy."""
+    run = finetune(MODEL, digits, epochs=10, freeze="backbone", **RECIPE)
+    assert_recall_above(run, 0.90, where={"ink": "light"})  # "recall on light scans > 0.9"
+    assert_f1_above(run, 0.85, slice="ink")        # light and heavy scans alike
+    assert_calibrated(run, max_ece=0.05)           # 15 equal-width bins
 
 
 def test_full_finetune(finetune, digits):
