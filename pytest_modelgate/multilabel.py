@@ -4,7 +4,9 @@ A multilabel target is an (n, K) 0/1 matrix with K class names (column k: the sa
 class k), never a second data type. Each label is a binary problem of its own (its 2x2
 confusion matrix, scikit-learn's ``multilabel_confusion_matrix`` layout ``[[tn, fp],
 [fn, tp]]``); averages run over labels (micro, macro, weighted) or over samples
-(``samples``), as scikit-learn's ``average=``, with zero_division 0 as the gates use it.
+(``samples``), as scikit-learn's ``average=``, with zero_division 0 as the gates use it,
+except that macro runs over the labels the samples show (as a gate's macro over classes)
+and a sample with no labels and none predicted is right (1) in a samples average.
 
 Every figure here is a function of row weights over the samples (``RowCounts``): weights of
 one give the figure itself, multinomial weights a bootstrap resample of the samples, and
@@ -122,7 +124,8 @@ def figure(name: str, class_names: Sequence[str], rows: RowCounts) -> np.ndarray
     ``accuracy`` is subset accuracy (every label of a sample right); ``recall[cat]`` (and
     precision, f1, F-beta such as ``f2``) the figure of one label, ``recall[macro]`` an
     average over the labels the samples show (macro, weighted), ``recall[micro]`` over all
-    counts, ``recall[samples]`` the mean over samples; ``balanced_accuracy`` and ``mcc``
+    counts, ``recall[samples]`` the mean over samples (a sample with no labels and none
+    predicted counts 1); ``balanced_accuracy`` and ``mcc``
     the mean over labels that show both values of each label's binary figure.
     """
     metric = MetricName.parse(name)
@@ -156,6 +159,9 @@ def _average(kind: str, average: str, rows: RowCounts, tp: np.ndarray, pred: np.
         t, p = rows.y_true, rows.y_pred
         per_row = _from_counts(kind, (t & p).sum(1).astype(float), p.sum(1).astype(float),
                                t.sum(1).astype(float), beta)
+        # A sample without labels that the model gives none is right, not 0 (scikit-learn's
+        # zero_division=1 for it): else a perfect model scores below 1.
+        per_row = np.where((t.sum(1) == 0) & (p.sum(1) == 0), 1.0, per_row)
         return rows._sum(per_row) / np.maximum(rows.n, 1)
     values = _from_counts(kind, tp, pred, true, beta)
     present = true > 0
