@@ -82,6 +82,15 @@ def _check_label_scores(scores: Any, shape: tuple[int, ...]) -> np.ndarray:
     return s
 
 
+def _refuse_matrix_prediction(y_pred: Any) -> None:
+    """A 0/1 matrix of predictions beside one true label per sample: a half-multilabel."""
+    if y_pred is not None and np.ndim(y_pred) == 2 and np.shape(y_pred)[1] > 1:
+        raise ModelGateError(
+            f"y_pred is an {np.shape(y_pred)} matrix but y_true holds one label per sample: "
+            "for a multilabel task pass y_true as an (n, classes) 0/1 matrix too; for class "
+            "probabilities pass scores= instead")
+
+
 def _label_column(class_names: Sequence[str], label: str | int) -> int:
     if str(label) in class_names:
         return list(class_names).index(str(label))
@@ -136,11 +145,7 @@ class Predictions:
         if np.ndim(self.y_true) == 2:   # a multilabel 0/1 matrix: its own checks
             self._check_multilabel()
             return
-        if np.ndim(self.y_pred) == 2 and np.shape(self.y_pred)[1] > 1:
-            raise ModelGateError(
-                f"y_pred is an {np.shape(self.y_pred)} matrix but y_true holds one label per "
-                "sample: for a multilabel task pass y_true as an (n, classes) 0/1 matrix too; "
-                "for class probabilities pass scores= instead")
+        _refuse_matrix_prediction(self.y_pred)
         k = len(self.class_names)
         arrays = {"y_true": self.y_true, "y_pred": self.y_pred}
         if self.train_y_true is not None and self.train_y_pred is not None:
@@ -260,6 +265,7 @@ class Predictions:
         if np.ndim(y_true) == 2:
             return cls._from_matrices(y_true, y_pred, scores, class_names, train, attributes,
                                       threshold)
+        _refuse_matrix_prediction(y_pred)
         derived = y_pred is None
         if y_pred is None:
             if scores is None:
