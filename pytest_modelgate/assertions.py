@@ -142,9 +142,11 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _noun(summary: dict) -> str:
+def _noun(summary: dict, plural: bool = False) -> str:
     """What the rows are: classes, or the labels of a multilabel task."""
-    return "label" if summary.get("multilabel") else "class"
+    if summary.get("multilabel"):
+        return "labels" if plural else "label"
+    return "classes" if plural else "class"
 
 
 def _per_class_table(summary: dict) -> str:
@@ -249,7 +251,7 @@ class _Check:
         if not lines:
             return
         head = "; ".join(lines[:1]) if len(lines) == 1 else (
-            f"{len(lines)} {_noun(self.summary)}s below the threshold:\n  "
+            f"{len(lines)} {_noun(self.summary, plural=True)} below the threshold:\n  "
             + "\n  ".join(lines))
         # One failing figure: the lowest classes follow on its line; several: a line of
         # their own, not glued to the last class's.
@@ -381,7 +383,8 @@ def _label_gate(p: Predictions, run: Any, threshold: float, kind: str, *, label,
     mcm = label_confusions(p.y_true, p.y_pred)
     if beta is not None:   # F-beta per label, next to F1 in the rows the message shows
         for i, row in enumerate(rows):
-            row[kind] = float(class_metric_from_cm(mcm[i], how, 1, b)) if row["support"]                 else None
+            row[kind] = (float(class_metric_from_cm(mcm[i], how, 1, b)) if row["support"]
+                         else None)
     if label is not None:
         indices = [_class_index(p, label)]
         if not rows[indices[0]]["support"]:
