@@ -3,7 +3,8 @@
 Pure and light: numpy and the standard library only, so the assertions and the report can use
 it without importing a framework. The functions named as scikit-learn's take its arguments
 with its semantics and warnings, on labels as users have them (strings, bools, any
-integers), and scikit-learn's own tests run against them; the ``*_from_cm`` helpers work on
+integers) and on multilabel 0/1 indicator matrices, and scikit-learn's own tests run
+against them; the ``*_from_cm`` helpers work on
 confusion matrices (and stacks of bootstrap resamples) with ``zero_division=0``.
 """
 
@@ -14,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -287,20 +288,23 @@ def average_from_cm(cm: np.ndarray, kind: str, average: str,
 
 # --- scikit-learn compatible functional API --------------------------------------------
 #
-# Single-label classification with scikit-learn's semantics in full (labels, pos_label,
+# Classification with scikit-learn's semantics in full (labels, pos_label,
 # average, zero_division, beta, warn_for, sample_weight, its warnings), on labels as users
-# have them: integers (negative too), strings, bools. scikit-learn's own tests of these
-# functions run against them (tests/test_sklearn_suite.py). Multilabel indicator input is
-# refused with a ModelGateError. Written here rather than imported: scikit-learn is not a
-# run-time dependency, and the plugin stays light.
+# have them: integers (negative too), strings, bools; and multilabel 0/1 indicator matrices
+# (dense, or scipy sparse made dense) where scikit-learn takes them, with its average,
+# labels, samplewise and subset-accuracy semantics. scikit-learn's own tests of these
+# functions run against them (tests/test_sklearn_suite.py). Written here rather than
+# imported: scikit-learn is not a run-time dependency, and the plugin stays light.
 
 # scikit-learn's average= options besides "binary" (the gates' own are specs.GATE_AVERAGES).
 SKLEARN_AVERAGES = (None, "micro", "macro", "weighted", "samples")
 
 MULTILABEL = (
-    "multilabel indicator input (one 0/1 column per label) is not supported: pytest-modelgate "
-    "gates single-label classification. Pass one label per sample (1-d y_true and y_pred), "
-    "or gate each label as its own binary task (y_true[:, j], y_pred[:, j])"
+    "multilabel indicator input (one 0/1 column per label) is not supported here: the gates "
+    "take one label per sample (1-d y_true and y_pred). Gate each label as its own binary "
+    "task (y_true[:, j], y_pred[:, j]), or use the scikit-learn style functions of "
+    "pytest_modelgate.metrics (precision_recall_fscore_support, multilabel_confusion_matrix, "
+    "...), which take it"
 )
 
 
@@ -343,26 +347,68 @@ def _zero_division_value(zero_division: float | str) -> float:
 
 def _labels_1d(y: Any, argname: str) -> np.ndarray:
     """One label per sample as a 1-d array; a column vector is flattened. Multilabel
-    indicators and other 2-d targets are refused by name."""
-    if hasattr(y, "tocsr") or hasattr(y, "toarray"):  # a scipy sparse matrix
+    indicators are refused by name (the gates take one label per sample)."""
+    arr = _target_array(y, argname)
+    if arr.ndim == 2:
         raise ModelGateError(f"{argname}: {MULTILABEL}")
-    arr = np.asarray(y)
+    return arr
+
+
+def _target_array(y: Any, argname: str) -> np.ndarray:
+    """One label per sample (1-d; a column vector is flattened), or a multilabel indicator
+    matrix (n_samples, n_labels) as booleans. A scipy sparse indicator is made dense (one
+    byte a cell); anything else 2-d, and ragged rows, are refused by name."""
+    if hasattr(y, "tocsr") or hasattr(y, "toarray"):  # a scipy sparse matrix or array
+        if len(y.shape) != 2 or y.shape[1] < 2:
+            raise ModelGateError(
+                f"{argname} is sparse with shape {y.shape}: Sparse input is only supported "
+                "when targets are of multilabel type; pass one label per sample as a 1-d array"
+            )
+        return _indicator(np.asarray(y.toarray()), argname)
+    try:
+        arr = np.asarray(y)
+    except ValueError:   # numpy refuses rows of different lengths
+        arr = None
+    if arr is None or (arr.dtype == object and arr.ndim == 1 and
+                       any(isinstance(v, (list, tuple, np.ndarray)) for v in arr)):
+        raise ModelGateError(
+            f"{argname} has rows of different lengths (a sequence of label lists): a "
+            "multilabel target is a 0/1 indicator matrix of shape (n_samples, n_labels), one "
+            "column per label, 1 where the label applies; build it with one row per sample"
+        )
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim == 2:
-        flat = arr.ravel()
-        indicator = arr.shape[1] > 1 and flat.dtype.kind in "biuf" and \
-            bool(np.isin(flat, (0, 1)).all())
-        if indicator:
-            raise ModelGateError(f"{argname}: {MULTILABEL}")
-        raise ModelGateError(
-            f"{argname} has shape {arr.shape}: multiclass-multioutput is not supported; "
-            "pass one label per sample"
-        )
+        return _indicator(arr, argname)
     if arr.ndim != 1:
         raise ModelGateError(f"{argname} must be 1-d, one label per sample, got shape "
                              f"{arr.shape}")
     return arr
+
+
+def _indicator(arr: np.ndarray, argname: str) -> np.ndarray:
+    """A 2-d array of 0s and 1s as booleans, or a ModelGateError saying what it holds."""
+    if arr.shape[1] == 0:
+        raise ModelGateError(f"{argname} has shape {arr.shape}: a multilabel indicator needs "
+                             "one column per label")
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind in "iu":
+        valid = not arr.size or (arr.min() >= 0 and arr.max() <= 1)
+    elif arr.dtype.kind == "f":
+        valid = bool(((arr == 0) | (arr == 1)).all())
+    else:
+        valid = False
+    if not valid:
+        flat = arr.ravel()
+        bad = flat[~np.isin(flat, (0, 1))] if arr.dtype.kind in "iuf" else flat
+        raise ModelGateError(
+            f"{argname} is a {arr.shape} matrix holding {bad[:3].tolist()}: "
+            "multiclass-multioutput is not supported (nor continuous outputs); multilabel "
+            "targets are 0/1 indicator matrices, one column per label, 1 where it applies. "
+            "Threshold scores first, e.g. (scores >= 0.5).astype(int)"
+        )
+    return arr != 0
 
 
 def _is_text(arr: np.ndarray) -> bool:
@@ -406,8 +452,9 @@ def _check_label_values(arr: np.ndarray, argname: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Targets:
-    """Labels encoded as indices into ``classes`` (sorted: the labels present, then any
-    extra ``labels=``), with the weights and the task type scikit-learn would see."""
+    """Single-label targets: labels encoded as indices into ``classes`` (sorted: the labels
+    present, then any extra ``labels=``), with the weights and the task type scikit-learn
+    would see. ``_Indicators`` answers the same questions for multilabel targets."""
 
     t: np.ndarray
     p: np.ndarray
@@ -415,12 +462,17 @@ class _Targets:
     n_present: int
     kind: str              # "binary" (at most two labels present) or "multiclass"
     weight: np.ndarray | None
+    width: ClassVar[int] = 1   # labels per sample
 
     def index_of(self, labels: Any) -> np.ndarray:
         """Indices of ``labels`` (all in ``classes``: ``_targets`` put them there)."""
         return np.searchsorted(self.classes, np.asarray(labels))
 
-    def counts(self, which: np.ndarray | None) -> np.ndarray:
+    def select(self, labels: Any) -> np.ndarray:
+        """Indices of ``labels``, or (None) of the labels present in y_true or y_pred."""
+        return _present_index(self) if labels is None else self.index_of(labels)
+
+    def class_counts(self, which: np.ndarray | None) -> np.ndarray:
         """Weighted counts per class of ``which`` (a boolean mask), or of all samples."""
         k = len(self.classes)
         if which is None:
@@ -428,18 +480,106 @@ class _Targets:
         w = None if self.weight is None else self.weight[which]
         return np.bincount(self.t[which], weights=w, minlength=k)
 
+    def counts(self, chosen: np.ndarray, samplewise: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted true positives, predictions and true samples of the ``chosen`` classes,
+        one-vs-rest: scikit-learn's sufficient statistics."""
+        if samplewise:
+            raise ModelGateError(
+                "Samplewise metrics are not available outside of multilabel classification: "
+                "average='samples' and samplewise=True need y_true and y_pred as 0/1 "
+                "indicator matrices (n_samples, n_labels)"
+            )
+        pred = np.bincount(self.p, weights=self.weight, minlength=len(self.classes))
+        return (self.class_counts(self.t == self.p)[chosen], pred[chosen],
+                self.class_counts(None)[chosen])
+
+    def exact(self) -> np.ndarray:
+        """Per sample: whether the prediction is right."""
+        return self.t == self.p
+
+    def differing(self) -> np.ndarray:
+        """Per sample: how many of its labels the prediction gets wrong (0 or 1)."""
+        return self.t != self.p
+
     def confusion(self) -> np.ndarray:
         k = len(self.classes)
         return np.bincount(self.t * k + self.p, weights=self.weight,
                            minlength=k * k).reshape(k, k)
 
 
+@dataclass(frozen=True)
+class _Indicators:
+    """Multilabel targets: boolean indicator matrices (n_samples, n_labels), with the
+    weights; the labels are the column indices, as in scikit-learn."""
+
+    t: np.ndarray
+    p: np.ndarray
+    weight: np.ndarray | None
+    kind: ClassVar[str] = "multilabel-indicator"
+
+    @property
+    def width(self) -> int:
+        return self.t.shape[1]
+
+    def select(self, labels: Any) -> np.ndarray:
+        """Column indices ``labels`` (all columns for None), checked as scikit-learn does."""
+        if labels is None:
+            return np.arange(self.width)
+        idx = np.asarray(labels)
+        if idx.ndim != 1 or (idx.size and (idx.dtype.kind not in "iuf" or
+                                           np.any(idx != np.round(idx)))):
+            raise ModelGateError(f"labels must be a 1-d list of column indices 0..{self.width - 1}"
+                                 f" for multilabel targets, got {labels!r}")
+        idx = idx.astype(np.int64)
+        if idx.size and idx.max() >= self.width:
+            raise ModelGateError("All labels must be in [0, n labels) for multilabel targets. "
+                                 f"Got {idx.max()} > {self.width - 1}")
+        if idx.size and idx.min() < 0:
+            raise ModelGateError("All labels must be in [0, n labels) for multilabel targets. "
+                                 f"Got {idx.min()} < 0")
+        return idx
+
+    def counts(self, chosen: np.ndarray, samplewise: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted true positives, predictions and true labels per chosen column, or
+        (``samplewise``) per sample over the chosen columns."""
+        t, p = self.t, self.p
+        if len(chosen) != self.width or np.any(chosen != np.arange(self.width)):
+            t, p = t[:, chosen], p[:, chosen]
+        out = []
+        for m in (t & p, p, t):
+            if self.weight is None:
+                out.append(np.count_nonzero(m, axis=1 if samplewise else 0))
+            elif samplewise:
+                out.append(np.count_nonzero(m, axis=1) * self.weight)
+            else:
+                out.append(self.weight @ m)
+        return out[0], out[1], out[2]
+
+    def exact(self) -> np.ndarray:
+        """Per sample: whether the predicted set of labels is the true one (subset accuracy)."""
+        return ~(self.t ^ self.p).any(axis=1)
+
+    def differing(self) -> np.ndarray:
+        return np.count_nonzero(self.t ^ self.p, axis=1)
+
+    def confusion(self) -> np.ndarray:
+        raise ModelGateError(
+            "multilabel-indicator is not supported: balanced accuracy and the Matthews "
+            "correlation are single-label metrics (as in scikit-learn). Score each label as "
+            "its own binary task (y_true[:, j], y_pred[:, j]), or use precision, recall or F1 "
+            "with average='micro', 'macro', 'weighted' or 'samples'"
+        )
+
+
 def _targets(y_true: Any, y_pred: Any, sample_weight: Any = None,
-             labels: Any = None) -> _Targets:
-    """Validate and encode a pair of label arrays as scikit-learn's ``_check_targets`` and
-    ``LabelEncoder`` would, with a ModelGateError (a ValueError) for what it refuses."""
-    t = _labels_1d(y_true, "y_true")
-    p = _labels_1d(y_pred, "y_pred")
+             labels: Any = None) -> _Targets | _Indicators:
+    """Validate and encode a pair of targets as scikit-learn's ``_check_targets`` and
+    ``LabelEncoder`` would, with a ModelGateError (a ValueError) for what it refuses: the
+    one place that decides between single-label and multilabel input."""
+    t = _target_array(y_true, "y_true")
+    p = _target_array(y_pred, "y_pred")
     if len(t) != len(p):
         raise ModelGateError(
             f"y_true and y_pred differ in length ({len(t)} vs {len(p)}): Found input "
@@ -449,6 +589,53 @@ def _targets(y_true: Any, y_pred: Any, sample_weight: Any = None,
     if len(t) == 0:
         raise ModelGateError("y_true and y_pred are empty (Found empty input array): a metric "
                              "needs at least one sample")
+    weight = _sample_weight(sample_weight, len(t))
+    if t.ndim == 2 or p.ndim == 2:
+        return _multilabel_targets(t, p, weight)
+    return _single_label_targets(t, p, weight, labels)
+
+
+def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weight = np.asarray(sample_weight, dtype=np.float64)
+    if weight.ndim == 0:
+        weight = np.full(n, float(weight))
+    if weight.ndim != 1:
+        raise ModelGateError(f"Sample weights must be 1D array or scalar: sample_weight has "
+                             f"shape {weight.shape}; pass one weight per sample, shape ({n},)")
+    if len(weight) != n:
+        raise ModelGateError(f"sample_weight has shape {weight.shape}; pass one weight per "
+                             f"sample, shape ({n},) (Found input variables with inconsistent "
+                             f"numbers of samples: [{n}, {len(weight)}])")
+    if not np.any(weight):
+        raise ModelGateError("Sample weights must contain at least one non-zero number: "
+                             "sample_weight is all zeros")
+    return weight
+
+
+def _multilabel_targets(t: np.ndarray, p: np.ndarray,
+                        weight: np.ndarray | None) -> _Indicators:
+    if t.ndim != p.ndim:
+        one = t if t.ndim == 1 else p
+        kind = "binary" if len(np.unique(one)) <= 2 else "multiclass"
+        kinds = ("multilabel-indicator", kind) if t.ndim == 2 else (kind, "multilabel-indicator")
+        raise ModelGateError(
+            f"Classification metrics can't handle a mix of {kinds[0]} and {kinds[1]} targets: "
+            f"y_true has shape {t.shape}, y_pred {p.shape}; pass both as 0/1 indicator "
+            "matrices (n_samples, n_labels), or both as one label per sample"
+        )
+    if t.shape[1] != p.shape[1]:
+        raise ModelGateError(
+            f"y_true has {t.shape[1]} label columns and y_pred {p.shape[1]}: Multi-label "
+            "binary indicator input with different numbers of labels; pass one column per "
+            "label in both, in the same order"
+        )
+    return _Indicators(t, p, weight)
+
+
+def _single_label_targets(t: np.ndarray, p: np.ndarray, weight: np.ndarray | None,
+                          labels: Any) -> _Targets:
     t = _check_label_values(t, "y_true")
     p = _check_label_values(p, "y_pred")
     if _is_text(t) != _is_text(p):
@@ -456,15 +643,6 @@ def _targets(y_true: Any, y_pred: Any, sample_weight: Any = None,
             f"Mix of label input types (string and number): y_true holds {t[:3].tolist()}, "
             f"y_pred {p[:3].tolist()}; labels in y_true and y_pred should be of the same type"
         )
-    weight = None
-    if sample_weight is not None:
-        weight = np.asarray(sample_weight, dtype=np.float64)
-        if weight.shape != t.shape:
-            raise ModelGateError(f"sample_weight has shape {weight.shape}; pass one weight "
-                                 f"per sample, shape ({len(t)},)")
-        if not np.any(weight):
-            raise ModelGateError("Sample weights must contain at least one non-zero number: "
-                                 "sample_weight is all zeros")
     if t.dtype.kind in "iu" and p.dtype.kind in "iu" and min(t.min(), p.min()) >= 0 and \
             max(t.max(), p.max()) < 4 * len(t) + 1024:
         # Non-negative integers: the labels present by counting, not sorting.
@@ -493,8 +671,10 @@ def _targets(y_true: Any, y_pred: Any, sample_weight: Any = None,
 
 
 def _warn_prf(average: str | None, modifier: str, start: str, size: int) -> None:
-    where = "due to" if size == 1 else "in labels with"
-    warnings.warn(f"{start} ill-defined and being set to 0.0 {where} no {modifier} samples. "
+    # average="samples" divides per sample: "no predicted labels", "in samples with".
+    axis0, axis1 = ("label", "sample") if average == "samples" else ("sample", "label")
+    where = "due to" if size == 1 else f"in {axis1}s with"
+    warnings.warn(f"{start} ill-defined and being set to 0.0 {where} no {modifier} {axis0}s. "
                   "Use `zero_division` parameter to control this behavior.",
                   _undefined_metric_warning(), stacklevel=4)
 
@@ -535,17 +715,23 @@ def precision_recall_fscore_support(
     """Precision, recall, F-beta and support, as
     ``sklearn.metrics.precision_recall_fscore_support``.
 
-    ``average=None`` gives arrays per label (``labels``, else the labels present, sorted);
-    ``"binary"`` the figures of ``pos_label``; ``"micro"``, ``"macro"`` and ``"weighted"``
-    averages over labels, and no support. Undefined ratios (a label never predicted, or
-    never present) are ``zero_division``; ``"warn"`` (the default) means 0 and an
-    ``UndefinedMetricWarning`` for the metrics in ``warn_for``.
+    ``y_true`` and ``y_pred`` are one label per sample, or multilabel 0/1 indicator
+    matrices (n_samples, n_labels; dense, or scipy sparse) whose labels are the column
+    indices. ``average=None`` gives arrays per label (``labels``, else the labels present,
+    sorted; every column for multilabel input); ``"binary"`` the figures of ``pos_label``;
+    ``"micro"``, ``"macro"`` and ``"weighted"`` averages over labels, ``"samples"``
+    (multilabel only) the average over samples, and no support. Undefined ratios (a label
+    never predicted, or never present) are ``zero_division``; ``"warn"`` (the default) means
+    0 and an ``UndefinedMetricWarning`` for the metrics in ``warn_for``.
 
     Example:
         >>> p, r, f, _ = precision_recall_fscore_support(["ok", "defect", "ok"],
         ...                                              ["ok", "ok", "ok"], average=None)
         >>> r.tolist()
         [0.0, 1.0]
+        >>> round(f1_score([[1, 0, 1], [0, 1, 0]], [[1, 0, 0], [0, 1, 0]], average="samples"),
+        ...       3)
+        0.833
     """
     _zero_division_value(zero_division)
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.number)) or \
@@ -555,16 +741,12 @@ def precision_recall_fscore_support(
     if average not in SKLEARN_AVERAGES and average != "binary":
         raise ModelGateError(f"average has to be one of {SKLEARN_AVERAGES} or 'binary', got "
                              f"{average!r}")
-    if average == "samples":
-        raise ModelGateError("average='samples': Samplewise metrics are not available "
-                             f"outside of multilabel classification, and {MULTILABEL}")
     enc = _targets(y_true, y_pred, sample_weight, labels)
     if average == "binary":
         if enc.kind != "binary":
-            raise ModelGateError(
-                f"Target is {enc.kind} but average='binary'. Please choose another average "
-                f"setting, one of {[a for a in SKLEARN_AVERAGES if a != 'samples']}."
-            )
+            options = [a for a in SKLEARN_AVERAGES if a != "samples" or enc.width > 1]
+            raise ModelGateError(f"Target is {enc.kind} but average='binary'. Please choose "
+                                 f"another average setting, one of {options}.")
         present_labels = _present(enc)
         if pos_label not in present_labels.tolist():
             if len(present_labels) >= 2:
@@ -579,19 +761,16 @@ def precision_recall_fscore_support(
         warnings.warn(f"Note that pos_label (set to {pos_label!r}) is ignored when average != "
                       f"'binary' (got {average!r}). You may use labels=[pos_label] to specify "
                       "a single positive class.", UserWarning, stacklevel=2)
-    k = len(enc.classes)
-    tp = enc.counts(enc.t == enc.p)
-    pred = np.bincount(enc.p, weights=enc.weight, minlength=k)
-    true = enc.counts(None)
-    chosen = _present_index(enc) if labels is None else enc.index_of(labels)
-    return _prf_from_counts(tp[chosen], pred[chosen], true[chosen], beta, average, warn_for,
-                            zero_division)
+    tp, pred, true = enc.counts(enc.select(labels), samplewise=average == "samples")
+    return _prf_from_counts(tp, pred, true, beta, average, warn_for, zero_division, enc.weight)
 
 
 def _prf_from_counts(tp: np.ndarray, pred: np.ndarray, true: np.ndarray, beta: float,
-                     average: str | None, warn_for: Any, zero_division: float | str):
-    """Precision, recall, F-beta and support from per-label counts (scikit-learn's
-    sufficient statistics), averaged as ``average`` asks."""
+                     average: str | None, warn_for: Any, zero_division: float | str,
+                     sample_weight: np.ndarray | None = None):
+    """Precision, recall, F-beta and support from per-label (per-sample for
+    ``average="samples"``) counts, scikit-learn's sufficient statistics, averaged as
+    ``average`` asks."""
     if average == "micro":
         tp, pred, true = (np.array([a.sum()]) for a in (tp, pred, true))
     precision = _prf_divide(tp, pred, "precision", "predicted", average, warn_for,
@@ -608,7 +787,7 @@ def _prf_from_counts(tp: np.ndarray, pred: np.ndarray, true: np.ndarray, beta: f
                               "true nor predicted", average, warn_for, zero_division)
     if average is None:
         return precision, recall, f_score, true
-    weights = true if average == "weighted" else None
+    weights = {"weighted": true, "samples": sample_weight}.get(average)
     return (_nanaverage(precision, weights), _nanaverage(recall, weights),
             _nanaverage(f_score, weights), None)
 
@@ -655,9 +834,10 @@ def f1_score(y_true, y_pred, **kwargs):
 
 
 def accuracy_score(y_true, y_pred, *, normalize: bool = True, sample_weight=None) -> float:
-    """Share (or, ``normalize=False``, weighted count) of exact matches."""
+    """Share (or, ``normalize=False``, weighted count) of exact matches; for multilabel
+    indicator matrices, of samples whose whole set of labels is right (subset accuracy)."""
     enc = _targets(y_true, y_pred, sample_weight)
-    correct = (enc.t == enc.p).astype(np.float64)
+    correct = enc.exact().astype(np.float64)
     if not normalize:
         return float(correct.sum() if enc.weight is None else correct @ enc.weight)
     return float(np.average(correct, weights=enc.weight))
@@ -687,15 +867,57 @@ def matthews_corrcoef(y_true, y_pred, *, sample_weight=None) -> float:
     return float(mcc_from_cm(_confusion_of_present(_targets(y_true, y_pred, sample_weight))))
 
 
-def _confusion_of_present(enc: _Targets) -> np.ndarray:
+def _confusion_of_present(enc: _Targets | _Indicators) -> np.ndarray:
     """The confusion matrix over the labels present, with scikit-learn's warning when there
-    is only one."""
+    is only one (multilabel input is refused: it has no such matrix)."""
+    cm = enc.confusion()
+    assert isinstance(enc, _Targets)
     if enc.n_present == 1:
         warnings.warn("A single label was found in 'y_true' and 'y_pred'. For the confusion "
                       "matrix to have the correct shape, use the 'labels' parameter to pass "
                       "all known labels.", UserWarning, stacklevel=3)
     present = _present_index(enc)
-    return enc.confusion()[np.ix_(present, present)]
+    return cm[np.ix_(present, present)]
+
+
+def multilabel_confusion_matrix(y_true, y_pred, *, sample_weight=None, labels=None,
+                                samplewise: bool = False) -> np.ndarray:
+    """One 2x2 matrix ``[[tn, fp], [fn, tp]]`` per label (or, ``samplewise``, per sample of
+    multilabel input), as ``sklearn.metrics.multilabel_confusion_matrix``.
+
+    Multilabel 0/1 indicator matrices give one matrix per column (``labels``: the column
+    indices to keep, in that order); single-label input is taken one-vs-rest, one matrix per
+    label present in either array, sorted (``labels`` picks and orders them, and may add
+    absent ones). Counts are weighted by ``sample_weight``.
+
+    Example:
+        >>> multilabel_confusion_matrix([[1, 0], [1, 1]], [[1, 1], [0, 1]]).tolist()
+        [[[0, 0], [1, 1]], [[0, 1], [0, 1]]]
+    """
+    enc = _targets(y_true, y_pred, sample_weight, labels)
+    chosen = enc.select(labels)
+    tp, pred, true = enc.counts(chosen, samplewise)
+    fp, fn = pred - tp, true - tp
+    if samplewise:   # only multilabel input gets here: counts over the chosen columns
+        total = len(chosen) * (1 if enc.weight is None else enc.weight)
+    else:
+        total = len(enc.t) if enc.weight is None else enc.weight.sum()
+    return np.stack([total - tp - fp - fn, fp, fn, tp], axis=-1).reshape(-1, 2, 2)
+
+
+def hamming_loss(y_true, y_pred, *, sample_weight=None) -> float:
+    """Share of labels predicted wrong, as ``sklearn.metrics.hamming_loss``: for multilabel
+    indicator matrices, wrong cells over all cells; for single-label input, 1 - accuracy.
+
+    Example:
+        >>> hamming_loss([[0, 1, 1], [1, 0, 1]], [[0, 0, 1], [1, 0, 1]])
+        0.16666666666666666
+    """
+    enc = _targets(y_true, y_pred, sample_weight)
+    wrong = enc.differing()
+    mean_weight = 1.0 if enc.weight is None else float(np.mean(enc.weight))
+    total = wrong.sum() if enc.weight is None else wrong @ enc.weight
+    return float(total) / (len(wrong) * enc.width * mean_weight)
 
 
 # --- intervals ---------------------------------------------------------------------------

@@ -285,9 +285,6 @@ def test_precision_recall_curve_matches_scikit_learn(n, seed):
         (lambda: mg.accuracy_score([0.5, 1], [0, 1]), "continuous is not supported"),
         (lambda: mg.accuracy_score([0, 1], [0, 1], sample_weight=[1]),
          r"sample_weight has shape \(1,\); pass one weight per sample"),
-        (lambda: mg.f1_score(np.eye(3, dtype=int), np.eye(3, dtype=int), average="macro"),
-         "y_true: multilabel indicator input .* is not supported: pytest-modelgate gates "
-         "single-label classification. Pass one label per sample"),
         (lambda: mg.f1_score([0, 1], [0, 1], average="samples"),
          "Samplewise metrics are not available outside of multilabel classification"),
         (lambda: mg.accuracy_score(np.zeros((3, 2, 2)), np.zeros((3, 2, 2))), "must be 1-d"),
@@ -365,3 +362,152 @@ def test_summary_leaves_undefined_figures_as_none():
     assert a["precision"] == 0.5 and a["recall"] == 0.5
     assert (b["precision"], b["recall"], b["f1"]) == (None, 0.0, 0.0)
     assert (c["precision"], c["recall"], c["f1"]) == (0.0, None, None)
+
+
+# --- multilabel indicator input, against scikit-learn ---------------------------------------
+
+@st.composite
+def indicator_pairs(draw):
+    """0/1 matrices with empty rows and columns (undefined figures) as likely as not."""
+    n, width = draw(st.integers(1, 12)), draw(st.integers(2, 5))
+    cells = st.lists(st.integers(0, 1), min_size=n * width, max_size=n * width)
+    y_true = np.array(draw(cells)).reshape(n, width)
+    y_pred = np.array(draw(cells)).reshape(n, width)
+    weights = draw(st.none() | st.lists(st.integers(0, 3), min_size=n, max_size=n)
+                   .filter(any))
+    labels = draw(st.none() | st.lists(st.integers(-1, width), max_size=width + 1))
+    return y_true, y_pred, weights, labels
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=indicator_pairs(),
+       average=st.sampled_from([None, "binary", "micro", "macro", "weighted", "samples"]),
+       zero_division=st.sampled_from(["warn", 0.0, 1.0, np.nan]),
+       beta=st.sampled_from([1.0, 2.0, 0.5, 0.0, np.inf]), pos_label=st.sampled_from([1, 0]),
+       dtype=st.sampled_from([int, bool, float]))
+def test_multilabel_matches_scikit_learn_values_errors_and_warnings(
+        data, average, zero_division, beta, pos_label, dtype):
+    """Multilabel indicator matrices give scikit-learn's numbers, warnings (category name and
+    message) and refusals: every average, labels= column subsets (in range or not), weights,
+    zero_division, beta; subset accuracy, Hamming loss and the multilabel confusion matrix."""
+    y_true, y_pred, weights, labels = data
+    y_true, y_pred = y_true.astype(dtype), y_pred.astype(dtype)
+    kwargs = dict(labels=labels, average=average, zero_division=zero_division,
+                  pos_label=pos_label, sample_weight=weights)
+    calls = [("precision_recall_fscore_support", {"beta": beta, **kwargs}),
+             ("fbeta_score", {"beta": beta, **kwargs}), ("precision_score", kwargs),
+             ("recall_score", kwargs), ("f1_score", kwargs),
+             ("accuracy_score", {"sample_weight": weights, "normalize": pos_label == 1}),
+             ("hamming_loss", {"sample_weight": weights}),
+             ("balanced_accuracy_score", {"sample_weight": weights}),
+             ("matthews_corrcoef", {"sample_weight": weights})]
+    calls += [("multilabel_confusion_matrix", {"sample_weight": weights, "labels": labels,
+                                               "samplewise": samplewise})
+              for samplewise in (False, True)]
+    for name, kw in calls:
+        ours, ref = (_outcome(getattr(m, name), y_true, y_pred, **kw) for m in (mg, skm))
+        if _raised(ref[0]):
+            assert _raised(ours[0]), (name, ours, ref)
+            continue
+        _same(ours[0], ref[0])
+        assert ours[1] == ref[1], name
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=any_labels(), use_labels=st.booleans())
+def test_multilabel_confusion_matrix_of_single_label_input_matches_scikit_learn(
+        data, use_labels):
+    y_true, y_pred, universe, weights = data
+    labels = universe[::-1] if use_labels else None     # absent labels too, in their order
+    ours = mg.multilabel_confusion_matrix(y_true, y_pred, sample_weight=weights, labels=labels)
+    ref = skm.multilabel_confusion_matrix(y_true, y_pred, sample_weight=weights, labels=labels)
+    np.testing.assert_array_equal(ours, ref)
+    assert mg.hamming_loss(y_true, y_pred, sample_weight=weights) == pytest.approx(
+        skm.hamming_loss(y_true, y_pred, sample_weight=weights))
+
+
+def test_sparse_indicators_give_the_dense_figures():
+    sparse = pytest.importorskip("scipy.sparse")
+    y_true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    y_pred = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 1], [0, 0, 0]])
+    for make in (sparse.csr_matrix, sparse.csc_array, sparse.coo_matrix, sparse.lil_array):
+        for name, kw in (("f1_score", {"average": "samples", "zero_division": 0}),
+                         ("precision_score", {"average": "macro", "zero_division": 0}),
+                         ("accuracy_score", {}), ("hamming_loss", {}),
+                         ("multilabel_confusion_matrix", {"samplewise": True})):
+            fn = getattr(mg, name)
+            np.testing.assert_array_equal(fn(make(y_true), make(y_pred), **kw),
+                                          fn(y_true, y_pred, **kw))
+
+
+def test_multilabel_subset_accuracy_and_samples_average():
+    y_true = [[1, 0, 1], [0, 1, 0]]
+    y_pred = [[1, 0, 0], [0, 1, 0]]
+    assert mg.accuracy_score(y_true, y_pred) == 0.5        # only the second row is all right
+    assert mg.recall_score(y_true, y_pred, average="samples") == 0.75
+    assert mg.hamming_loss(y_true, y_pred) == pytest.approx(1 / 6)
+    p, r, f, support = mg.precision_recall_fscore_support(y_true, y_pred, labels=[2, 0],
+                                                          zero_division=0)
+    assert (p.tolist(), r.tolist(), support.tolist()) == ([0.0, 1.0], [0.0, 1.0], [1, 1])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: mg.f1_score([[0, 1], [1]], [[0, 1], [1, 0]], average="macro"),
+         r"y_true has rows of different lengths \(a sequence of label lists\): a multilabel "
+         r"target is a 0/1 indicator matrix of shape \(n_samples, n_labels\)"),
+        (lambda: mg.f1_score(np.array([[0, 1], [1]], dtype=object), [[0, 1], [1, 0]],
+                             average="macro"), "y_true has rows of different lengths"),
+        (lambda: mg.f1_score([[0, 1], [1, 0]], [[0, 2], [1, 0]], average="macro"),
+         r"y_pred is a \(2, 2\) matrix holding \[2\]: multiclass-multioutput is not "
+         r"supported .* Threshold scores first"),
+        (lambda: mg.accuracy_score([[0, 1], [1, 0]], [[0, 0.7], [1, 0]]),
+         r"y_pred is a \(2, 2\) matrix holding \[0.7\]"),
+        (lambda: mg.hamming_loss([["a", "b"], ["b", "a"]], [["a", "b"], ["b", "a"]]),
+         r"y_true is a \(2, 2\) matrix holding \['a', 'b', 'b'\]"),
+        (lambda: mg.f1_score([[0, 1], [1, 0]], [[0, 1, 0], [1, 0, 0]], average="micro"),
+         r"y_true has 2 label columns and y_pred 3: Multi-label binary indicator input with "
+         r"different numbers of labels; pass one column per label in both"),
+        (lambda: mg.f1_score([[0, 1], [1, 0]], [1, 0], average="micro"),
+         r"Classification metrics can't handle a mix of multilabel-indicator and binary "
+         r"targets: y_true has shape \(2, 2\), y_pred \(2,\)"),
+        (lambda: mg.f1_score([[0, 1], [1, 0]], [[0, 1], [1, 0]]),
+         r"Target is multilabel-indicator but average='binary'. Please choose another "
+         r"average setting, one of \[None, 'micro', 'macro', 'weighted', 'samples'\]"),
+        (lambda: mg.multilabel_confusion_matrix([[0, 1], [1, 0]], [[0, 1], [1, 0]],
+                                                labels=[2]),
+         r"All labels must be in \[0, n labels\) for multilabel targets. Got 2 > 1"),
+        (lambda: mg.precision_score([[0, 1], [1, 0]], [[0, 1], [1, 0]], labels=["a"],
+                                    average="macro"),
+         "labels must be a 1-d list of column indices 0..1 for multilabel targets"),
+        (lambda: mg.multilabel_confusion_matrix([0, 1], [1, 1], samplewise=True),
+         "Samplewise metrics are not available outside of multilabel classification: "
+         "average='samples' and samplewise=True need"),
+        (lambda: mg.balanced_accuracy_score([[0, 1], [1, 0]], [[0, 1], [1, 0]]),
+         "multilabel-indicator is not supported: balanced accuracy and the Matthews "
+         "correlation are single-label metrics"),
+        (lambda: mg.matthews_corrcoef([[0, 1], [1, 0]], [[0, 1], [1, 0]]),
+         "multilabel-indicator is not supported"),
+        (lambda: mg.accuracy_score(np.zeros((2, 0)), np.zeros((2, 0))),
+         r"y_true has shape \(2, 0\): a multilabel indicator needs one column per label"),
+        (lambda: mg.hamming_loss([[0, 1], [1, 0]], [[0, 1], [1, 0]], sample_weight=[[1, 2]]),
+         r"Sample weights must be 1D array or scalar: sample_weight has shape \(1, 2\)"),
+        (lambda: mg.hamming_loss([[0, 1], [1, 0]], [[0, 1], [1, 0]], sample_weight=[1]),
+         r"inconsistent numbers of samples: \[2, 1\]"),
+        (lambda: mg.accuracy_score(_csr([[1], [0]]), [1, 0]),
+         "y_true is sparse with shape .*: Sparse input is only supported when targets are "
+         "of multilabel type"),
+        (lambda: mg.encode_labels({"y_true": np.eye(3, dtype=int)}),
+         r"y_true: multilabel indicator input .* is not supported here: the gates take one "
+         r"label per sample"),
+    ],
+)
+def test_bad_multilabel_input(call, message):
+    with pytest.raises(ModelGateError, match=message):
+        call()
+
+
+def _csr(rows):
+    sparse = pytest.importorskip("scipy.sparse")
+    return sparse.csr_matrix(rows)
