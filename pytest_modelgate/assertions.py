@@ -375,12 +375,12 @@ def _label_gate(p: Predictions, run: Any, threshold: float, kind: str, *, label,
     matrix: Wilson intervals for recall and precision, a bootstrap of the 2x2 for F1 and
     F-beta); averages run over labels or samples, with a bootstrap over samples."""
     __tracebackhide__ = True
-    from .multilabel import label_confusions
+    from .metrics import multilabel_confusion_matrix
 
     check = _Check(p, run, threshold, confidence)
     rows = check.summary["per_class"]
     how, b = ("fbeta", beta) if beta is not None else (kind, 1.0)
-    mcm = label_confusions(p.y_true, p.y_pred)
+    mcm = multilabel_confusion_matrix(p.y_true, p.y_pred)
     if beta is not None:   # F-beta per label, next to F1 in the rows the message shows
         for i, row in enumerate(rows):
             row[kind] = (float(class_metric_from_cm(mcm[i], how, 1, b)) if row["support"]

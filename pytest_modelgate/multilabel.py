@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelGateError, user_error_frames
-from .metrics import _from_counts
+from .metrics import _from_counts, accuracy_score, hamming_loss, multilabel_confusion_matrix
 from .specs import MetricName
 
 # ModelGateErrors show the user's line, not this package's frames (see errors.py).
@@ -58,17 +58,6 @@ def as_indicator(y: Any, argname: str, k: int | None = None) -> np.ndarray:
                              f"matrix); row {row} holds {arr[row].tolist()}: threshold "
                              "scores first (scores >= 0.5)")
     return arr.astype(np.int64)
-
-
-def label_confusions(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Per-label 2x2 confusion matrices (K, 2, 2), ``[[tn, fp], [fn, tp]]`` each, as
-    ``sklearn.metrics.multilabel_confusion_matrix``."""
-    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    tp = (t & p).sum(axis=0)
-    fp = ((1 - t) & p).sum(axis=0)
-    fn = (t & (1 - p)).sum(axis=0)
-    tn = len(t) - tp - fp - fn
-    return np.stack([np.stack([tn, fp], -1), np.stack([fn, tp], -1)], -2)
 
 
 @dataclass(frozen=True)
@@ -205,7 +194,7 @@ def multilabel_summary(y_true: np.ndarray, y_pred: np.ndarray,
     """
     t = as_indicator(y_true, "y_true", len(class_names))
     p = as_indicator(y_pred, "y_pred", len(class_names))
-    mcm = label_confusions(t, p)
+    mcm = multilabel_confusion_matrix(t, p)
     rows = []
     for name, ((tn, fp), (fn, tp)) in zip(class_names, mcm.tolist(), strict=True):
         support, predicted = tp + fn, tp + fp
@@ -224,8 +213,8 @@ def multilabel_summary(y_true: np.ndarray, y_pred: np.ndarray,
     return {
         "multilabel": True,
         "n": len(t),
-        "accuracy": float(np.mean(np.all(t == p, axis=1))),
-        "label_accuracy": float(np.mean(t == p)),
+        "accuracy": accuracy_score(t, p),
+        "label_accuracy": 1.0 - hamming_loss(t, p),
         "class_names": [str(c) for c in class_names],
         "label_confusion": mcm.tolist(),
         "per_class": rows,

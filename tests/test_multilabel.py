@@ -325,3 +325,15 @@ def test_the_report_draws_per_label_matrices(tmp_path):
     assert "Per label, with 95% intervals" in html and "samples" in html
     _html, json_path = write_reports(ctx, tmp_path)
     assert json.loads(json_path.read_text())["tests"][0]["runs"][0]["label_matrices"]
+
+
+def test_summary_agrees_with_the_scikit_learn_style_functions_of_metrics():
+    from pytest_modelgate import metrics
+
+    y, p = _data()
+    s = _preds().summary()
+    assert s["label_confusion"] == metrics.multilabel_confusion_matrix(y, p).tolist()
+    for avg in ("micro", "weighted"):   # macro: over the labels the test split shows
+        want = metrics.precision_recall_fscore_support(y, p, average=avg, zero_division=0)
+        assert [s["averages"][avg][k] for k in ("precision", "recall", "f1")] == \
+            pytest.approx(want[:3])
