@@ -337,3 +337,18 @@ def test_summary_agrees_with_the_scikit_learn_style_functions_of_metrics():
         want = metrics.precision_recall_fscore_support(y, p, average=avg, zero_division=0)
         assert [s["averages"][avg][k] for k in ("precision", "recall", "f1")] == \
             pytest.approx(want[:3])
+
+
+def test_a_multilabel_race_runs_to_label_accuracy():
+    import dataclasses
+
+    from pytest_modelgate import assert_faster_than_scratch
+
+    from .test_assertions import _racer
+
+    y, p = _data()
+    run = dataclasses.replace(_run(y, p), scratch_runner=_racer((0.3, 0.5), 5.0))
+    with recording() as record, pytest.raises(AssertionError) as info:
+        assert_faster_than_scratch(run, target_accuracy=0.7, min_speedup=6, full_race=True)
+    assert str(info.value).startswith("speedup to label accuracy 0.700 = >")
+    assert record["races"][0]["pretrained_seconds"] == 2.0
