@@ -352,3 +352,65 @@ def test_a_multilabel_race_runs_to_label_accuracy():
         assert_faster_than_scratch(run, target_accuracy=0.7, min_speedup=6, full_race=True)
     assert str(info.value).startswith("speedup to label accuracy 0.700 = >")
     assert record["races"][0]["pretrained_seconds"] == 2.0
+
+
+def test_the_paired_bootstrap_over_samples_tells_noise_from_a_drop():
+    from pytest_modelgate.significance import paired_label_bootstrap
+
+    y, p = _data(n=300, flip=0.05)
+    same = paired_label_bootstrap("f1[macro]", NAMES, y, p, p, n_resamples=200)
+    assert same.p == 1.0 and same.paired and same.n == 300
+    worse = np.where(np.random.default_rng(5).random(y.shape) < 0.2, 1 - p, p)
+    drop = paired_label_bootstrap("f1[macro]", NAMES, y, p, worse, n_resamples=200)
+    assert drop.p < 0.01
+    # within a margin wider than the drop: no evidence it exceeds the tolerance
+    assert paired_label_bootstrap("f1[macro]", NAMES, y, p, worse, margin=0.5,
+                                  n_resamples=200).p == 1.0
+
+
+def test_a_multilabel_baseline_over_seeds_tests_against_the_seed_spread():
+    from pytest_modelgate.baseline import Tolerance, compare
+    from pytest_modelgate.significance import pack_samples, samples_key
+
+    y, p = _data(n=200, flip=0.05)
+    packs, values = {}, []
+    for seed in range(3):
+        pred = np.where(np.random.default_rng(seed).random(y.shape) < 0.02, 1 - p, p)
+        packed = pack_samples(y, pred, NAMES)
+        packs[samples_key(packed)] = packed
+        values.append(float(np.mean(pred[y[:, 0] == 1, 0])))
+    keys = list(packs)
+    base = {"metrics": {"recall[cat]": {"value": float(np.mean(values)), "seeds": values,
+                                        "seed_samples": keys, "samples": keys[0], "n": 100,
+                                        "higher_is_better": True}},
+            "samples": packs}
+    worse = p.copy()
+    worse[np.flatnonzero(y[:, 0])[:40], 0] = 0
+    current = pack_samples(y, worse, NAMES)
+    metric = {"name": "recall[cat]", "value": float(np.mean(worse[y[:, 0] == 1, 0])),
+              "n": int(y[:, 0].sum()), "higher_is_better": True,
+              "samples": samples_key(current), "interval": None}
+    (reg,) = compare([metric], base, Tolerance(), alpha=0.05,
+                     samples={samples_key(current): current})
+    assert reg.seeds == 3 and "prediction interval over 3 seeds" in reg.method
+    assert reg.verdict == "regressed"
+
+
+def test_the_report_of_a_merge_rebuilds_label_matrices_from_json():
+    """``python -m pytest_modelgate merge`` builds the context from the JSON records."""
+    from pytest_modelgate.report.context import build_context, changed_samples
+
+    y, p = _data()
+    with recording() as record:
+        assert_recall_above(_run(y, p), 0.1, label="cat")
+    record = json.loads(json.dumps(record))
+    ctx = build_context([{"nodeid": "t.py::test_ml", "outcome": "passed", "record": record}],
+                        baseline_path="b.json", baseline_found=False, updated_baseline=False)
+    assert len(ctx["tests"][0]["runs"][0]["label_matrices"]) == len(NAMES)
+    # No thumbnails of changed images for label matrices (no one true class to caption).
+    (key,) = record["samples"]
+    from pytest_modelgate.baseline import Regression
+
+    reg = Regression(name="recall[cat]", baseline=1.0, current=0.5, allowed=0.98, n=10,
+                     samples=(key, key))
+    assert changed_samples([reg], record["samples"], record["samples"], {key: object()}) is None
