@@ -117,6 +117,9 @@ class Predictions:
     """Test-split labels and predictions over named classes, optionally with probabilities
     (``scores``, shape (n, classes)) and train-split predictions for overfitting checks.
 
+    Multilabel: ``y_true`` and ``y_pred`` are (n, classes) 0/1 matrices (column k: the sample
+    shows class k) and ``scores`` independent per-label probabilities (``multilabel``).
+
     Example:
         >>> p = Predictions.from_arrays([0, 1, 1], [0, 1, 0], class_names=["ok", "defect"])
         >>> p.summary()["accuracy"]
