@@ -414,3 +414,17 @@ def test_the_report_of_a_merge_rebuilds_label_matrices_from_json():
     reg = Regression(name="recall[cat]", baseline=1.0, current=0.5, allowed=0.98, n=10,
                      samples=(key, key))
     assert changed_samples([reg], record["samples"], record["samples"], {key: object()}) is None
+
+
+def test_fbeta_and_balanced_accuracy_messages_name_labels():
+    y, p = _data()
+    p[:, 3] = 0
+    preds = Predictions.from_arrays(y, p, class_names=NAMES)
+    with pytest.raises(AssertionError) as info:
+        assert_fbeta_above(preds, 0.7, beta=2, per_class=True)
+    text = str(info.value)
+    assert text.startswith("f2(<b>fish</b>) = 0.000 < 0.700 required [n=")
+    assert "lowest f2: <b>fish</b> 0.000" in text and "Fix: F2 counts recall 2x" in text
+    with pytest.raises(AssertionError, match=r"^balanced accuracy \(mean over labels of each "
+                                             r"label's\) = 0\.\d{3} < 0\.950 required \[n=120"):
+        assert_balanced_accuracy_above(preds, 0.95)
