@@ -426,7 +426,10 @@ def _label_gate(p: Predictions, run: Any, threshold: float, kind: str, *, label,
                            interval)
         if line:
             lines.append(line)
-    check.fail(lines, kind, _FIX.get(kind) or _fbeta_fix(beta or 1.0))
+    fix = _FIX.get(kind) or _fbeta_fix(beta or 1.0)
+    check.fail(lines, kind, fix.replace("classes", "labels") + (
+        "; per label, a threshold on its score (precision up, recall down as it rises)"
+        if kind in ("recall", "precision") else ""))
 
 
 def _fbeta_fix(beta: float) -> str:
