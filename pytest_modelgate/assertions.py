@@ -11,7 +11,9 @@ tuple ``(y_true, y_pred)`` / ``(y_true, y_pred, scores)``.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from .metrics import (
     wilson_interval,
 )
 from .run import FinetuneRun, Predictions
+from .slices import MIN_SLICE_SIZE
 from .specs import GATE_AVERAGES, MetricName, fbeta_name
 from .wording import counted
 
@@ -438,10 +441,239 @@ def _fbeta_fix(beta: float) -> str:
             f"the {weighs} of the weak classes first (see the table above)")
 
 
+# --- slices: one gate per group of test samples (slice=, where=) -------------------------------
+
+def _subset(p: Predictions, part: Any) -> Predictions:
+    """The predictions of one slice's samples, with their ids: content ids, or where the
+    samples have none their positions in the whole test set, so a baseline pairs a slice
+    only with the same samples."""
+    idx = part.indices
+    ids = p.sample_ids
+    return Predictions(
+        p.y_true[idx], p.y_pred[idx], p.class_names,
+        None if p.scores is None else p.scores[idx], history=p.history,
+        source=f"{p.source} on {part.text}",
+        sample_ids=tuple(ids[i] for i in idx) if ids is not None else
+        tuple(f"#{i}" for i in idx),
+        # Messages about its images name the slice: "the test split (camera=B) has no ..."
+        test_split=part.text if p.test_split in (None, "test") else
+        f"{p.test_split}, {part.text}",
+        attributes={k: v[idx] for k, v in (p.attributes or {}).items()})
+
+
+def _slice_images(test_set: Any, idx: np.ndarray) -> Any:
+    """A slice's test images, for the report's thumbnails of what changed in it."""
+    from .data import ImageSet
+
+    if not isinstance(test_set, ImageSet):
+        return None
+    return ImageSet(test_set.images[idx], test_set.labels[idx], test_set.class_names,
+                    name=test_set.name, _ids=tuple(test_set.ids[i] for i in idx),
+                    sources=None if test_set.sources is None else
+                    tuple(test_set.sources[i] for i in idx))
+
+
+def _attempt(gate: Any, p: Predictions, level: float | None, quiet: bool = False
+             ) -> tuple[dict, str | None]:
+    """Run one existing check into a record of its own: the record, and the failure
+    message (None: it passed). A ``ModelGateError`` propagates."""
+    with recording() as record, warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", ModelGateWarning)
+        try:
+            gate(p, level)
+        except AssertionError as exc:
+            return record, str(exc)
+    return record, None
+
+
+def _slice_title(metric: MetricName) -> str:
+    """How a message names a figure: ``recall(defect)``, ``f1 (macro over classes)``."""
+    base = metric.base.replace("_", " ")
+    if metric.average:
+        return f"{base} ({metric.average} over classes)"
+    return f"{base}({metric.arg})" if metric.arg else base
+
+
+def _level_text(level: float) -> str:
+    return f"{level:.1%}".replace(".0%", "%")
+
+
+def _slice_line(m: dict, held: dict, text: str, confidence: float | None, holm: int) -> str:
+    """The failure line of one figure of one slice: its value against the threshold at the
+    nominal interval, or its lower bound at the level Holm held it to."""
+    what = f"{_slice_title(MetricName.parse(m['name']))} on {text}"
+    ci = _fmt_interval(m["interval"], m["confidence"])
+    if confidence is not None and held.get("interval") and m["value"] >= m["threshold"]:
+        over = f", Holm over {holm} slices" if holm > 1 else ""
+        return (f"{what}: lower {_level_text(held['confidence'])} bound "
+                f"{held['interval'][0]:.3f} < {m['threshold']:.3f} required (value "
+                f"{m['value']:.3f}, n={m['n']}{ci}{over})")
+    return f"{what} = {m['value']:.3f} < {m['threshold']:.3f} required [n={m['n']}{ci}]"
+
+
+def _measure_slices(p: Predictions, gate: Any, parts: list, min_size: int,
+                    confidence: float | None) -> tuple[list[dict], dict, dict]:
+    """Each slice's check: rows for the slice table, and per measured slice its nominal
+    record and failure message, and (with ``confidence``) Holm's verdict and level."""
+    from .slices import NOT_MEASURED, TOO_SMALL, holm_over_slices
+
+    rows: list[dict] = []
+    measured: dict[str, tuple[Any, Predictions, dict, str | None]] = {}
+    for part in parts:
+        if part.n < min_size:
+            rows.append({"slice": part.text, "n": part.n, "verdict": TOO_SMALL,
+                         "reason": f"n={part.n} < {min_size}"})
+            continue
+        sub = _subset(p, part)
+        try:
+            record, error = _attempt(gate, sub, confidence)
+        except ModelGateError as exc:   # e.g. no images of the gated class in this slice
+            rows.append({"slice": part.text, "n": part.n, "verdict": NOT_MEASURED,
+                         "reason": str(exc).split("\n")[0]})
+            continue
+        measured[part.text] = (part, sub, record, error)
+    held: dict[str, tuple[bool, float | None, dict]] = {
+        text: (error is None, confidence, record)
+        for text, (_part, _sub, record, error) in measured.items()}
+    if confidence is not None and len(measured) > 1:
+        runs: dict[tuple[str, float], tuple[dict, str | None]] = {}
+
+        def clears(text: str, level: float) -> bool:
+            if level == confidence:
+                runs[text, level] = measured[text][2], measured[text][3]
+            elif (text, level) not in runs:
+                runs[text, level] = _attempt(gate, measured[text][1], level, quiet=True)
+            return runs[text, level][1] is None
+
+        for text, (ok, level) in holm_over_slices(list(measured), clears, confidence).items():
+            held[text] = (ok, level, runs[text, level][0])
+    return rows, measured, held
+
+
+def _gate_slices(run: Any, gate: Any, *, slice: str | None, where: Any,
+                 min_slice_size: int | None, confidence: float | None) -> None:
+    """Run an existing check, ``gate(predictions, confidence)``, on each slice of the test
+    samples; record each slice's figures under names that keep the slice
+    (``recall[defect]{camera=B}``) with the slice's own packed samples (so a baseline
+    compares a slice on its samples alone), and the slice table; fail naming the worst
+    slice first. See ``assert_recall_above`` for what is decided."""
+    __tracebackhide__ = True
+    from .slices import (
+        FAILED,
+        PASSED,
+        check_min_slice_size,
+        select_slices,
+        where_texts,
+        worst_first,
+    )
+
+    p = _as_predictions(run)
+    confidence = _check_confidence(confidence)
+    min_size = check_min_slice_size(min_slice_size)
+    parts = select_slices(p.attributes, slice=slice, where=where)
+    whole, _ = _attempt(gate, p, confidence, quiet=True)  # bad arguments fail before slices
+    names = list(dict.fromkeys(str(MetricName.parse(m["name"])) for m in whole["metrics"]))
+    rows, measured, held = _measure_slices(p, gate, parts, min_size, confidence)
+    holm = len(measured) if confidence is not None else 0
+    gate_record = current_gate()
+    failing: list[dict] = []
+    fixes: list[str] = []
+    for text, (part, _sub, record, error) in measured.items():
+        ok, level, held_record = held[text]
+        held_of = {m["name"]: m for m in held_record["metrics"]}
+        if not ok and error and "\n  Fix: " in error:
+            fixes.append(error.rpartition("\n  Fix: ")[2])
+        for original in record["metrics"]:
+            held_m = held_of.get(original["name"], original)
+            passed = ok or bool(held_m["passed"])
+            m = dict(original, passed=passed, name=str(dataclasses.replace(
+                MetricName.parse(original["name"]), slice=text)),
+                run=_run_id(run) if isinstance(run, FinetuneRun) else original.get("run"))
+            row = {"slice": text, "n": part.n, "metric": m["name"], "value": m["value"],
+                   "figure_n": m["n"], "interval": m["interval"], "threshold": m["threshold"],
+                   "higher_is_better": m["higher_is_better"], "level": level,
+                   "verdict": PASSED if passed else FAILED}
+            if confidence is not None and level != confidence and held_m.get("interval"):
+                row["held_interval"] = held_m["interval"]   # at the level Holm held it to
+            if not passed:
+                row["line"] = _slice_line(original, held_m, text, confidence, holm)
+                failing.append(row)
+            rows.append(row)
+            if gate_record is not None and gate_record.record is not None:
+                gate_record.record["metrics"].append(m)
+        if not ok and not record["metrics"]:   # failed before any figure (min_support=)
+            row = {"slice": text, "n": part.n, "verdict": FAILED,
+                   "line": f"{text}: " + (error or "failed").split("\n")[0]}
+            rows.append(row)
+            failing.append(row)
+        if gate_record is not None and gate_record.record is not None:
+            gate_record.record["samples"].update(record["samples"])
+            images = _slice_images(getattr(run, "test_set", None), part.indices)
+            for key in record["samples"]:
+                if images is not None:
+                    gate_record.images[key] = images
+    rows = worst_first(rows)
+    # The whole set's check stopped before its figures (min_support=): name them from
+    # the slices'.
+    names = names or list(dict.fromkeys(str(MetricName.parse(r["metric"]).whole)
+                                        for r in rows if r.get("metric")))
+    if gate_record is not None and gate_record.record is not None:
+        gate_record.record.setdefault("slices", []).append({
+            "gate": ", ".join(names), "slice": slice,
+            "where": None if where is None else where_texts(where),
+            "min_slice_size": min_size, "confidence": confidence,
+            "holm": holm > 1, "rows": rows})
+    _slice_verdict(names, rows, failing, fixes, measured, min_size, holm, confidence)
+
+
+def _slice_verdict(names: list[str], rows: list[dict], failing: list, fixes: list[str],
+                   measured: dict, min_size: int, holm: int, confidence: float | None) -> None:
+    """Raise the sliced gate's failure: the worst slice's line first, the other failing
+    lines, the passing slices summarised, those not gated, and the fix."""
+    __tracebackhide__ = True
+    from .slices import FAILED, PASSED, worst_first
+
+    gate = ", ".join(_slice_title(MetricName.parse(name)) for name in names)
+    skipped = [f"{r['slice']} {r['reason']}" if r["reason"].startswith("n=") else
+               f"{r['slice']}: {r['reason']}" for r in rows if "reason" in r]
+    not_gated = f"\n  not gated: {'; '.join(skipped)}" if skipped else ""
+    if not measured:
+        raise AssertionError(
+            f"no slice of the test set could gate {gate}: {'; '.join(skipped)}"
+            f" (min_slice_size={min_size})\n  Fix: add test images to these slices, or "
+            "lower min_slice_size (min_slice_size=1 or None gates every slice)")
+    if not failing:
+        return
+    lines = [row["line"] for row in worst_first(failing)]
+    bad = len({row["slice"] for row in failing})
+    passed: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["verdict"] == PASSED:
+            passed.setdefault(r["slice"], []).append(r)
+    shown = ", ".join(f"{text} {min(r['value'] for r in rs):.3f} (n={rs[0]['figure_n']})"
+                      for text, rs in passed.items()
+                      if not any(x["verdict"] == FAILED for x in rows if x["slice"] == text))
+    held = (f"; with confidence={confidence}, Holm's step-down over the {holm} slices holds "
+            "each to a stricter lower bound" if holm > 1 else "")
+    more = "".join(f"\n  {line}" for line in lines[1:])
+    fix = next((f for f in fixes if f), "see each failing slice's line above")
+    below = ("below the threshold" if all(r.get("value") is not None for r in failing)
+             else "fail")
+    # One slice (where= alone) needs no count of slices.
+    count = (f"\n  {gate}: {bad} of {len(measured)} gated slices {below}{held}"
+             if len(measured) > 1 else "")
+    raise AssertionError(
+        f"{lines[0]}{more}{count}" + (f"\n  passed: {shown}" if shown else "") + not_gated
+        + f"\n  Fix: {fix}; or gather more test images of the failing slices")
+
+
 def assert_recall_above(run: Any, threshold: float, *, label: str | int | None = None,
                         average: str = "macro", per_class: bool = False,
                         confidence: float | None = None, min_support: int | None = None,
-                        insufficient: str = "fail") -> None:
+                        insufficient: str = "fail", slice: str | None = None,
+                        where: Mapping[str, Any] | None = None,
+                        min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
     """Recall must be at least ``threshold``: of one class (``label=``), of every class
     (``per_class=True``), or averaged (``average=`` macro, micro or weighted).
 
@@ -462,11 +694,41 @@ def assert_recall_above(run: Any, threshold: float, *, label: str | int | None =
             pass is not luck of a small test set.
         min_support: fewer test samples of a checked class fail with "insufficient evidence"
             (or warn, with ``insufficient="warn"``).
+        slice: an attribute of the test samples (``"camera"``): the same check runs on the
+            samples of each of its values, and every slice must clear the threshold. The
+            failure names the worst slice first, then the other failing ones, the passing
+            ones in brief, and those not gated. Each slice's figures are recorded as
+            ``recall[defect]{camera=B}`` with that slice's own samples, so a baseline
+            compares (and pair-tests) each slice on its samples alone.
+        where: ``{"time": "night"}``: check only the samples matching every key (a list
+            or tuple value means any of them). With ``slice=`` too, the slices are taken
+            within these samples (``time=night,camera=B``).
+        min_slice_size: a slice with fewer test samples (all classes counted; default 20)
+            is listed as "not gated: n=7 < 20" and not checked; 1 or None gates every
+            slice. When no slice is large enough the gate fails saying so.
+
+    What a sliced gate decides: without ``confidence`` each slice's figure must clear the
+    threshold, as the whole test set's would. With ``confidence`` each slice is a one-sided
+    test that its figure clears the threshold, and Holm's step-down over the slices keeps
+    the chance that any slice the gate passes is truly below the threshold at the error
+    one figure has, (1 - confidence) / 2: with k slices not yet passed, each is held to the
+    lower bound of its interval at 1 - (1 - confidence) / k (98.3% for three slices at
+    0.95); those that clear pass, and the rest are held again at the next, looser level,
+    until none clears. One slice (``where=`` alone) is judged exactly as the whole set is.
+    Several figures of one slice (``per_class=True``) are not corrected among themselves,
+    as without slices.
 
     Example:
         >>> assert_recall_above(run, 0.90, label="defect", confidence=0.95)  # doctest: +SKIP
+        >>> assert_recall_above(run, 0.9, label="defect", where={"time": "night"})  # doctest: +SKIP
+        >>> assert_recall_above(run, 0.90, label="defect", slice="camera")  # doctest: +SKIP
     """
     __tracebackhide__ = True
+    if slice is not None or where is not None:
+        return _gate_slices(run, lambda q, c: _class_gate(
+            q, threshold, "recall", label=label, average=average, per_class=per_class,
+            confidence=c, min_support=min_support, insufficient=insufficient),
+            slice=slice, where=where, min_slice_size=min_slice_size, confidence=confidence)
     _class_gate(run, threshold, "recall", label=label, average=average, per_class=per_class,
                 confidence=confidence, min_support=min_support, insufficient=insufficient)
 
@@ -474,7 +736,9 @@ def assert_recall_above(run: Any, threshold: float, *, label: str | int | None =
 def assert_precision_above(run: Any, threshold: float, *, label: str | int | None = None,
                            average: str = "macro", per_class: bool = False,
                            confidence: float | None = None, min_support: int | None = None,
-                           insufficient: str = "fail") -> None:
+                           insufficient: str = "fail", slice: str | None = None,
+                           where: Mapping[str, Any] | None = None,
+                           min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
     """Precision must be at least ``threshold`` (options as ``assert_recall_above``).
 
     Precision is the share of a class's predictions that are right: the figure to gate when a
@@ -484,6 +748,11 @@ def assert_precision_above(run: Any, threshold: float, *, label: str | int | Non
         >>> assert_precision_above(run, 0.80)  # doctest: +SKIP
     """
     __tracebackhide__ = True
+    if slice is not None or where is not None:
+        return _gate_slices(run, lambda q, c: _class_gate(
+            q, threshold, "precision", label=label, average=average, per_class=per_class,
+            confidence=c, min_support=min_support, insufficient=insufficient),
+            slice=slice, where=where, min_slice_size=min_slice_size, confidence=confidence)
     _class_gate(run, threshold, "precision", label=label, average=average,
                 per_class=per_class, confidence=confidence, min_support=min_support,
                 insufficient=insufficient)
@@ -492,7 +761,9 @@ def assert_precision_above(run: Any, threshold: float, *, label: str | int | Non
 def assert_f1_above(run: Any, threshold: float, *, label: str | int | None = None,
                     average: str = "macro", per_class: bool = False,
                     confidence: float | None = None, min_support: int | None = None,
-                    insufficient: str = "fail") -> None:
+                    insufficient: str = "fail", slice: str | None = None,
+                    where: Mapping[str, Any] | None = None,
+                    min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
     """F1 (harmonic mean of precision and recall) must be at least ``threshold`` (options as
     ``assert_recall_above``; intervals by bootstrap).
 
@@ -500,6 +771,11 @@ def assert_f1_above(run: Any, threshold: float, *, label: str | int | None = Non
         >>> assert_f1_above(run, 0.85, per_class=True)  # doctest: +SKIP
     """
     __tracebackhide__ = True
+    if slice is not None or where is not None:
+        return _gate_slices(run, lambda q, c: _class_gate(
+            q, threshold, "f1", label=label, average=average, per_class=per_class,
+            confidence=c, min_support=min_support, insufficient=insufficient),
+            slice=slice, where=where, min_slice_size=min_slice_size, confidence=confidence)
     _class_gate(run, threshold, "f1", label=label, average=average, per_class=per_class,
                 confidence=confidence, min_support=min_support, insufficient=insufficient)
 
@@ -507,7 +783,9 @@ def assert_f1_above(run: Any, threshold: float, *, label: str | int | None = Non
 def assert_fbeta_above(run: Any, threshold: float, *, beta: float,
                        label: str | int | None = None, average: str = "macro",
                        per_class: bool = False, confidence: float | None = None,
-                       min_support: int | None = None, insufficient: str = "fail") -> None:
+                       min_support: int | None = None, insufficient: str = "fail",
+                       slice: str | None = None, where: Mapping[str, Any] | None = None,
+                       min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
     """F-beta must be at least ``threshold`` (options as ``assert_recall_above``; intervals
     by bootstrap). ``beta=2`` weighs recall four times as much as precision: the figure to
     gate when a missed defect costs more than a false alarm; ``beta=0.5`` the reverse.
@@ -520,14 +798,23 @@ def assert_fbeta_above(run: Any, threshold: float, *, beta: float,
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1e6:
         raise ModelGateError(f"beta must be a positive number (2 weighs recall higher, 0.5 "
                              f"precision), got {beta!r}")
+    if slice is not None or where is not None:
+        return _gate_slices(run, lambda q, c: _class_gate(
+            q, threshold, fbeta_name(beta), label=label, average=average,
+            per_class=per_class, confidence=c, min_support=min_support,
+            insufficient=insufficient, beta=float(beta)),
+            slice=slice, where=where, min_slice_size=min_slice_size, confidence=confidence)
     _class_gate(run, threshold, fbeta_name(beta), label=label, average=average,
                 per_class=per_class, confidence=confidence, min_support=min_support,
                 insufficient=insufficient, beta=float(beta))
 
 
 def assert_accuracy_above(run: Any, threshold: float, *,
-                          confidence: float | None = None) -> None:
-    """Test accuracy must be at least ``threshold`` (Wilson interval). Multilabel: subset
+                          confidence: float | None = None, slice: str | None = None,
+                          where: Mapping[str, Any] | None = None,
+                          min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
+    """Test accuracy must be at least ``threshold`` (Wilson interval); ``slice=``,
+    ``where=`` and ``min_slice_size=`` as ``assert_recall_above``. Multilabel: subset
     accuracy, the share of samples with every label right (strict; per-label floors are
     ``assert_recall_above(per_class=True)`` and friends).
 
@@ -538,6 +825,10 @@ def assert_accuracy_above(run: Any, threshold: float, *,
         >>> assert_accuracy_above(run, 0.85)  # doctest: +SKIP
     """
     __tracebackhide__ = True
+    if slice is not None or where is not None:
+        return _gate_slices(run, lambda q, c: assert_accuracy_above(q, threshold, confidence=c),
+                            slice=slice, where=where, min_slice_size=min_slice_size,
+                            confidence=confidence)
     p = _as_predictions(run)
     check = _Check(p, run, _check_fraction(threshold, "threshold"), _check_confidence(confidence))
     if p.multilabel:   # subset accuracy: a sample counts as right only with every label
@@ -555,8 +846,11 @@ def assert_accuracy_above(run: Any, threshold: float, *,
 
 
 def assert_balanced_accuracy_above(run: Any, threshold: float, *,
-                                   confidence: float | None = None) -> None:
-    """Balanced accuracy (mean recall over classes) must be at least ``threshold``.
+                                   confidence: float | None = None, slice: str | None = None,
+                                   where: Mapping[str, Any] | None = None,
+                                   min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
+    """Balanced accuracy (mean recall over classes) must be at least ``threshold``;
+    ``slice=``, ``where=`` and ``min_slice_size=`` as ``assert_recall_above``.
 
     The figure for imbalanced data: every class counts the same, however rare. Multilabel:
     the mean over labels (those the test split shows both present and absent) of each
@@ -566,6 +860,10 @@ def assert_balanced_accuracy_above(run: Any, threshold: float, *,
         >>> assert_balanced_accuracy_above(run, 0.80, confidence=0.95)  # doctest: +SKIP
     """
     __tracebackhide__ = True
+    if slice is not None or where is not None:
+        return _gate_slices(run, lambda q, c: assert_balanced_accuracy_above(
+            q, threshold, confidence=c), slice=slice, where=where,
+            min_slice_size=min_slice_size, confidence=confidence)
     p = _as_predictions(run)
     check = _Check(p, run, _check_fraction(threshold, "threshold"), _check_confidence(confidence))
     if p.multilabel:

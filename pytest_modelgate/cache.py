@@ -263,7 +263,8 @@ def _open_store(url: str, signing_key: bytes | None, readonly: bool) -> BlobStor
 
 def encode_run(run: FinetuneRun, head_state: dict[str, np.ndarray]) -> dict[str, bytes]:
     """A run's ``run.json`` (its record) and ``arrays.npz`` (predictions, probabilities,
-    train predictions, the trained head's weights) as bytes."""
+    train predictions, the trained head's weights) as bytes. A multilabel run's arrays are
+    (n, classes) matrices, stored as they are, and its thresholds go in ``run.json``."""
     from datetime import datetime, timezone
 
     import numpy as np
@@ -274,6 +275,8 @@ def encode_run(run: FinetuneRun, head_state: dict[str, np.ndarray]) -> dict[str,
         "setup_seconds": run.setup_seconds, "device": run.device,
         "freeze": run.freeze, "pretrained": run.pretrained, "config": run.config,
         "notes": list(run.notes),
+        # A multilabel run's per-class thresholds (its arrays are (n, classes) matrices).
+        **({} if run.thresholds is None else {"thresholds": list(run.thresholds)}),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     arrays: dict[str, Any] = {
@@ -316,4 +319,6 @@ def decode_run(payloads: dict[str, bytes]) -> FinetuneRun:
         train_y_true=data["train_y_true"] if data["train_y_true"].size else None,
         train_y_pred=data["train_y_pred"] if data["train_y_pred"].size else None,
         cached=True,
+        thresholds=None if meta.get("thresholds") is None else
+        tuple(float(t) for t in meta["thresholds"]),
     )

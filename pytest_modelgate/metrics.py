@@ -370,7 +370,7 @@ def _target_array(y: Any, argname: str) -> np.ndarray:
     except ValueError:   # numpy refuses rows of different lengths
         arr = None
     if arr is None or (arr.dtype == object and arr.ndim == 1 and
-                       any(isinstance(v, (list, tuple, np.ndarray)) for v in arr)):
+                       any(isinstance(v, (list, tuple, set, np.ndarray)) for v in arr)):
         raise ModelGateError(
             f"{argname} has rows of different lengths (a sequence of label lists): a "
             "multilabel target is a 0/1 indicator matrix of shape (n_samples, n_labels), one "
@@ -507,6 +507,16 @@ class _Targets:
         return np.bincount(self.t * k + self.p, weights=self.weight,
                            minlength=k * k).reshape(k, k)
 
+    def confusion_of_present(self) -> np.ndarray:
+        """The confusion matrix over the labels present, with scikit-learn's warning when
+        there is only one."""
+        if self.n_present == 1:
+            warnings.warn("A single label was found in 'y_true' and 'y_pred'. For the "
+                          "confusion matrix to have the correct shape, use the 'labels' "
+                          "parameter to pass all known labels.", UserWarning, stacklevel=3)
+        present = _present_index(self)
+        return self.confusion()[np.ix_(present, present)]
+
 
 @dataclass(frozen=True)
 class _Indicators:
@@ -564,7 +574,7 @@ class _Indicators:
     def differing(self) -> np.ndarray:
         return np.count_nonzero(self.t ^ self.p, axis=1)
 
-    def confusion(self) -> np.ndarray:
+    def confusion_of_present(self) -> np.ndarray:
         raise ModelGateError(
             "multilabel-indicator is not supported: balanced accuracy and the Matthews "
             "correlation are single-label metrics (as in scikit-learn). Score each label as "
@@ -599,8 +609,9 @@ def _sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
     weight = np.asarray(sample_weight, dtype=np.float64)
-    if weight.ndim == 0:
-        weight = np.full(n, float(weight))
+    if weight.ndim == 0:   # as scikit-learn's public functions
+        raise ModelGateError(f"sample_weight is one number ({float(weight)}): pass one weight "
+                             f"per sample, shape ({n},)")
     if weight.ndim != 1:
         raise ModelGateError(f"Sample weights must be 1D array or scalar: sample_weight has "
                              f"shape {weight.shape}; pass one weight per sample, shape ({n},)")
@@ -618,7 +629,7 @@ def _multilabel_targets(t: np.ndarray, p: np.ndarray,
                         weight: np.ndarray | None) -> _Indicators:
     if t.ndim != p.ndim:
         one = t if t.ndim == 1 else p
-        kind = "binary" if len(np.unique(one)) <= 2 else "multiclass"
+        kind = "binary" if len(set(one.tolist())) <= 2 else "multiclass"
         kinds = ("multilabel-indicator", kind) if t.ndim == 2 else (kind, "multilabel-indicator")
         raise ModelGateError(
             f"Classification metrics can't handle a mix of {kinds[0]} and {kinds[1]} targets: "
@@ -848,7 +859,7 @@ def balanced_accuracy_score(y_true, y_pred, *, sample_weight=None,
     """Mean recall over the classes present in ``y_true``, as scikit-learn's; a class that
     occurs only in ``y_pred`` is left out with a warning; ``adjusted`` rescales chance to 0."""
     enc = _targets(y_true, y_pred, sample_weight)
-    cm = _confusion_of_present(enc)
+    cm = enc.confusion_of_present()
     support = cm.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_class = np.diag(cm) / support
@@ -864,20 +875,7 @@ def balanced_accuracy_score(y_true, y_pred, *, sample_weight=None,
 
 def matthews_corrcoef(y_true, y_pred, *, sample_weight=None) -> float:
     """Matthews correlation coefficient, multi-class; 0 when undefined (as scikit-learn)."""
-    return float(mcc_from_cm(_confusion_of_present(_targets(y_true, y_pred, sample_weight))))
-
-
-def _confusion_of_present(enc: _Targets | _Indicators) -> np.ndarray:
-    """The confusion matrix over the labels present, with scikit-learn's warning when there
-    is only one (multilabel input is refused: it has no such matrix)."""
-    cm = enc.confusion()
-    assert isinstance(enc, _Targets)
-    if enc.n_present == 1:
-        warnings.warn("A single label was found in 'y_true' and 'y_pred'. For the confusion "
-                      "matrix to have the correct shape, use the 'labels' parameter to pass "
-                      "all known labels.", UserWarning, stacklevel=3)
-    present = _present_index(enc)
-    return cm[np.ix_(present, present)]
+    return float(mcc_from_cm(_targets(y_true, y_pred, sample_weight).confusion_of_present()))
 
 
 def multilabel_confusion_matrix(y_true, y_pred, *, sample_weight=None, labels=None,

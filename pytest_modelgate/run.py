@@ -27,7 +27,13 @@ __tracebackhide__ = user_error_frames
 @dataclass(frozen=True)
 class EpochStats:
     """One epoch: mean train loss, train accuracy (running, during the epoch), test accuracy
-    after it, and cumulative training seconds (evaluation excluded) at its end."""
+    after it, and cumulative training seconds (evaluation excluded) at its end.
+
+    For a multilabel run both accuracies are the mean per-label accuracy (1 - Hamming
+    loss: the share of image-class cells predicted right, each class called at probability
+    0.5), not subset accuracy (every class of an image right), which stays near 0 for the
+    first epochs; the run's tuned ``thresholds`` apply to its final predictions only.
+    """
 
     epoch: int
     loss: float
@@ -462,6 +468,9 @@ class FinetuneRun:
     # The run's model as it was before fine-tuning (its pretrained weights), loaded anew
     # at a given image size: the leakage embedding stage's features (embeddings=run).
     backbone: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+    # A multilabel run's per-class thresholds on ``probabilities`` (``y_pred`` is
+    # probabilities >= thresholds, column by column); None for a multiclass run (arg-max).
+    thresholds: tuple[float, ...] | None = None
 
     def __repr__(self) -> str:
         # One line: print(run) and pytest's tracebacks show it, and whole prediction arrays

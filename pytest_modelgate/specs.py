@@ -37,24 +37,39 @@ class MetricName:
     """A recorded metric's name: its base metric and, in brackets, what it is of.
 
     ``recall[defect]`` (one class), ``f2[macro]`` (an average over classes),
-    ``precision_at_recall[defect@0.95]`` (an operating point), or a bare ``accuracy``. The
+    ``precision_at_recall[defect@0.95]`` (an operating point), or a bare ``accuracy``; a
+    figure of one slice of the test samples (``slice=``/``where=`` of a gate) ends in
+    braces: ``recall[defect]{camera=B}``, ``accuracy{time=night,camera=A|B}``. The
     one place the format is written and read: baselines, the report and messages show
     ``str(name)``.
 
     Example:
-        >>> name = MetricName.parse("recall[defect]")
-        >>> name.base, name.label, str(name)
-        ('recall', 'defect', 'recall[defect]')
+        >>> name = MetricName.parse("recall[defect]{camera=B}")
+        >>> name.base, name.label, name.slice, str(name.whole)
+        ('recall', 'defect', 'camera=B', 'recall[defect]')
     """
 
     base: str
     arg: str | None = None   # what the brackets hold: a class, an average, "class@target"
+    slice: str | None = None  # what the braces hold: the samples' attributes, "camera=B"
 
     @classmethod
     def parse(cls, name: str) -> MetricName:
-        """Read a recorded name; text without a closing bracket has no argument."""
+        """Read a recorded name; text without a closing bracket has no argument, without
+        closing braces no slice."""
+        slice_ = None
+        if name.endswith("}"):
+            # The braces follow the brackets (a class name may hold "{"), or the base.
+            cut = name.find("]{") + 1 if "[" in name else name.find("{")
+            if cut > 0:
+                name, slice_ = name[:cut], name[cut + 1:-1]
         base, _, rest = name.partition("[")
-        return cls(base, rest[:-1] if rest.endswith("]") else None)
+        return cls(base, rest[:-1] if rest.endswith("]") else None, slice_)
+
+    @property
+    def whole(self) -> MetricName:
+        """The same figure over the whole test set (no slice)."""
+        return dataclasses.replace(self, slice=None)
 
     @property
     def average(self) -> str | None:
@@ -69,7 +84,8 @@ class MetricName:
         return arg if arg and arg not in GATE_AVERAGES and "@" not in arg else None
 
     def __str__(self) -> str:
-        return self.base if self.arg is None else f"{self.base}[{self.arg}]"
+        text = self.base if self.arg is None else f"{self.base}[{self.arg}]"
+        return text if self.slice is None else f"{text}{{{self.slice}}}"
 
 
 @dataclass(frozen=True)

@@ -379,7 +379,7 @@ def indicator_pairs(draw):
     return y_true, y_pred, weights, labels
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(data=indicator_pairs(),
        average=st.sampled_from([None, "binary", "micro", "macro", "weighted", "samples"]),
        zero_division=st.sampled_from(["warn", 0.0, 1.0, np.nan]),
@@ -493,6 +493,8 @@ def test_multilabel_subset_accuracy_and_samples_average():
          r"y_true has shape \(2, 0\): a multilabel indicator needs one column per label"),
         (lambda: mg.hamming_loss([[0, 1], [1, 0]], [[0, 1], [1, 0]], sample_weight=[[1, 2]]),
          r"Sample weights must be 1D array or scalar: sample_weight has shape \(1, 2\)"),
+        (lambda: mg.accuracy_score([[0, 1], [1, 0]], [[0, 1], [1, 0]], sample_weight=2.0),
+         r"sample_weight is one number \(2.0\): pass one weight per sample, shape \(2,\)"),
         (lambda: mg.hamming_loss([[0, 1], [1, 0]], [[0, 1], [1, 0]], sample_weight=[1]),
          r"inconsistent numbers of samples: \[2, 1\]"),
         (lambda: mg.accuracy_score(_csr([[1], [0]]), [1, 0]),
@@ -511,3 +513,4 @@ def test_bad_multilabel_input(call, message):
 def _csr(rows):
     sparse = pytest.importorskip("scipy.sparse")
     return sparse.csr_matrix(rows)
+

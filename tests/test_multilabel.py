@@ -428,3 +428,16 @@ def test_fbeta_and_balanced_accuracy_messages_name_labels():
     with pytest.raises(AssertionError, match=r"^balanced accuracy \(mean over labels of each "
                                              r"label's\) = 0\.\d{3} < 0\.950 required \[n=120"):
         assert_balanced_accuracy_above(preds, 0.95)
+
+
+def test_a_slice_of_a_multilabel_task_is_gated_per_label():
+    y, p = _data()
+    camera = np.where(np.arange(len(y)) % 2, "A", "B")
+    p[camera == "B", 0] = 0   # camera B: no cat found
+    preds = Predictions.from_arrays(y, p, class_names=NAMES, attributes={"camera": camera})
+    with recording() as record, pytest.raises(AssertionError) as info:
+        assert_recall_above(preds, 0.5, label="cat", slice="camera")
+    assert "camera=B" in str(info.value).splitlines()[0]
+    names = {m["name"] for m in record["metrics"]}
+    assert {"recall[cat]{camera=A}", "recall[cat]{camera=B}"} <= names
+    assert all(packed["multilabel"] for packed in record["samples"].values())

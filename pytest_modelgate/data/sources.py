@@ -24,13 +24,24 @@ def from_arrays(
     *,
     class_names: Sequence[str] | None = None,
 ) -> Splits:
-    """Splits from uint8 image arrays and integer labels.
+    """Splits from uint8 image arrays and integer labels, or for a multilabel task
+    (N, classes) 0/1 matrices (column k: the image shows class k).
 
-    ``class_names`` defaults to the label values as strings (``"0"``, ``"1"`` ...).
+    ``class_names`` defaults to the label values as strings (``"0"``, ``"1"`` ...), for
+    matrices to the column numbers (``"0"`` .. ``"K-1"``).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.zeros((4, 8, 8), np.uint8)
+        >>> y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+        >>> from_arrays(x, y, x[:2], y[:2], class_names=["cat", "dog"]).multilabel
+        True
     """
     train_labels = np.asarray(y_train)
     test_labels = np.asarray(y_test)
-    if class_names is None:
+    if class_names is None and train_labels.ndim == 2:
+        class_names = [str(i) for i in range(train_labels.shape[1])]
+    elif class_names is None:
         top = int(max(train_labels.max(initial=0), test_labels.max(initial=0)))
         class_names = [str(i) for i in range(top + 1)]
     names = tuple(class_names)

@@ -316,6 +316,34 @@ def _metric_rows(metrics: list[dict], baseline: dict | None, regressions: list[d
     return rows
 
 
+def _slice_views(record: dict, regressions: list[dict]) -> list[dict]:
+    """Each sliced gate's table (``record["slices"]``, from ``slice=``/``where=``): a row
+    per slice and figure with its shown value, the verdict the gate gave it, or the
+    baseline's where that slice regressed (or was inconclusive), worst first."""
+    from ..slices import FAILED, worst_first
+
+    verdict_of = {r["name"]: r.get("verdict", "regressed") for r in regressions}
+    out = []
+    for table in record.get("slices") or []:
+        rows = []
+        for row in table.get("rows") or []:
+            view = dict(row)
+            against = verdict_of.get(row.get("metric") or "")
+            if against and row["verdict"] != FAILED:
+                view["verdict"] = against
+            view["css"] = ("passed" if view["verdict"] == "passed" else "skipped"
+                           if view["verdict"].startswith("not gated") else view["verdict"])
+            view["value_shown"] = ("-" if row.get("value") is None else
+                                   format_metric(row["metric"], row["value"]))
+            rows.append(view)
+        where = table.get("where")
+        title = table["gate"] + (f" by {table['slice']}" if table.get("slice") else "") + (
+            " where " + ", ".join(f"{k}={'|'.join(map(str, v)) if isinstance(v, list) else v}"
+                                  for k, v in where.items()) if where else "")
+        out.append(dict(table, title=title, rows=worst_first(rows)))
+    return out
+
+
 def _regression_view(r: dict) -> dict:
     """A baseline comparison row with its figures as the terminal's table prints them: a
     count whole (``3``), a bound marked (``>2.5300``), a baseline over several seeds as
@@ -371,6 +399,7 @@ def build_context(tests: list[dict[str, Any]], *, baseline_path: str | None,
             "runs": [dict(_run_view(r, band if rid in banded else None), id=rid)
                      for rid, r in record["runs"].items()],
             "races": [_race_view(race, record["runs"]) for race in record["races"]],
+            "slices": _slice_views(record, regressions),
             "regressions": [_regression_view(r) for r in regressions],
             "verdict": verdict,
             "reason": t.get("reason"),

@@ -10,7 +10,7 @@ framework is imported when a run starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,8 @@ def run_finetune(
     workers: int = 1,
     sync_batchnorm: bool = False,
     ray: str | None = None,
+    task: str | None = None,
+    threshold: float | Sequence[float] | str | None = None,
 ) -> FinetuneRun:
     """Load ``model``, replace its head for ``data``'s classes, fine-tune, predict the test split.
 
@@ -67,6 +69,13 @@ def run_finetune(
     in the warm-up, off the clock. ``workers=N`` trains data-parallel over N ranks
     (``batch_size`` stays the global batch); ``ray`` is a Ray cluster's address the ranks
     run on (``train.ranks`` decides where they run).
+
+    ``task``: ``"multiclass"`` (one label per image, softmax) or ``"multilabel"`` (labels
+    an (N, classes) 0/1 matrix: one sigmoid per class, binary cross-entropy); None takes
+    the data's. ``threshold`` (multilabel only): a probability in (0, 1) (default 0.5) or
+    one per class, at or above which a class is predicted, or ``"train"``: per class, the
+    threshold with the best F1 on the train split's predictions after training (the run's
+    notes and ``run.thresholds`` say which were chosen).
     """
     from ..cache import RunCache
     from .plan import plan_run
@@ -76,6 +85,7 @@ def run_finetune(
                     batch_size=batch_size, seed=seed, device=device, head=head,
                     image_size=image_size, weights=weights, pretrained=pretrained, mean=mean,
                     std=std, loader=loader, transform=transform, compile=compile,
-                    workers=workers, sync_batchnorm=sync_batchnorm)
+                    workers=workers, sync_batchnorm=sync_batchnorm, task=task,
+                    threshold=threshold)
     return Runner(plan, data, cache=cache or RunCache(None), loader=loader,
                   head_finder=head_finder, progress=progress, ray=ray).pretrained()

@@ -3,6 +3,7 @@ outcome, the same for every framework."""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,12 @@ class TrainConfig:
     # takes ``batch_size // workers`` of it. Where the ranks run is ``train.ranks``'s.
     workers: int = 1
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (PyTorch)
+    # "multiclass" (one label per image: softmax) or "multilabel" (a 0/1 label matrix:
+    # sigmoids); None: what the data says (``for_data`` sets it). ``threshold``: a
+    # multilabel run's per-label cut on the probabilities (a float, one per label, or
+    # "train": the F1-best on the train split); None for a multiclass run (arg-max).
+    task: str | None = None
+    threshold: float | tuple[float, ...] | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -74,19 +81,100 @@ class TrainConfig:
                                  f"{self.sync_batchnorm!r}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ModelGateError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.task not in TASKS:
+            raise ModelGateError(f"task must be 'multiclass', 'multilabel' or None (what the "
+                                 f"data says), got {self.task!r}")
+        object.__setattr__(self, "threshold", checked_threshold(self.threshold))
 
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def for_data(self, multilabel: bool, classes: int) -> TrainConfig:
+        """This configuration for data whose labels are (``multilabel``) a 0/1 matrix over
+        ``classes`` classes: ``task`` resolved (None: the data's), ``threshold`` defaulted
+        to 0.5 for a multilabel run and checked against the number of classes.
+
+        Raises:
+            ModelGateError: ``task=`` contradicts the data, ``threshold=`` is given for a
+                multiclass run, or a per-label threshold sequence has the wrong length.
+        """
+        import dataclasses
+
+        data_task = "multilabel" if multilabel else "multiclass"
+        if self.task is not None and self.task != data_task:
+            raise ModelGateError(_task_mismatch(self.task, multilabel))
+        threshold = self.threshold
+        if not multilabel and threshold is not None:
+            raise ModelGateError(
+                f"threshold={threshold!r} applies to multilabel data (labels an (N, classes) "
+                "0/1 matrix); a multiclass run predicts the most probable class: leave "
+                "threshold= out")
+        if multilabel and threshold is None:
+            threshold = 0.5
+        if isinstance(threshold, tuple) and len(threshold) != classes:
+            raise ModelGateError(
+                f"threshold= holds {len(threshold)} per-label thresholds but the data has "
+                f"{classes} classes; pass one per class, in class_names order, a single "
+                "float, or 'train'")
+        return dataclasses.replace(self, task=data_task, threshold=threshold)
 
     def key_fields(self) -> dict:
         """The fields that enter a run's cache key: all but the race's budget (see
-        ``RunPlan.key``), and the ranks' only when data-parallel, so a one-process run
-        keeps the key it had before ``workers`` existed."""
+        ``RunPlan.key``), the ranks' only when data-parallel, and the task's and
+        threshold's only when multilabel, so a one-process multiclass run keeps the key it
+        had before ``workers`` and ``task`` existed."""
         from dataclasses import asdict
 
         fields = asdict(self)
         del fields["stop_after_seconds"]
         if self.workers == 1 and not self.sync_batchnorm:
             del fields["workers"], fields["sync_batchnorm"]
+        if not self.multilabel:
+            del fields["task"], fields["threshold"]
         return fields
+
+
+TASKS = (None, "multiclass", "multilabel")
+
+
+def checked_threshold(threshold: object) -> float | tuple[float, ...] | str | None:
+    """``threshold=`` as a run keeps it: None, "train", a float in (0, 1), or a tuple of
+    such floats (one per label).
+
+    Raises:
+        ModelGateError: any other value, naming what is accepted.
+    """
+    if threshold is None or (isinstance(threshold, str) and threshold == "train"):
+        return threshold
+    fix = ("threshold must be a probability in (0, 1) (default 0.5), a sequence of them "
+           "(one per class, in class_names order) or 'train' (per label, the F1-best on the "
+           "train split)")
+    if isinstance(threshold, str):
+        raise ModelGateError(f"{fix}; got {threshold!r}")
+    values = (threshold,) if _is_number(threshold) else threshold
+    try:
+        values = tuple(values)  # type: ignore[arg-type]
+    except TypeError:
+        raise ModelGateError(f"{fix}; got {threshold!r}") from None
+    if not values or not all(_is_number(v) and 0 < float(v) < 1 for v in values):
+        raise ModelGateError(f"{fix}; got {threshold!r}")
+    floats = tuple(float(v) for v in values)  # type: ignore[arg-type]
+    return floats[0] if _is_number(threshold) else floats
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _task_mismatch(task: str, multilabel: bool) -> str:
+    if multilabel:
+        return (f"task={task!r} but the data's labels are a 0/1 matrix (several classes per "
+                "image); leave task= out, pass task='multilabel', or give one integer label "
+                "per image")
+    return (f"task={task!r} but the data holds one label per image; pass the labels as an "
+            "(N, classes) 0/1 matrix (from_arrays with matrices, or from_manifest(..., "
+            "label_sep='|')), or leave task= out")
 
 
 BUDGET_NOTE = "race stopped"

@@ -86,7 +86,8 @@ def plan_run(model: Any, data: Splits, *, epochs: int = 3, freeze: str | int = "
              std: tuple[float, ...] | None = None,
              loader: Callable[[str, Any], Any] | None = None,
              transform: Callable[[Any], Any] | None = None, compile: bool = False,
-             workers: int = 1, sync_batchnorm: bool = False) -> RunPlan:
+             workers: int = 1, sync_batchnorm: bool = False, task: str | None = None,
+             threshold: Any = None) -> RunPlan:
     """Check a ``finetune`` call's arguments and make its plan; ``loader`` (the load-model
     hook) is asked for a named model now. See ``run_finetune`` for the arguments."""
     from ..frameworks import framework_for, loaded_frameworks
@@ -105,7 +106,9 @@ def plan_run(model: Any, data: Splits, *, epochs: int = 3, freeze: str | int = "
         weights = "DEFAULT" if pretrained else None
     config = TrainConfig(epochs=epochs, freeze=freeze, lr=lr, backbone_lr=backbone_lr,
                          batch_size=batch_size, seed=seed, device=device, head=head,
-                         compile=compile, workers=workers, sync_batchnorm=sync_batchnorm)
+                         compile=compile, workers=workers, sync_batchnorm=sync_batchnorm,
+                         task=task, threshold=threshold)
+    config = config.for_data(data.multilabel, len(data.class_names))
     built = None
     if loader is not None and isinstance(model, str):
         # A zoo hook builds its model now: seed first, so its random init is the seeded

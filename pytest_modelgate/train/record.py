@@ -107,13 +107,27 @@ class EpochLog:
         return out_of_budget(config, self.seconds, epoch, self.notes)
 
 
+def label_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The accuracy an epoch's history records, from a model's outputs (logits): for one
+    label per image the share of arg-max hits; for a multilabel 0/1 matrix the mean
+    per-label accuracy (1 - Hamming loss), each class called where its sigmoid reaches 0.5
+    (its logit 0)."""
+    logits = np.asarray(logits)
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return float(np.mean((logits >= 0) == (labels > 0)))
+    return float(np.mean(logits.argmax(1) == labels))
+
+
 @dataclass
 class Trained:
     """What an engine hands back after training: the model's name and whether it started
-    pretrained, the device it ran on, test probabilities (n, classes), train-split
-    predictions (None: a race run cut at its budget skips that pass), the seconds spent on
-    the clock before the first epoch, the facts the run's config records (image size, head
-    path, device model, ...) and the trained head's weights as arrays (for the cache)."""
+    pretrained, the device it ran on, test probabilities (n, classes: softmax rows, or a
+    multilabel run's sigmoids), train-split predictions (None: a race run cut at its budget
+    skips that pass, and a multilabel run hands ``train_probabilities`` instead, which its
+    thresholds apply to), the seconds spent on the clock before the first epoch, the facts
+    the run's config records (image size, head path, device model, ...) and the trained
+    head's weights as arrays (for the cache)."""
 
     name: str
     pretrained: bool
@@ -123,19 +137,82 @@ class Trained:
     setup_seconds: float
     details: dict[str, Any]
     head_state: dict[str, np.ndarray] = field(default_factory=dict)
+    train_probabilities: np.ndarray | None = None
+
+
+def f1_best_thresholds(probabilities: np.ndarray, labels: np.ndarray
+                       ) -> tuple[tuple[float, ...], list[float | None]]:
+    """Per class, the threshold on ``probabilities`` (n, classes) with the best F1 against
+    the 0/1 ``labels``, and that F1 (None: the class has no positive image, so it keeps
+    0.5). Of thresholds that call the same images, the midpoint between the lowest score
+    called and the highest one not called: as far from both as the train split allows.
+    Ties go to the higher threshold (fewer images called)."""
+    chosen: list[float] = []
+    f1s: list[float | None] = []
+    for k in range(probabilities.shape[1]):
+        scores, truth = probabilities[:, k].astype(np.float64), labels[:, k] > 0
+        positives = int(truth.sum())
+        if positives == 0:
+            chosen.append(0.5)
+            f1s.append(None)
+            continue
+        order = np.argsort(-scores, kind="stable")
+        ranked, hits = scores[order], np.cumsum(truth[order])
+        # Calling the top i + 1 images is a threshold only where the next score is lower.
+        last = np.flatnonzero(np.append(ranked[1:] < ranked[:-1], True))
+        tp = hits[last]
+        f1 = 2 * tp / (last + 1 + positives)
+        best = int(last[int(np.argmax(f1))])
+        below = ranked[best + 1] if best + 1 < len(ranked) else 0.0
+        chosen.append(float((ranked[best] + below) / 2))
+        f1s.append(float(f1.max()))
+    return tuple(chosen), f1s
+
+
+def thresholds_for(config: TrainConfig, trained: Trained, data: Splits,
+                   log: EpochLog) -> tuple[float, ...]:
+    """A multilabel run's per-class thresholds: the config's, or with ``threshold="train"``
+    the F1-best on the train split's predictions, which the run's notes then list."""
+    k = len(data.class_names)
+    if config.threshold != "train":
+        t = config.threshold
+        return tuple(t) if isinstance(t, tuple) else (float(t if t is not None else 0.5),) * k
+    if trained.train_probabilities is None:   # a race run cut at its budget: no train pass
+        log.note("threshold='train': no train-split pass (the race's budget cut the run), "
+                 "so every class is called at 0.5")
+        return (0.5,) * k
+    chosen, f1s = f1_best_thresholds(trained.train_probabilities, data.train.labels)
+    parts = [f"{name} {t:.3f}" + (f" (train F1 {f:.3f})" if f is not None else
+                                  " (no train images: 0.5)")
+             for name, t, f in zip(data.class_names, chosen, f1s, strict=True)]
+    log.note("threshold='train': per class, the threshold with the best F1 on the train "
+             "split's predictions after training: " + ", ".join(parts))
+    return chosen
 
 
 def run_record(trained: Trained, data: Splits, config: TrainConfig, log: EpochLog
                ) -> FinetuneRun:
-    """The run record the assertions, cache, race, baseline and report read."""
+    """The run record the assertions, cache, race, baseline and report read. A multilabel
+    run's predictions are its probabilities at or above its thresholds, class by class."""
     trained_config: dict[str, Any] = asdict(config)
     trained_config.update(trained.details)
     train_pred = trained.train_predictions
+    thresholds = None
+    if data.multilabel:
+        thresholds = thresholds_for(config, trained, data, log)
+        trained_config.update(task="multilabel", thresholds=list(thresholds))
+        y_pred = (trained.probabilities >= np.asarray(thresholds)).astype(np.int64)
+        if trained.train_probabilities is not None:
+            train_pred = (trained.train_probabilities >= np.asarray(thresholds)
+                          ).astype(np.int64)
+    else:  # a multiclass run's record stays as it was before ``task`` existed
+        del trained_config["task"], trained_config["threshold"]
+        y_pred = trained.probabilities.argmax(1)
     return FinetuneRun(
         model=trained.name,
         class_names=data.class_names,
         y_true=np.asarray(data.test.labels).copy(),
-        y_pred=trained.probabilities.argmax(1),
+        y_pred=y_pred,
         probabilities=trained.probabilities,
         history=tuple(log.history),
         seconds=log.seconds,
@@ -147,6 +224,7 @@ def run_record(trained: Trained, data: Splits, config: TrainConfig, log: EpochLo
         notes=tuple(log.notes),
         train_y_true=None if train_pred is None else np.array(data.train.labels),
         train_y_pred=train_pred,
+        thresholds=thresholds,
     )
 
 

@@ -28,7 +28,7 @@ from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...train.config import TrainConfig
 from ...train.ranks import World
-from ...train.record import EpochLog, Trained
+from ...train.record import EpochLog, Trained, label_accuracy
 from .. import cpu_name, xdist_gpu
 from .heads import add_or_replace_head, verify_width
 from .zoo import LoadedModel, Preprocess, import_keras
@@ -187,12 +187,18 @@ def blocks(model: Any, exclude: str) -> list[Any]:
     return out
 
 
+def _targets(labels: np.ndarray) -> np.ndarray:
+    """Labels as the loss takes them: class indices, or a multilabel run's 0/1 matrix as
+    floats (binary cross-entropy's targets)."""
+    return labels.astype(np.float32 if labels.ndim == 2 else np.int64)
+
+
 def _dataset(images: np.ndarray, labels: np.ndarray, prep: Preprocess, batch: int,
              seed: int | None) -> Any:
     """Batches of preprocessed images: shuffled each epoch by ``seed``, or in order."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+    ds = tf.data.Dataset.from_tensor_slices((images, _targets(labels)))
     if seed is not None:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     apply = prep.batch_function()
@@ -326,13 +332,13 @@ def _head_only(keras: Any, model: Any, head: Any, splits: Splits, prep: Preproce
     y_test = np.asarray(splits.test.labels)
 
     def make(x, y, batch, seed):
-        ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64)))
+        ds = tf.data.Dataset.from_tensor_slices((x, _targets(y)))
         if seed is not None:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
     def evaluate() -> float:  # the head on the test features: one matrix product
-        return float(np.mean(fitted(f_test, training=False).numpy().argmax(1) == y_test))
+        return label_accuracy(fitted(f_test, training=False).numpy(), y_test)
 
     sharded = f" (sharded over {config.workers} replicas)" if strategy is not None else ""
     return _Plan(fitted, make, f_train, f_test, evaluate, setup_seconds,
@@ -380,19 +386,28 @@ def _check_config(config: TrainConfig) -> None:
             "model's training step itself (jit_compile='auto'): leave compile out")
 
 
-def _compile(keras: Any, plan: _Plan, model: Any, config: TrainConfig) -> None:
+def _compile(keras: Any, plan: _Plan, model: Any, config: TrainConfig,
+             multilabel: bool) -> None:
     """A head on features takes microseconds a step: run a whole epoch per graph call
     rather than pay Python's overhead for each of its steps (the updates are the same), and
     skip XLA, whose compile cost more than the head's whole training (warm-up 0.60 s to
-    0.45 s, training unchanged, for the digits example)."""
+    0.45 s, training unchanged, for the digits example). The head makes logits: a
+    multilabel run's loss is binary cross-entropy on their sigmoids (``from_logits``, the
+    numerically stable form of a sigmoid Dense head), its accuracy the per-label one at
+    probability 0.5, i.e. logit 0 (``label_accuracy``)."""
     whole = plan.fitted is model
     # Under MirroredStrategy (workers > 1) a step per call: several per call fail there
     # (TensorFlow 2.21, Keras 3.15: "You must feed a value for placeholder tensor").
     per_call = 1 if whole or config.workers > 1 else \
         math.ceil(len(plan.train_x) / config.batch_size)
-    plan.fitted.compile(optimizer=keras.optimizers.Adam(config.lr),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                        metrics=["accuracy"], steps_per_execution=per_call,
+    if multilabel:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        metric = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metric = "accuracy"
+    plan.fitted.compile(optimizer=keras.optimizers.Adam(config.lr), loss=loss,
+                        metrics=[metric], steps_per_execution=per_call,
                         jit_compile="auto" if whole else False)
 
 
@@ -429,7 +444,7 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
         fitted, make, evaluate = plan.fitted, plan.make, plan.evaluate
         for note in plan.notes:
             log.note(note)
-        _compile(keras, plan, model, config)
+        _compile(keras, plan, model, config, splits.multilabel)
         warm = _warm_up(fitted, (plan.train_x, y_train),
                         (plan.test_x, y_test) if evaluate is None else None, config.batch_size,
                         make)
@@ -447,14 +462,18 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
         else:  # the head on the features: one matrix product each
             logits = fitted(plan.test_x, training=False).numpy()
             train_logits = fitted(plan.train_x, training=False).numpy()
-    probabilities = np.asarray(tf.nn.softmax(logits.astype(np.float32)))
+    multilabel = splits.multilabel
+    squash = tf.nn.sigmoid if multilabel else tf.nn.softmax
+    probabilities = np.asarray(squash(logits.astype(np.float32)))
+    train_logits = np.asarray(train_logits).astype(np.float32)
     return Trained(loaded.name, loaded.pretrained, device, probabilities,
-                   np.asarray(train_logits).argmax(1), plan.setup_seconds,
+                   None if multilabel else train_logits.argmax(1), plan.setup_seconds,
                    {"image_size": prep.image_size, "device": device, "head_path": info.path,
                     "head_found_by": info.found_by, "framework": "keras",
                     **device_facts(device, keras), **_distributed_facts(strategy)},
                    {w.path.rsplit("/", 1)[-1]: w.numpy().astype(np.float32)
-                    for w in head.weights})
+                    for w in head.weights},
+                   np.asarray(tf.nn.sigmoid(train_logits)) if multilabel else None)
 
 
 def _strategy_note(strategy: Any, config: TrainConfig) -> str:

@@ -23,7 +23,7 @@ from ...data import Splits
 from ...errors import ModelGateError, user_error_frames
 from ...train.config import TrainConfig
 from ...train.ranks import World
-from ...train.record import EpochLog, Trained
+from ...train.record import EpochLog, Trained, label_accuracy
 from .. import HeadInfo
 from . import ddp
 from .device import (
@@ -119,7 +119,8 @@ def _warm_step(forward: nn.Module, owner: nn.Module, optimizer: Any, criterion: 
 @dataclass
 class _Run:
     """One run's fixed parts: the model with its new head, where it runs, the splits'
-    pixels and the train labels on the device."""
+    pixels and the train labels on the device (class indices, or a multilabel run's
+    (n, classes) 0/1 matrix as floats, binary cross-entropy's targets)."""
 
     config: TrainConfig
     world: World
@@ -134,6 +135,15 @@ class _Run:
     test_pixels: Pixels
     y_train: torch.Tensor
     y_test: np.ndarray
+
+    @property
+    def multilabel(self) -> bool:
+        return self.y_test.ndim == 2
+
+    @property
+    def label_cells(self) -> int:
+        """Labels per image the accuracy counts: one, or each class of a multilabel run."""
+        return self.y_test.shape[1] if self.multilabel else 1
 
 
 @dataclass
@@ -309,7 +319,7 @@ def _epoch(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion
         loss.backward()
         optimizer.step()
         total_loss += loss.detach() * len(targets)
-        correct += (out.detach().argmax(1) == targets).sum()
+        correct += _hits(out.detach(), targets)
         seen += len(batch.host)
         # A race's scratch run stops as soon as its training time passes the budget,
         # mid-epoch too: the verdict is decided then (the host's clock, read without
@@ -319,6 +329,14 @@ def _epoch(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion
                 float(log.passes_budget(time.perf_counter() - started)), world, device):
             return (*ddp.all_sum([total_loss, correct], world), seen, True)
     return (*ddp.all_sum([total_loss, correct], world), seen, False)
+
+
+def _hits(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Right answers in a batch, on the device: arg-max hits, or for a multilabel run the
+    image-class cells whose sigmoid is on the right side of 0.5 (``label_accuracy``)."""
+    if targets.ndim == 2:
+        return ((out >= 0) == (targets > 0.5)).sum()
+    return (out.argmax(1) == targets).sum()
 
 
 class _TestAccuracy:
@@ -331,7 +349,7 @@ class _TestAccuracy:
 
     def __call__(self) -> float:
         self.logits = self.predict()
-        return float(np.mean(self.logits.argmax(1).cpu().numpy() == self.y_test))
+        return label_accuracy(self.logits.float().cpu().numpy(), self.y_test)
 
 
 def _fit(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion: Any,
@@ -349,7 +367,8 @@ def _fit(run: _Run, plan: _Plan, forward: nn.Module, optimizer: Any, criterion: 
         ddp.barrier(run.world, run.device)   # the epoch ends when its slowest rank's does
         seconds = ddp.lead_says(run.clock.now() - t0, run.world, run.device)
         if log.end_epoch(epoch, loss=float(total_loss) / seen,
-                         train_accuracy=int(correct) / seen, seconds=seconds,
+                         train_accuracy=int(correct) / (seen * run.label_cells),
+                         seconds=seconds,
                          evaluate=accuracy, cut=(seen, n_train) if cut else None):
             break
     assert accuracy.logits is not None
@@ -386,10 +405,11 @@ def _prepare(loaded: LoadedModel, splits: Splits, config: TrainConfig,
     # The test split first: it is smaller, and it is read every epoch.
     test_pixels = Pixels(splits.test.images, device, config.batch_size * 2)
     train_pixels = Pixels(splits.train.images, device, config.batch_size * 2)
+    # Binary cross-entropy takes a multilabel run's 0/1 targets as floats.
+    y_train = np.array(splits.train.labels, dtype=np.float32 if splits.multilabel else None)
     return _Run(config, world, loaded.name, model, get_submodule(model, info.path), info.path, prep,
                 device, Clock(device), train_pixels, test_pixels,
-                torch.as_tensor(np.array(splits.train.labels), device=device),
-                np.asarray(splits.test.labels)), info
+                torch.as_tensor(y_train, device=device), np.asarray(splits.test.labels)), info
 
 
 def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLog,
@@ -414,7 +434,8 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
         if not world.lead:
             return None
         run = dataclasses.replace(run, world=ddp.ONE_RANK)
-    criterion = nn.CrossEntropyLoss()
+    # A multilabel run: one sigmoid per class (the head's outputs are logits either way).
+    criterion = nn.BCEWithLogitsLoss() if run.multilabel else nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(plan.param_groups, lr=config.lr)
     on_clock = run.clock.now() - start - plan.eval_seconds
     for note in plan.notes:
@@ -428,10 +449,16 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
                   f"({'one step' if steps == 1 else f'{steps} steps'}, then undone)", warm)
     log.start(loaded.name, on_clock)
     logits = _fit(run, plan, forward, optimizer, criterion, log)
-    probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    # One evaluation pass over the train split (no augmentation) for overfitting checks;
-    # a race run cut at its budget serves only the race and skips it.
-    train_pred = None if log.cut_by_budget() else plan.predict_train().argmax(1).cpu().numpy()
+    probabilities = _probabilities(logits, run.multilabel)
+    # One evaluation pass over the train split (no augmentation) for overfitting checks
+    # (and a multilabel run's threshold="train"); a race run cut at its budget serves only
+    # the race and skips it.
+    train_out = None if log.cut_by_budget() else plan.predict_train()
+    train_pred = train_prob = None
+    if train_out is not None and run.multilabel:   # its thresholds apply to these
+        train_prob = _probabilities(train_out, True)
+    elif train_out is not None:
+        train_pred = train_out.argmax(1).cpu().numpy()
     head_state = {k: v.detach().float().cpu().numpy() for k, v in run.head.state_dict().items()}
     if run.device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -443,4 +470,13 @@ def train(loaded: LoadedModel, splits: Splits, config: TrainConfig, log: EpochLo
                     **device_facts(run.device),
                     **({"workers": world.size, "backend": world.backend}
                        if world.size > 1 else {})},
-                   head_state)
+                   head_state, train_prob)
+
+
+def _probabilities(logits: torch.Tensor, multilabel: bool) -> np.ndarray:
+    """Class probabilities: softmax rows, or a multilabel run's sigmoid per class."""
+    import torch
+
+    logits = logits.float()
+    out = torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+    return out.cpu().numpy()
