@@ -398,7 +398,7 @@ def test_a_multilabel_baseline_over_seeds_tests_against_the_seed_spread():
 
 def test_the_report_of_a_merge_rebuilds_label_matrices_from_json():
     """``python -m pytest_modelgate merge`` builds the context from the JSON records."""
-    from pytest_modelgate.report.context import build_context, changed_samples
+    from pytest_modelgate.report.context import build_context
 
     y, p = _data()
     with recording() as record:
@@ -407,13 +407,36 @@ def test_the_report_of_a_merge_rebuilds_label_matrices_from_json():
     ctx = build_context([{"nodeid": "t.py::test_ml", "outcome": "passed", "record": record}],
                         baseline_path="b.json", baseline_found=False, updated_baseline=False)
     assert len(ctx["tests"][0]["runs"][0]["label_matrices"]) == len(NAMES)
-    # No thumbnails of changed images for label matrices (no one true class to caption).
-    (key,) = record["samples"]
-    from pytest_modelgate.baseline import Regression
 
-    reg = Regression(name="recall[cat]", baseline=1.0, current=0.5, allowed=0.98, n=10,
-                     samples=(key, key))
-    assert changed_samples([reg], record["samples"], record["samples"], {key: object()}) is None
+
+def test_changed_images_of_a_regressed_label_are_captioned_with_label_sets():
+    from pytest_modelgate.baseline import Regression
+    from pytest_modelgate.data import ImageSet
+    from pytest_modelgate.report.context import changed_samples
+    from pytest_modelgate.significance import pack_samples, samples_key
+
+    y, p = _data(n=40, flip=0.0)
+    images = ImageSet(np.random.default_rng(0).integers(0, 255, (40, 8, 8), dtype=np.uint8),
+                      y, NAMES, name="test")
+    worse = p.copy()
+    cats = np.flatnonzero(y[:, 0])[:3]
+    worse[cats, 0] = 0          # three cats missed now
+    worse[np.flatnonzero(y[:, 1] == 0)[:2], 1] = 1   # dogs called: not what recall[cat] asks
+    base, cur = pack_samples(y, p, NAMES), pack_samples(y, worse, NAMES)
+    bk, ck = samples_key(base), samples_key(cur)
+    reg = Regression(name="recall[cat]", baseline=1.0, current=0.8, allowed=0.98, n=20,
+                     samples=(bk, ck))
+    changes = changed_samples([reg], {bk: base}, {ck: cur}, {ck: images})
+    assert changes["now_wrong"]["count"] == 3 and changes["now_right"]["count"] == 0
+    first = changes["now_wrong"]["shown"][0]
+    i = int(cats[0])
+    assert first["index"] == i and first["true"].startswith("cat")
+    assert "cat" in first["was"] and "cat" not in first["now"].split(", ")
+    # an average flags every label: the dogs called count too
+    avg = Regression(name="f1[samples]", baseline=1.0, current=0.8, allowed=0.98, n=40,
+                     samples=(bk, ck))
+    assert changed_samples([avg], {bk: base}, {ck: cur}, {ck: images})["now_wrong"][
+        "count"] == 5
 
 
 def test_fbeta_and_balanced_accuracy_messages_name_labels():

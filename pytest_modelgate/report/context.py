@@ -451,6 +451,9 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
 
     from ..significance import unpack_labels, unpack_predictions
 
+    labels = _changed_labels(regressions, base_samples, current_samples, images)
+    if labels is not None:
+        return labels
     pair = None
     subset = None
     for r in regressions:
@@ -458,7 +461,7 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
         b, c = base_samples.get(bkey or ""), current_samples.get(ckey or "")
         if b is None or c is None or b["test_hash"] != c["test_hash"] or ckey not in images:
             continue
-        if c.get("multilabel"):   # label matrices: no one "true class" to caption
+        if c.get("multilabel"):   # label matrices: _changed_labels
             continue
         if pair is None:
             pair = (b, c, images[ckey])
@@ -478,11 +481,60 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
     classes, test_set = pair[1]["classes"], pair[2]
 
     def side(indices: Any) -> dict:
-        return {"count": int(len(indices)), "shown": [
-            {"index": int(i), "src": thumbnail(test_set.images[i]), "true": classes[y[i]],
-             "was": classes[was[i]], "now": classes[now[i]],
-             "source": test_set.describe(int(i))}
-            for i in indices[:THUMBS_PER_SIDE]]}
+        return _thumbs(test_set, indices, lambda i: (classes[y[i]], classes[was[i]],
+                                                     classes[now[i]]))
 
     return {"now_wrong": side(np.flatnonzero(subset & (was == y) & (now != y))),
             "now_right": side(np.flatnonzero(subset & (was != y) & (now == y)))}
+
+
+def _thumbs(test_set: Any, indices: Any, caption: Any) -> dict:
+    """One side of the changed images: the count, and the first few as thumbnails with
+    ``caption(i)``'s true, old and new prediction."""
+    shown = []
+    for i in indices[:THUMBS_PER_SIDE]:
+        true, was, now = caption(int(i))
+        shown.append({"index": int(i), "src": thumbnail(test_set.images[i]), "true": true,
+                      "was": was, "now": now, "source": test_set.describe(int(i))})
+    return {"count": int(len(indices)), "shown": shown}
+
+
+def _changed_labels(regressions: list, base_samples: dict, current_samples: dict,
+                    images: dict) -> dict | None:
+    """``changed_samples`` of a multilabel task: an image is right when the labels the
+    flagged metrics depend on (one label's column for a per-label metric, every column
+    otherwise) are all right; captions list the labels shown, predicted before and now."""
+    import numpy as np
+
+    from ..significance import unpack_labels, unpack_predictions
+
+    pair, columns = None, set()
+    for r in regressions:
+        bkey, ckey = r.samples
+        b, c = base_samples.get(bkey or ""), current_samples.get(ckey or "")
+        if b is None or c is None or b["test_hash"] != c["test_hash"] or ckey not in images \
+                or not c.get("multilabel") or not b.get("multilabel"):
+            continue
+        if pair is None:
+            pair = (b, c, images[ckey])
+        elif (b, c) != pair[:2]:
+            continue
+        label = MetricName.parse(r.name).label
+        columns |= ({c["classes"].index(label)} if label in c["classes"]
+                    else set(range(len(c["classes"]))))
+    if pair is None:
+        return None
+    base, current, test_set = pair
+    y, was, now = unpack_labels(current), unpack_predictions(base), unpack_predictions(current)
+    on = sorted(columns)
+    right_was, right_now = ((m[:, on] == y[:, on]).all(axis=1) for m in (was, now))
+    names = current["classes"]
+
+    def tags(row: Any) -> str:
+        return ", ".join(names[j] for j in np.flatnonzero(row)) or "none"
+
+    def side(indices: Any) -> dict:
+        return _thumbs(test_set, indices, lambda i: (tags(y[i]), tags(was[i]), tags(now[i])))
+
+    return {"now_wrong": side(np.flatnonzero(right_was & ~right_now)),
+            "now_right": side(np.flatnonzero(~right_was & right_now))}
