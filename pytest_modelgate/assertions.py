@@ -211,18 +211,16 @@ class _Check:
         # Multilabel: no K x K matrix; figures come from the rows (see label_figure).
         self.cm = (None if p.multilabel else np.asarray(self.summary["confusion_matrix"]))
         self._boot: np.ndarray | None = None
-        self._rows: Any = None
 
     def label_figure(self, name: str) -> tuple[float, tuple[float, float]]:
         """Multilabel: a recorded metric's value and its bootstrap interval over samples
         (rows of the matrices resampled, seeded)."""
-        from .multilabel import RowCounts, figure, resample
+        from .multilabel import RowCounts, bootstrap, figure
 
-        if self._rows is None:
-            self._rows = resample(self.p.y_true, self.p.y_pred, N_RESAMPLES, seed=0)[0]
-        names = self.p.class_names
-        value = float(figure(name, names, RowCounts.of(self.p.y_true, self.p.y_pred))[0])
-        return value, percentile_interval(figure(name, names, self._rows), self.level)
+        names, y, pred = self.p.class_names, self.p.y_true, self.p.y_pred
+        value = float(figure(name, names, RowCounts.of(y, pred))[0])
+        (values,) = bootstrap(name, names, y, [pred], N_RESAMPLES, seed=0)
+        return value, percentile_interval(values, self.level)
 
     @property
     def boot(self) -> np.ndarray:

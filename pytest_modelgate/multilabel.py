@@ -63,7 +63,7 @@ def as_indicator(y: Any, argname: str, k: int | None = None) -> np.ndarray:
 @dataclass(frozen=True)
 class RowCounts:
     """Sufficient statistics of weighted samples: the sample rows (unique where built by
-    ``resample``) and weights (R, U) over them, one row of weights per resample."""
+    ``bootstrap``) and weights (R, U) over them, one row of weights per resample."""
 
     y_true: np.ndarray   # (U, K) 0/1
     y_pred: np.ndarray   # (U, K) 0/1
@@ -88,23 +88,37 @@ class RowCounts:
                 self._sum(self.y_true))
 
 
-def resample(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = 1000,
-             seed: int = 0, *, others: Sequence[np.ndarray] = ()) -> list[RowCounts]:
-    """Bootstrap resamples of the samples (rows drawn with replacement), as multinomial
-    weights over the distinct rows: a figure of the samples depends on them only through
-    how often each distinct row is drawn. ``others``: more prediction matrices of the same
-    samples, resampled with the same draws (a paired bootstrap), one RowCounts each after
-    the first."""
+# Bootstrap weights are drawn in chunks of at most this many (resample, distinct row)
+# cells: 16 MB of float64 at a time, whatever the test set's size.
+CHUNK_CELLS = 2_000_000
+
+
+def bootstrap(name: str, class_names: Sequence[str], y_true: np.ndarray,
+              preds: Sequence[np.ndarray], n_resamples: int = 1000, seed: int = 0
+              ) -> list[np.ndarray]:
+    """A metric's values on bootstrap resamples of the samples (rows drawn with
+    replacement), one array (n_resamples,) per prediction matrix in ``preds``, all scored
+    on the same draws (with two matrices: a paired bootstrap).
+
+    A figure of the samples depends on them only through how often each distinct row
+    (truth and every prediction) is drawn, so a resample is a multinomial draw of weights
+    over the distinct rows, drawn in chunks from one seeded generator.
+    """
     t = np.asarray(y_true, dtype=np.int64)
-    preds = [np.asarray(y_pred, dtype=np.int64), *(np.asarray(o, dtype=np.int64)
-                                                   for o in others)]
-    joint = np.concatenate([t, *preds], axis=1)
+    k = t.shape[1]
+    joint = np.concatenate([t, *(np.asarray(p, dtype=np.int64) for p in preds)], axis=1)
     rows, counts = np.unique(joint, axis=0, return_counts=True)
     n = int(counts.sum())
-    weights = np.random.default_rng(seed).multinomial(n, counts / n, size=n_resamples)
-    k = t.shape[1]
-    return [RowCounts(rows[:, :k], rows[:, k * (i + 1):k * (i + 2)], weights.astype(float))
-            for i in range(len(preds))]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, CHUNK_CELLS // len(rows))
+    out: list[list[np.ndarray]] = [[] for _ in preds]
+    for start in range(0, n_resamples, chunk):
+        weights = rng.multinomial(n, counts / n, size=min(chunk, n_resamples - start))
+        weights = weights.astype(np.float64)
+        for i, values in enumerate(out):
+            values.append(figure(name, class_names, RowCounts(
+                rows[:, :k], rows[:, k * (i + 1):k * (i + 2)], weights)))
+    return [np.concatenate(values) for values in out]
 
 
 def figure(name: str, class_names: Sequence[str], rows: RowCounts) -> np.ndarray:

@@ -258,14 +258,14 @@ def paired_label_bootstrap(name: str, class_names: Sequence[str], y_true: Any, b
                            seed: int = 0) -> DropTest:
     """``paired_bootstrap`` of a multilabel task: test samples (rows of the (n, K)
     matrices) resampled with replacement, both models scored on the same draws
-    (``multilabel.resample``); the p-value is the share of resamples in which the current
+    (``multilabel.bootstrap``); the p-value is the share of resamples in which the current
     model is worse by no more than ``margin``."""
     import numpy as np
 
-    from .multilabel import figure, resample
+    from .multilabel import bootstrap
 
-    base, current = resample(y_true, base_pred, n_resamples, seed, others=[current_pred])
-    vb, vc = figure(name, class_names, base), figure(name, class_names, current)
+    vb, vc = bootstrap(name, class_names, y_true, [base_pred, current_pred], n_resamples,
+                       seed)
     d = vb - vc if higher_is_better else vc - vb  # positive: the current model is worse
     p = (1 + int(np.sum(d <= margin + 1e-12))) / (len(d) + 1)
     return DropTest(float(p), f"paired bootstrap over samples ({len(d)} resamples)", True,

@@ -22,7 +22,7 @@ from pytest_modelgate import (
 )
 from pytest_modelgate.assertions import recording
 from pytest_modelgate.errors import ModelGateError
-from pytest_modelgate.multilabel import RowCounts, figure, resample
+from pytest_modelgate.multilabel import RowCounts, figure
 from pytest_modelgate.run import EpochStats, FinetuneRun, Predictions
 
 NAMES = ["cat", "dog", "bird", "<b>fish</b>"]
@@ -84,11 +84,19 @@ def test_an_empty_row_predicted_empty_is_right_in_the_samples_average():
         == 0.5   # the row with no labels but one predicted: recall undefined, counted 0
 
 
-def test_resamples_are_seeded_and_keep_the_sample_count():
+def test_the_bootstrap_is_seeded_and_chunked_alike(monkeypatch):
+    from pytest_modelgate import multilabel
+
     y, p = _data()
-    a = resample(y, p, 50, seed=3)[0]
-    b = resample(y, p, 50, seed=3)[0]
-    assert np.array_equal(a.weights, b.weights) and set(a.n.tolist()) == {float(len(y))}
+    (a,) = multilabel.bootstrap("f1[samples]", NAMES, y, [p], 50, seed=3)
+    (b,) = multilabel.bootstrap("f1[samples]", NAMES, y, [p], 50, seed=3)
+    assert np.array_equal(a, b) and len(a) == 50
+    monkeypatch.setattr(multilabel, "CHUNK_CELLS", 500)   # chunks of a few resamples
+    (c,) = multilabel.bootstrap("f1[samples]", NAMES, y, [p], 50, seed=3)
+    assert len(c) == 50 and abs(c.mean() - a.mean()) < 0.02
+    # the same draws score both matrices: identical predictions, identical values
+    d, e = multilabel.bootstrap("recall[cat]", NAMES, y, [p, p], 20, seed=1)
+    assert np.array_equal(d, e)
 
 
 def test_from_arrays_thresholds_independent_scores():
