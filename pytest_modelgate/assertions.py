@@ -145,10 +145,18 @@ def _figure(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _noun(summary: dict, plural: bool = False) -> str:
+    """What the rows are: classes, or the labels of a multilabel task."""
+    if summary.get("multilabel"):
+        return "labels" if plural else "label"
+    return "classes" if plural else "class"
+
+
 def _per_class_table(summary: dict) -> str:
     # As wide as the longest name: "defect_scratch" and "defect_scratch_deep" must differ.
-    width = max(len("class"), *(len(row["label"]) for row in summary["per_class"]))
-    rows = [f"    {'class':<{width}} {'precision':>9} {'recall':>7} {'n':>5}"]
+    noun = _noun(summary)
+    width = max(len(noun), *(len(row["label"]) for row in summary["per_class"]))
+    rows = [f"    {noun:<{width}} {'precision':>9} {'recall':>7} {'n':>5}"]
     for row in summary["per_class"]:
         rows.append(f"    {row['label']:<{width}} {_figure(row['precision']):>9} "
                     f"{_figure(row['recall']):>7} {row['support']:>5}")
@@ -185,6 +193,9 @@ def _secs(seconds: float) -> str:
 
 def _context(p: Predictions, summary: dict) -> str:
     epochs = f", {len(p.history)} epochs" if p.history else ""
+    if summary.get("multilabel"):
+        return (f"  {p.source}{epochs}; multilabel, subset accuracy {summary['accuracy']:.3f}"
+                f"; per label (each a binary task):\n{_per_class_table(summary)}")
     return f"  {p.source}{epochs}; per class:\n{_per_class_table(summary)}"
 
 
@@ -197,8 +208,19 @@ class _Check:
         self.confidence = confidence
         self.level = confidence or 0.95
         self.summary = p.summary()
-        self.cm = np.asarray(self.summary["confusion_matrix"])
+        # Multilabel: no K x K matrix; figures come from the rows (see label_figure).
+        self.cm = (None if p.multilabel else np.asarray(self.summary["confusion_matrix"]))
         self._boot: np.ndarray | None = None
+
+    def label_figure(self, name: str) -> tuple[float, tuple[float, float]]:
+        """Multilabel: a recorded metric's value and its bootstrap interval over samples
+        (rows of the matrices resampled, seeded)."""
+        from .multilabel import RowCounts, bootstrap, figure
+
+        names, y, pred = self.p.class_names, self.p.y_true, self.p.y_pred
+        value = float(figure(name, names, RowCounts.of(y, pred))[0])
+        (values,) = bootstrap(name, names, y, [pred], N_RESAMPLES, seed=0)
+        return value, percentile_interval(values, self.level)
 
     @property
     def boot(self) -> np.ndarray:
@@ -230,7 +252,8 @@ class _Check:
         if not lines:
             return
         head = "; ".join(lines[:1]) if len(lines) == 1 else (
-            f"{len(lines)} classes below the threshold:\n  " + "\n  ".join(lines))
+            f"{len(lines)} {_noun(self.summary, plural=True)} below the threshold:\n  "
+            + "\n  ".join(lines))
         # One failing figure: the lowest classes follow on its line; several: a line of
         # their own, not glued to the last class's.
         sep = "; " if len(lines) == 1 else "\n  "
@@ -279,6 +302,16 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
         raise ModelGateError(f"average must be one of {GATE_AVERAGES}, got {average!r}")
     if label is not None and per_class:
         raise ModelGateError("pass label= or per_class=True, not both")
+    if p.multilabel:
+        _label_gate(p, run, threshold, kind, label=label, average=average,
+                    per_class=per_class, confidence=confidence, min_support=min_support,
+                    insufficient=insufficient, beta=beta)
+        return
+    if average == "samples":
+        raise ModelGateError(
+            "average='samples' averages over samples of a multilabel task (several labels "
+            "per sample); this task has one label per sample: use average='macro', "
+            "'micro' or 'weighted'")
     check = _Check(p, run, threshold, confidence)
     rows = check.summary["per_class"]
     how = "fbeta" if beta is not None else kind
@@ -334,6 +367,70 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
         if line:
             lines.append(line)
     check.fail(lines, kind, _FIX.get(kind) or _fbeta_fix(beta or 1.0))
+
+
+def _label_gate(p: Predictions, run: Any, threshold: float, kind: str, *, label, average,
+                per_class, confidence, min_support, insufficient,
+                beta: float | None) -> None:
+    """``_class_gate`` of a multilabel task: each label is a binary problem (its 2x2
+    matrix: Wilson intervals for recall and precision, a bootstrap of the 2x2 for F1 and
+    F-beta); averages run over labels or samples, with a bootstrap over samples."""
+    __tracebackhide__ = True
+    from .metrics import multilabel_confusion_matrix
+
+    check = _Check(p, run, threshold, confidence)
+    rows = check.summary["per_class"]
+    how, b = ("fbeta", beta) if beta is not None else (kind, 1.0)
+    mcm = multilabel_confusion_matrix(p.y_true, p.y_pred)
+    if beta is not None:   # F-beta per label, next to F1 in the rows the message shows
+        for i, row in enumerate(rows):
+            row[kind] = (float(class_metric_from_cm(mcm[i], how, 1, b)) if row["support"]
+                         else None)
+    if label is not None:
+        indices = [_class_index(p, label)]
+        if not rows[indices[0]]["support"]:
+            raise ModelGateError(
+                f"{p.test_split_text} has no images showing label "
+                f"{rows[indices[0]]['label']!r}, so no figure of that label can be measured; "
+                "add test images that show it, or gate a label the test split has")
+    else:
+        indices = [i for i, r in enumerate(rows) if r["support"]]
+        untested = [r["label"] for r in rows if not r["support"]]
+        if per_class and untested:
+            warn_user(f"per_class=True: {p.test_split_text} has no images showing labels "
+                      f"{untested}; checked the other labels")
+    _support_check(p, check.summary, indices, min_support, insufficient)
+    lines: list[str] = []
+    if label is not None or per_class:
+        for i in indices:
+            row = rows[i]
+            if kind == "f1" or beta is not None:
+                n = row["support"]
+                boot = bootstrap_confusion(mcm[i], N_RESAMPLES, seed=0)
+                interval = percentile_interval(class_metric_from_cm(boot, how, 1, b),
+                                               check.level)
+            else:
+                n = row["support"] if kind == "recall" else row["predicted"]
+                interval = wilson_interval(row["tp"], n, check.level)
+            value = float(class_metric_from_cm(mcm[i], how, 1, b))
+            line = check.judge(str(MetricName(kind, row["label"])),
+                               f"{kind}({row['label']})", value, n, interval)
+            if line and kind == "precision" and not n:
+                line += f"; the model never predicts label {row['label']!r}"
+            if line:
+                lines.append(line)
+    else:
+        name = str(MetricName(kind, average))
+        value, interval = check.label_figure(name)
+        over = "samples" if average == "samples" else "labels"
+        line = check.judge(name, f"{kind} ({average} over {over})", value, len(p.y_true),
+                           interval)
+        if line:
+            lines.append(line)
+    fix = _FIX.get(kind) or _fbeta_fix(beta or 1.0)
+    check.fail(lines, kind, fix.replace("classes", "labels") + (
+        "; per label, a threshold on its score (precision up, recall down as it rises)"
+        if kind in ("recall", "precision") else ""))
 
 
 def _fbeta_fix(beta: float) -> str:
@@ -585,6 +682,11 @@ def assert_recall_above(run: Any, threshold: float, *, label: str | int | None =
     has images of; a class it lacks has no figure, so ``label=`` naming it raises a
     ``ModelGateError`` saying so.
 
+    Multilabel ((n, classes) 0/1 matrices): each label is a binary task, so ``label=`` and
+    ``per_class=True`` are per-label floors (Wilson intervals per label, as for a class);
+    ``average=`` micro, macro and weighted run over labels, ``"samples"`` (multilabel only)
+    over test samples, each with a bootstrap over samples.
+
     Args:
         confidence: e.g. ``0.95``: the interval's lower bound must clear the threshold, so a
             pass is not luck of a small test set.
@@ -710,7 +812,9 @@ def assert_accuracy_above(run: Any, threshold: float, *,
                           where: Mapping[str, Any] | None = None,
                           min_slice_size: int | None = MIN_SLICE_SIZE) -> None:
     """Test accuracy must be at least ``threshold`` (Wilson interval); ``slice=``,
-    ``where=`` and ``min_slice_size=`` as ``assert_recall_above``.
+    ``where=`` and ``min_slice_size=`` as ``assert_recall_above``. Multilabel: subset
+    accuracy, the share of samples with every label right (strict; per-label floors are
+    ``assert_recall_above(per_class=True)`` and friends).
 
     On imbalanced data accuracy flatters a model that ignores the rare class: pair it with
     ``assert_beats_majority`` or use ``assert_balanced_accuracy_above``.
@@ -725,9 +829,15 @@ def assert_accuracy_above(run: Any, threshold: float, *,
                             confidence=confidence)
     p = _as_predictions(run)
     check = _Check(p, run, _check_fraction(threshold, "threshold"), _check_confidence(confidence))
-    n = int(check.cm.sum())
-    correct = int(np.trace(check.cm))
-    line = check.judge("accuracy", "accuracy", correct / n, n,
+    if p.multilabel:   # subset accuracy: a sample counts as right only with every label
+        n = len(p.y_true)
+        correct = int(np.all(p.y_true == p.y_pred, axis=1).sum())
+        what = "subset accuracy (every label of a sample right)"
+    else:
+        n = int(check.cm.sum())
+        correct = int(np.trace(check.cm))
+        what = "accuracy"
+    line = check.judge("accuracy", what, correct / n, n,
                        wilson_interval(correct, n, check.level))
     check.fail([line] if line else [], "recall",
                "train longer or on more data; see which classes are confused above")
@@ -740,7 +850,9 @@ def assert_balanced_accuracy_above(run: Any, threshold: float, *,
     """Balanced accuracy (mean recall over classes) must be at least ``threshold``;
     ``slice=``, ``where=`` and ``min_slice_size=`` as ``assert_recall_above``.
 
-    The figure for imbalanced data: every class counts the same, however rare.
+    The figure for imbalanced data: every class counts the same, however rare. Multilabel:
+    the mean over labels (those the test split shows both present and absent) of each
+    label's binary balanced accuracy, with a bootstrap over samples.
 
     Example:
         >>> assert_balanced_accuracy_above(run, 0.80, confidence=0.95)  # doctest: +SKIP
@@ -752,9 +864,14 @@ def assert_balanced_accuracy_above(run: Any, threshold: float, *,
             min_slice_size=min_slice_size, confidence=confidence)
     p = _as_predictions(run)
     check = _Check(p, run, _check_fraction(threshold, "threshold"), _check_confidence(confidence))
-    value = float(balanced_accuracy_from_cm(check.cm))
-    line = check.judge("balanced_accuracy", "balanced accuracy", value, int(check.cm.sum()),
-                       check.bootstrap(balanced_accuracy_from_cm))
+    if p.multilabel:
+        value, interval = check.label_figure("balanced_accuracy")
+        line = check.judge("balanced_accuracy", "balanced accuracy (mean over labels of each "
+                           "label's)", value, len(p.y_true), interval)
+    else:
+        value = float(balanced_accuracy_from_cm(check.cm))
+        line = check.judge("balanced_accuracy", "balanced accuracy", value,
+                           int(check.cm.sum()), check.bootstrap(balanced_accuracy_from_cm))
     check.fail([line] if line else [], "recall",
                "raise the recall of the weakest classes (more images, class weights)")
 
@@ -767,12 +884,20 @@ def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
     their accuracy can look excellent on imbalanced data: always answering "no defect" on a
     set with 2% defects is 98% accurate. That is the accuracy paradox this gate guards.
 
+    Multilabel: each label is a binary task whose guess always predicts that label's
+    majority value (balanced accuracy 0.5, MCC 0); the means over labels of each label's
+    balanced accuracy and MCC must beat them by ``margin`` (labels the test split shows
+    only present or only absent are left out).
+
     Example:
         >>> assert_beats_majority(run, margin=0.10)  # doctest: +SKIP
     """
     __tracebackhide__ = True
     p = _as_predictions(run)
     margin = _check_fraction(margin, "margin")
+    if p.multilabel:
+        _beats_majority_per_label(p, run, margin)
+        return
     summary = p.summary()
     cm = np.asarray(summary["confusion_matrix"])
     n = int(cm.sum())
@@ -829,11 +954,56 @@ def assert_beats_majority(run: Any, *, margin: float = 0.05) -> None:
     )
 
 
+def _beats_majority_per_label(p: Predictions, run: Any, margin: float) -> None:
+    """``assert_beats_majority`` of a multilabel task: per label against always predicting
+    that label's majority value."""
+    __tracebackhide__ = True
+    check = _Check(p, run, 0.5 + margin, None)
+    rows = check.summary["per_class"]
+    n = len(p.y_true)
+    both = [r for r in rows if 0 < r["support"] < n]
+    if not both:
+        raise ModelGateError(
+            f"every label of {p.test_split_text} is present in all its images or in none, so "
+            "always predicting each label's majority value is right every time and no model "
+            "can beat guessing; add test images with and without each label")
+    ba, ba_ci = check.label_figure("balanced_accuracy")
+    mcc, mcc_ci = check.label_figure("mcc")
+    ba_ok, mcc_ok = ba >= 0.5 + margin, mcc >= margin
+    worst = []
+    for r in both:
+        tpr, tnr = r["tp"] / r["support"], r["tn"] / (n - r["support"])
+        worst.append(((tpr + tnr) / 2, r))
+    worst.sort(key=lambda item: item[0])
+    _record_metric("balanced_accuracy", ba, 0.5 + margin, ba_ok, n=n, interval=ba_ci,
+                   source=run, detail={"baseline": 0.5, "per_label": True})
+    _record_metric("mcc", mcc, margin, mcc_ok, n=n, interval=mcc_ci, source=run,
+                   detail={"baseline": 0.0, "per_label": True})
+    if ba_ok and mcc_ok:
+        return
+    majority = "; ".join(
+        f"{r['label']} {value:.3f} (always {'present' if 2 * r['support'] >= n else 'absent'}"
+        f" is right on {max(r['support'], n - r['support']) / n:.1%})"
+        for value, r in worst[:3])
+    raise AssertionError(
+        f"the model does not beat guessing each label's majority value by {margin:.3f}: "
+        f"mean balanced accuracy over labels {ba:.3f} (guessing 0.500, required >= "
+        f"{0.5 + margin:.3f}), mean MCC {mcc:.3f} (guessing 0.000, required >= "
+        f"{margin:.3f}) [n={n}, {counted(len(both), 'label')}]\n"
+        f"  lowest balanced accuracy: {majority}\n{_context(p, check.summary)}\n"
+        "  Fix: rare labels are easy to ignore: weigh positives in the loss (pos_weight), "
+        "oversample images with the rare labels, or tune each label's threshold; and gate "
+        "recall of the rare labels (assert_recall_above(per_class=True))."
+    )
+
+
 def assert_no_overfitting(run: Any, *, max_gap: float = 0.1) -> None:
     """Train accuracy minus test accuracy must be at most ``max_gap``.
 
     Train accuracy comes from an evaluation pass over the train split after training (no
     augmentation). For plain arrays, pass ``Predictions.from_arrays(..., train=(y, pred))``.
+    Multilabel: label accuracy, the share of (sample, label) cells right on each split
+    (1 - Hamming loss).
 
     Example:
         >>> assert_no_overfitting(run, max_gap=0.10)  # doctest: +SKIP
@@ -842,24 +1012,29 @@ def assert_no_overfitting(run: Any, *, max_gap: float = 0.1) -> None:
     p = _as_predictions(run)
     max_gap = _check_fraction(max_gap, "max_gap")
     train_accuracy = p.train_accuracy
+    what = "accuracy"
+    if p.multilabel and p.train_y_true is not None:   # per-label mean: subset accuracy
+        # punishes every extra label, train and test alike, and hides where the gap is
+        what = "label accuracy"
+        train_accuracy = float(np.mean(p.train_y_true == p.train_y_pred))
     if train_accuracy is None or p.train_y_true is None:
         raise ModelGateError("assert_no_overfitting needs train-split predictions: use a run "
                              "from finetune(...) or Predictions.from_arrays(..., "
                              "train=(y_train, y_train_pred))")
-    test_accuracy = p.accuracy
+    test_accuracy = float(np.mean(p.y_true == p.y_pred)) if p.multilabel else p.accuracy
     gap = train_accuracy - test_accuracy
     passed = gap <= max_gap
     curve = [[h.epoch, h.train_accuracy, h.test_accuracy] for h in p.history]
     _record_metric("train_test_gap", gap, max_gap, passed, n=len(p.y_true), source=run,
                    detail={"train_accuracy": train_accuracy, "test_accuracy": test_accuracy,
-                           "epochs": curve})
+                           "epochs": curve, "accuracy": what})
     if passed:
         return
     lines = "\n".join(f"    {e:>5} {tr:>9.3f} {te:>8.3f}" for e, tr, te in curve)
     table = (f"\n  per epoch (train accuracy while training, test accuracy after):\n"
              f"    {'epoch':>5} {'train':>9} {'test':>8}\n{lines}") if curve else ""
     raise AssertionError(
-        f"train accuracy {train_accuracy:.3f} - test accuracy {test_accuracy:.3f} = gap "
+        f"train {what} {train_accuracy:.3f} - test {what} {test_accuracy:.3f} = gap "
         f"{gap:.3f} > {max_gap:.3f} allowed [n_train={len(p.train_y_true)}, "
         f"n_test={len(p.y_true)}]{table}\n"
         "  Fix: fewer epochs, more training data or augmentation, a frozen backbone "
@@ -873,6 +1048,11 @@ def _operating_point(run: Any, positive, *, target_name: str, target: float,
     p = _as_predictions(run)
     target = _check_fraction(target, target_name)
     minimum = _check_fraction(minimum, f"min_{gate_name}")
+    if p.multilabel:   # one label's scores against that label: a binary task
+        if positive is None:
+            raise ModelGateError(f"a multilabel task has an operating point per label: name "
+                                 f"it with positive=, one of {list(p.class_names)}")
+        p, positive = p.label_task(positive), 1
     index = p.positive_index(positive)
     label = p.class_names[index]
     curve = p.pr_curve(index)
@@ -920,6 +1100,8 @@ def assert_precision_at_recall(run: Any, *, recall: float, min_precision: float,
                                positive: str | int | None = None) -> None:
     """Binary task: at the threshold that keeps recall >= ``recall``, precision must be at
     least ``min_precision`` (scores of the ``positive`` class, class 1 by default).
+    Multilabel: the operating point of one label (``positive=`` names it, required), on
+    its score column.
 
     Example:
         >>> assert_precision_at_recall(run, recall=0.95, min_precision=0.80)  # doctest: +SKIP
@@ -1090,6 +1272,9 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     ``full_race``, or the ini key ``modelgate_full_race``) runs scratch to the target or
     its last epoch instead, for the exact figure.
 
+    Multilabel: the race runs to a test *label accuracy* (the share of image-label cells
+    right, what a multilabel run's history records each epoch), not subset accuracy.
+
     Example:
         >>> assert_faster_than_scratch(run, target_accuracy=0.85, min_speedup=2.0)  # doctest: +SKIP
     """
@@ -1101,6 +1286,9 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     _check_fraction(target_accuracy, "target_accuracy")
     if not min_speedup > 0:
         raise ModelGateError(f"min_speedup must be positive, got {min_speedup!r}")
+    # A multilabel run's history holds label accuracy (the share of image-label cells
+    # right): the race runs to that, and the messages say so.
+    acc = "label accuracy" if np.ndim(run.y_true) == 2 else "accuracy"
     if run.scratch_runner is None:
         raise ModelGateError("this run cannot race from scratch: create it with finetune(...)")
     reached = run.time_to_accuracy(target_accuracy)
@@ -1108,7 +1296,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     if reached is None:
         _record_metric("speedup", 0.0, min_speedup, False, n=len(run.y_true), source=run)
         raise AssertionError(
-            f"the pretrained run never reached accuracy {target_accuracy:.3f} "
+            f"the pretrained run never reached {acc} {target_accuracy:.3f} "
             f"(best {best:.3f} in {len(run.history)} epochs, {_secs(run.seconds)}), so it "
             "cannot be faster than scratch. Fix: more epochs, another freeze setting, or a "
             "lower target_accuracy"
@@ -1160,7 +1348,7 @@ def assert_faster_than_scratch(run: FinetuneRun, *, target_accuracy: float,
     )
     if not passed:
         raise AssertionError(
-            f"speedup to accuracy {target_accuracy:.3f} = {bound}{speedup:.2f}x < "
+            f"speedup to {acc} {target_accuracy:.3f} = {bound}{speedup:.2f}x < "
             f"{min_speedup:.2f}x required: pretrained {_secs(pre_seconds)} (epoch {pre_epoch}), "
             f"scratch {scratch_text}\n"
             "  Fix: pretrained features pay off most with few labels and head-only training "

@@ -513,6 +513,8 @@ def _seed_spreads(current: dict[str, dict], base_metrics: dict[str, dict],
         cur = samples.get(entry.get("samples") or "")
         if len(keys) != len(seed_values(base)) or cur is None or any(p is None for p in packs):
             out[name] = _SeedSpread()
+        elif cur.get("multilabel"):   # no synthetic seeds of label matrices: the seeds' spread
+            out[name] = _SeedSpread()
         elif all(p["test_hash"] == cur["test_hash"] and p["classes"] == cur["classes"]
                  for p in packs):
             groups.setdefault(keys + (entry["samples"],), []).append(name)
@@ -565,6 +567,8 @@ def _paired_test(name: str, base: dict, current: dict, base_samples: dict | None
     y_true = sig.unpack_labels(cur_samples)
     base_pred = sig.unpack_predictions(base_samples)
     cur_pred = sig.unpack_predictions(cur_samples)
+    if cur_samples.get("multilabel") or base_samples.get("multilabel"):
+        return _paired_label_test(name, kind, classes, y_true, base_pred, cur_pred, margin)
     if kind == "mcnemar":
         label = MetricName.parse(name).arg   # recall[defect]: that class's samples
         rows = y_true == classes.index(label) if label else y_true >= 0
@@ -621,6 +625,39 @@ def _calibration_test(name: str, base: dict, current: dict, base_samples: dict |
                                     binning=str(cur_samples["binning"]), margin=margin)
     return sig.DropTest(test.p, f"{test.method} for a rise beyond {margin:g}", True, test.se,
                         test.n), None
+
+
+def _paired_label_test(name: str, kind: str, classes: list[str], y_true: Any, base_pred: Any,
+                       cur_pred: Any, margin: float):
+    """``_paired_test`` of a multilabel task ((n, K) 0/1 matrices). McNemar on one label's
+    correctness over the samples showing it (``recall[cat]``), or on whole-sample
+    correctness (subset ``accuracy``), each with the paired bootstrap for a drop beyond the
+    margin; every other figure a paired bootstrap over samples."""
+    import numpy as np
+
+    from . import significance as sig
+
+    if kind != "mcnemar":
+        test = sig.paired_label_bootstrap(name, classes, y_true, base_pred, cur_pred,
+                                          higher_is_better=metric_spec(name).higher_is_better,
+                                          margin=margin)
+        return sig.DropTest(test.p, f"{test.method} for a drop beyond {margin:g}", True,
+                            test.se, test.n), None
+    label = MetricName.parse(name).arg
+    if label:   # recall[cat]: the samples that show cat, right when cat is predicted
+        j = classes.index(label)
+        rows = y_true[:, j] == 1
+        truth, was, now = y_true[rows, j], base_pred[rows, j], cur_pred[rows, j]
+        names = ["0", "1"]
+    else:       # subset accuracy: right when every label of the sample is
+        truth = np.zeros(len(y_true), dtype=np.int64)
+        was = (~np.all(base_pred == y_true, axis=1)).astype(np.int64)
+        now = (~np.all(cur_pred == y_true, axis=1)).astype(np.int64)
+        names = ["right", "wrong"]
+    exact = sig.mcnemar(was == truth, now == truth)
+    beyond = sig.paired_bootstrap("accuracy", names, truth, was, now, margin=margin)
+    return sig.DropTest(max(exact.p, beyond.p), f"{exact.method}, and {beyond.method} for a "
+                        f"drop beyond {margin:g}", True, beyond.se, beyond.n), None
 
 
 def compare(metrics: Iterable[dict], baseline: dict[str, Any] | None, tolerance: Tolerance,

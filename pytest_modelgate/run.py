@@ -71,10 +71,60 @@ def _check_scores(scores: Any, n: int, k: int) -> np.ndarray:
     return s
 
 
+def _check_label_scores(scores: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Multilabel scores: (n, K) independent probabilities in [0, 1], one per label (sigmoid
+    outputs); unlike class probabilities, a row need not sum to 1."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != tuple(shape):
+        raise ModelGateError(f"scores must have shape {tuple(shape)} (samples, labels) like "
+                             f"y_true, got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        bad = int(np.flatnonzero(~np.isfinite(s).all(axis=1))[0])
+        raise ModelGateError(f"scores hold NaN or infinite values (first in row {bad}); "
+                             "check the model's output")
+    if s.size and (s.min() < 0 or s.max() > 1):
+        raise ModelGateError("multilabel scores must be probabilities in [0, 1], one per "
+                             "label: apply a sigmoid to the logits first")
+    return s
+
+
+def _refuse_matrix_prediction(y_pred: Any) -> None:
+    """A 0/1 matrix of predictions beside one true label per sample: a half-multilabel."""
+    if y_pred is not None and np.ndim(y_pred) == 2 and np.shape(y_pred)[1] > 1:
+        raise ModelGateError(
+            f"y_pred is an {np.shape(y_pred)} matrix but y_true holds one label per sample: "
+            "for a multilabel task pass y_true as an (n, classes) 0/1 matrix too; for class "
+            "probabilities pass scores= instead")
+
+
+def _label_column(class_names: Sequence[str], label: str | int) -> int:
+    if str(label) in class_names:
+        return list(class_names).index(str(label))
+    raise ModelGateError(f"label={label!r} is not a label of this run; labels are "
+                         f"{list(class_names)}")
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of samples predicted right: for (n, K) matrices, every label of the row."""
+    right = y_true == y_pred
+    return float(np.mean(right.all(axis=1) if right.ndim == 2 else right))
+
+
+def _summary(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
+    if np.ndim(y_true) == 2:
+        from .multilabel import multilabel_summary
+
+        return multilabel_summary(y_true, y_pred, class_names)
+    return classification_summary(y_true, y_pred, class_names)
+
+
 @dataclass(frozen=True, eq=False)
 class Predictions:
     """Test-split labels and predictions over named classes, optionally with probabilities
     (``scores``, shape (n, classes)) and train-split predictions for overfitting checks.
+
+    Multilabel: ``y_true`` and ``y_pred`` are (n, classes) 0/1 matrices (column k: the sample
+    shows class k) and ``scores`` independent per-label probabilities (``multilabel``).
 
     Example:
         >>> p = Predictions.from_arrays([0, 1, 1], [0, 1, 0], class_names=["ok", "defect"])
@@ -101,6 +151,10 @@ class Predictions:
     attributes: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if np.ndim(self.y_true) == 2:   # a multilabel 0/1 matrix: its own checks
+            self._check_multilabel()
+            return
+        _refuse_matrix_prediction(self.y_pred)
         k = len(self.class_names)
         arrays = {"y_true": self.y_true, "y_pred": self.y_pred}
         if self.train_y_true is not None and self.train_y_pred is not None:
@@ -133,11 +187,70 @@ class Predictions:
             object.__setattr__(self, "train_y_true", tt)
             object.__setattr__(self, "train_y_pred", tp)
 
+    def _check_multilabel(self) -> None:
+        """Multilabel: y_true, y_pred (and the train pair) (n, K) 0/1 matrices over the K
+        class names; scores (n, K) independent probabilities in [0, 1] (no row sums)."""
+        from .multilabel import as_indicator
+
+        k = len(self.class_names)
+        y_true = as_indicator(self.y_true, "y_true", k)
+        if np.ndim(self.y_pred) != 2:
+            raise ModelGateError(
+                f"y_true is a multilabel ({len(y_true)}, {k}) 0/1 matrix but y_pred has shape "
+                f"{np.shape(self.y_pred)}: pass y_pred as a 0/1 matrix of the same shape (or "
+                "scores= and a threshold to Predictions.from_arrays)")
+        y_pred = as_indicator(self.y_pred, "y_pred", k)
+        if y_true.size == 0:
+            raise ModelGateError("y_true is empty: a gate needs at least one test sample")
+        if y_true.shape != y_pred.shape:
+            raise ModelGateError(f"y_true and y_pred differ in length ({len(y_true)} vs "
+                                 f"{len(y_pred)}); pass one prediction row per test sample")
+        for name, value in (("y_true", y_true), ("y_pred", y_pred)):
+            value.flags.writeable = False
+            object.__setattr__(self, name, value)
+        if self.scores is not None:
+            object.__setattr__(self, "scores", _check_label_scores(self.scores, y_true.shape))
+        from .data.splits import checked_attributes
+
+        object.__setattr__(self, "attributes",
+                           checked_attributes(self.attributes, len(y_true), "attributes"))
+        if (self.train_y_true is None) != (self.train_y_pred is None):
+            raise ModelGateError("pass both train_y_true and train_y_pred, or neither")
+        if self.train_y_true is not None:
+            tt = as_indicator(self.train_y_true, "train_y_true", k)
+            tp = as_indicator(self.train_y_pred, "train_y_pred", k)
+            if tt.shape != tp.shape or tt.size == 0:
+                raise ModelGateError("train_y_true and train_y_pred must be non-empty 0/1 "
+                                     "matrices of the same shape")
+            object.__setattr__(self, "train_y_true", tt)
+            object.__setattr__(self, "train_y_pred", tp)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the targets are (n, classes) 0/1 matrices (several classes per sample)."""
+        return self.y_true.ndim == 2
+
+    def label_task(self, label: str | int) -> Predictions:
+        """Multilabel: one label as the binary task it is (classes ``not <label>`` and
+        ``<label>``), with its score column as the positive-class probability."""
+        if not self.multilabel:
+            raise ModelGateError("label_task() splits a multilabel task; this one is not")
+        j = _label_column(self.class_names, label)
+        name = self.class_names[j]
+        return Predictions(self.y_true[:, j], self.y_pred[:, j], (f"not {name}", name),
+                           None if self.scores is None else self.scores[:, j],
+                           None if self.train_y_true is None else self.train_y_true[:, j],
+                           None if self.train_y_pred is None else self.train_y_pred[:, j],
+                           self.history, source=f"{self.source}, label {name!r}",
+                           sample_ids=self.sample_ids, test_split=self.test_split,
+                           attributes=self.attributes)
+
     @classmethod
     def from_arrays(cls, y_true: Sequence[Any], y_pred: Any = None,
                     scores: Any = None, *, class_names: Sequence[Any] | None = None,
                     train: tuple[Sequence[Any], Sequence[Any]] | None = None,
-                    attributes: Mapping[str, Sequence[Any]] | None = None) -> Predictions:
+                    attributes: Mapping[str, Sequence[Any]] | None = None,
+                    threshold: float = 0.5) -> Predictions:
         """Predictions from plain arrays, for models trained elsewhere.
 
         Labels as you have them: class indices (integers from 0), or strings, bools,
@@ -148,11 +261,20 @@ class Predictions:
         ``train=(y_true, y_pred)`` on the train split enables ``assert_no_overfitting``;
         ``attributes={"camera": [...]}`` (one value per test sample) enables slices.
 
+        Multilabel: ``y_true`` an (n, classes) 0/1 matrix (column k: the sample shows class
+        k), ``y_pred`` one of the same shape, or ``scores`` (n, classes) independent
+        probabilities (sigmoid outputs: rows need not sum to 1) and ``y_pred`` is
+        ``scores >= threshold``. Without ``class_names`` the labels are ``"0"``, ``"1"``...
+
         Example:
             >>> p = Predictions.from_arrays(["ok", "defect", "ok"], ["ok", "ok", "ok"])
             >>> p.class_names, p.y_true.tolist()
             (('defect', 'ok'), [1, 0, 1])
         """
+        if np.ndim(y_true) == 2:
+            return cls._from_matrices(y_true, y_pred, scores, class_names, train, attributes,
+                                      threshold)
+        _refuse_matrix_prediction(y_pred)
         derived = y_pred is None
         if y_pred is None:
             if scores is None:
@@ -180,21 +302,47 @@ class Predictions:
                    None if train_pred is None else np.asarray(train_pred),
                    attributes=attributes)
 
+    @classmethod
+    def _from_matrices(cls, y_true: Any, y_pred: Any, scores: Any,
+                       class_names: Sequence[Any] | None,
+                       train: tuple[Any, Any] | None, attributes: Any,
+                       threshold: float) -> Predictions:
+        """``from_arrays`` for a multilabel task (y_true an (n, classes) 0/1 matrix)."""
+        t = np.asarray(y_true)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
+                not 0 <= threshold <= 1:
+            raise ModelGateError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        if y_pred is None:
+            if scores is None:
+                raise ModelGateError("pass y_pred, scores, or both")
+            s = _check_label_scores(scores, t.shape)
+            y_pred = (s >= threshold).astype(np.int64)
+        if class_names is None:
+            class_names = [str(i) for i in range(t.shape[1])]
+        train_true, train_pred = train if train is not None else (None, None)
+        return cls(t, np.asarray(y_pred), tuple(str(c) for c in class_names), scores,
+                   None if train_true is None else np.asarray(train_true),
+                   None if train_pred is None else np.asarray(train_pred),
+                   attributes=attributes)
+
     # --- figures ---------------------------------------------------------------------
 
     @property
     def accuracy(self) -> float:
-        return float(np.mean(self.y_true == self.y_pred))
+        """Share of test samples predicted right; multilabel: subset accuracy (every label
+        of the sample right)."""
+        return _accuracy(self.y_true, self.y_pred)
 
     @property
     def train_accuracy(self) -> float | None:
         if self.train_y_true is None:
             return None
-        return float(np.mean(self.train_y_true == self.train_y_pred))
+        return _accuracy(self.train_y_true, self.train_y_pred)
 
     def summary(self) -> dict:
-        """Confusion matrix and per-class figures (see ``metrics.classification_summary``)."""
-        return classification_summary(self.y_true, self.y_pred, self.class_names)
+        """Confusion matrix and per-class figures (see ``metrics.classification_summary``);
+        multilabel: per-label figures and 2x2 matrices (``multilabel.multilabel_summary``)."""
+        return _summary(self.y_true, self.y_pred, self.class_names)
 
     @property
     def test_split_text(self) -> str:
@@ -213,6 +361,10 @@ class Predictions:
 
     def positive_index(self, positive: str | int | None = None) -> int:
         """Index of the positive class: by name, by index, or class 1 by default."""
+        if self.multilabel:
+            raise ModelGateError(
+                "operating points of a multilabel task are per label: name the label with "
+                "positive=, or take one label's binary task with label_task(label)")
         if len(self.class_names) != 2:
             raise ModelGateError(
                 f"operating points need a binary task; this one has {len(self.class_names)} "
@@ -326,7 +478,8 @@ class FinetuneRun:
         kind = "pretrained" if self.pretrained else "scratch"
         names = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
         cached = ", cached" if self.cached else ""
-        return (f"FinetuneRun({self.model!r}, {kind}, freeze={self.freeze}, accuracy "
+        subset = "subset " if np.ndim(self.y_true) == 2 else ""
+        return (f"FinetuneRun({self.model!r}, {kind}, freeze={self.freeze}, {subset}accuracy "
                 f"{self.accuracy:.3f} on {len(self.y_true)} test images, "
                 f"{len(self.class_names)} classes: {names}, {self.seconds:.2f}s on "
                 f"{self.device}{cached})")
@@ -355,8 +508,9 @@ class FinetuneRun:
 
     @property
     def accuracy(self) -> float:
-        """Test accuracy of the final model."""
-        return float(np.mean(self.y_true == self.y_pred)) if len(self.y_true) else 0.0
+        """Test accuracy of the final model; multilabel: subset accuracy (every label of a
+        test image right)."""
+        return _accuracy(self.y_true, self.y_pred) if len(self.y_true) else 0.0
 
     def time_to_accuracy(self, target: float) -> tuple[float, int] | None:
         """``(seconds, epoch)`` when test accuracy first reached ``target``; None if never."""
@@ -366,8 +520,9 @@ class FinetuneRun:
         return None
 
     def summary(self) -> dict:
-        """Confusion matrix and per-class figures on the test split (see metrics)."""
-        return classification_summary(self.y_true, self.y_pred, self.class_names)
+        """Confusion matrix and per-class figures on the test split (see metrics);
+        multilabel: per-label figures and 2x2 matrices."""
+        return _summary(self.y_true, self.y_pred, self.class_names)
 
     def at_threshold(self, threshold: float, *, positive: str | int | None = None
                      ) -> Predictions:
@@ -403,7 +558,8 @@ class FinetuneRun:
         """Binary runs: the precision-recall curve of class 1 (at most 200 points) and the
         operating point of the arg-max predictions, for the report; or ``pr_note``, why
         there is none. Recording a run never fails the gate that records it."""
-        if len(self.class_names) != 2 or self.probabilities is None:
+        if len(self.class_names) != 2 or self.probabilities is None or \
+                np.ndim(self.y_true) == 2:
             return {"pr_curve": None, "pr_note": None}
         p = self.predictions
         if not np.any(self.y_true == 1):

@@ -68,6 +68,8 @@ def pack_samples(y_true: Any, y_pred: Any, class_names: Sequence[str],
 
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
+    if y_true.ndim == 2:
+        return _pack_matrices(y_true, y_pred, class_names, ids)
     dtype = np.uint8 if len(class_names) <= 256 else np.uint16
     return {
         "test_hash": sample_set_hash(y_true, ids),
@@ -80,6 +82,34 @@ def pack_samples(y_true: Any, y_pred: Any, class_names: Sequence[str],
     }
 
 
+def _pack_matrices(y_true: Any, y_pred: Any, class_names: Sequence[str],
+                   ids: Sequence[str] | None) -> dict[str, Any]:
+    """``pack_samples`` of a multilabel task: the (n, K) 0/1 matrices one bit a cell, row
+    by row, and correctness (every label right) one bit a sample; ``multilabel`` True."""
+    import numpy as np
+
+    return {
+        "test_hash": sample_set_hash(y_true, ids),
+        "n": int(len(y_true)),
+        "classes": [str(c) for c in class_names],
+        "multilabel": True,
+        "y_true": _encode(np.packbits(y_true.astype(bool)).tobytes()),
+        "y_pred": _encode(np.packbits(y_pred.astype(bool)).tobytes()),
+        "correct": _encode(np.packbits(np.all(y_true == y_pred, axis=1)).tobytes()),
+        "ids": "content" if ids is not None else "positions",
+    }
+
+
+def _unpack_matrix(packed: dict[str, Any], key: str):
+    import numpy as np
+
+    n, k = packed["n"], len(packed["classes"])
+    bits = np.unpackbits(np.frombuffer(_decode(packed[key]), dtype=np.uint8))
+    if len(bits) < n * k:
+        raise ValueError(f"packed {key} holds {len(bits)} cells, not {n} x {k}")
+    return bits[: n * k].reshape(n, k).astype(np.int64)
+
+
 def samples_key(packed: dict[str, Any]) -> str:
     """A short id for one set of test predictions within a record."""
     text = f"{packed['test_hash']}|{packed['y_pred']}"
@@ -89,8 +119,11 @@ def samples_key(packed: dict[str, Any]) -> str:
 
 
 def unpack_predictions(packed: dict[str, Any]):
-    """The predicted classes of a packed sample set."""
+    """The predicted classes of a packed sample set (an (n, K) 0/1 matrix: multilabel)."""
     import numpy as np
+
+    if packed.get("multilabel"):
+        return _unpack_matrix(packed, "y_pred")
 
     dtype = np.uint8 if len(packed["classes"]) <= 256 else np.uint16
     y_pred = np.frombuffer(_decode(packed["y_pred"]), dtype=dtype).astype(np.int64)
@@ -225,6 +258,26 @@ def paired_bootstrap(name: str, class_names: Sequence[str], y_true: Any, base_pr
     p = (1 + int(np.sum(d <= margin + 1e-12))) / (len(d) + 1)
     return DropTest(float(p), f"paired bootstrap ({len(d)} resamples)", True, float(d.std()),
                     n)
+
+
+def paired_label_bootstrap(name: str, class_names: Sequence[str], y_true: Any, base_pred: Any,
+                           current_pred: Any, *, higher_is_better: bool = True,
+                           margin: float = 0.0, n_resamples: int = N_RESAMPLES,
+                           seed: int = 0) -> DropTest:
+    """``paired_bootstrap`` of a multilabel task: test samples (rows of the (n, K)
+    matrices) resampled with replacement, both models scored on the same draws
+    (``multilabel.bootstrap``); the p-value is the share of resamples in which the current
+    model is worse by no more than ``margin``."""
+    import numpy as np
+
+    from .multilabel import bootstrap
+
+    vb, vc = bootstrap(name, class_names, y_true, [base_pred, current_pred], n_resamples,
+                       seed)
+    d = vb - vc if higher_is_better else vc - vb  # positive: the current model is worse
+    p = (1 + int(np.sum(d <= margin + 1e-12))) / (len(d) + 1)
+    return DropTest(float(p), f"paired bootstrap over samples ({len(d)} resamples)", True,
+                    float(d.std()), len(np.asarray(y_true)))
 
 
 def unpaired(name: str, base: dict[str, Any], current: dict[str, Any], margin: float = 0.0
@@ -503,8 +556,11 @@ def seed_prediction_test(values: Sequence[float], current: float, *, higher_is_b
 
 
 def unpack_labels(packed: dict[str, Any]):
-    """The true classes of a packed sample set."""
+    """The true classes of a packed sample set (an (n, K) 0/1 matrix: multilabel)."""
     import numpy as np
+
+    if packed.get("multilabel"):
+        return _unpack_matrix(packed, "y_true")
 
     dtype = np.uint8 if len(packed["classes"]) <= 256 else np.uint16
     return np.frombuffer(_decode(packed["y_true"]), dtype=dtype).astype(np.int64)

@@ -18,7 +18,8 @@ __tracebackhide__ = user_error_frames
 # What a gate averages over classes (``assert_recall_above(average=...)``), and the bracket
 # of an averaged metric's name: ``recall[macro]``. scikit-learn's ``average=`` options are
 # another set (``metrics.SKLEARN_AVERAGES``).
-GATE_AVERAGES = ("macro", "micro", "weighted")
+# "samples" (the mean over test samples of each sample's figure) is multilabel's only.
+GATE_AVERAGES = ("macro", "micro", "weighted", "samples")
 # --modelgate-device and FinetuneConfig.device: one of these, or "cuda:N".
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # A gate test's verdict beyond pytest's outcome: worse than the baseline beyond tolerance,
@@ -72,7 +73,8 @@ class MetricName:
 
     @property
     def average(self) -> str | None:
-        """The average over classes (``macro``, ``micro``, ``weighted``), if that is the arg."""
+        """The average over classes (``macro``, ``micro``, ``weighted``; multilabel also
+        ``samples``), if that is the arg."""
         return self.arg if self.arg in GATE_AVERAGES else None
 
     @property

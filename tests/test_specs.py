@@ -37,7 +37,7 @@ def test_one_vocabulary_shared_by_its_users():
 
     assert session.VERDICTS is VERDICTS and context.VERDICTS is VERDICTS
     assert options.DEVICES is config.DEVICES
-    assert GATE_AVERAGES == ("macro", "micro", "weighted")
+    assert GATE_AVERAGES == ("macro", "micro", "weighted", "samples")  # samples: multilabel
 
 
 def test_one_format_for_counts_bounds_and_deltas():

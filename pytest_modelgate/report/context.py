@@ -161,6 +161,22 @@ def _draw(view: dict, key: str, title: str, build: Any) -> None:
             f"{title} not drawn: {type(exc).__name__}: {exc}")
 
 
+def _label_matrices(summary: dict) -> list[dict]:
+    """A multilabel run's per-label 2x2 matrices as small multiples: rows the truth (label
+    present, absent), columns the prediction, shaded by the share of the row (green: TP
+    and TN, right; red: FN and FP)."""
+    out = []
+    for name, ((tn, fp), (fn, tp)) in zip(summary["class_names"], summary["label_confusion"],
+                                          strict=True):
+        cells = []
+        for row in ((tp, "TP", True), (fn, "FN", False)), ((fp, "FP", False), (tn, "TN", True)):
+            total = sum(c for c, _n, _d in row) or 1
+            cells.append([{"count": c, "name": n, "diagonal": d, "shade": round(c / total, 3)}
+                          for c, n, d in row])
+        out.append({"label": name, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "cells": cells})
+    return out
+
+
 def _per_class_intervals(summary: dict) -> list[dict]:
     """Per-class rows with 95% intervals: Wilson for precision and recall, a bootstrap of
     the confusion matrix (1,000 resamples, seeded) for F1."""
@@ -173,8 +189,12 @@ def _per_class_intervals(summary: dict) -> list[dict]:
         wilson_interval,
     )
 
-    cm = np.asarray(summary["confusion_matrix"])
-    boot = bootstrap_confusion(cm, 1000, seed=0) if cm.sum() else None
+    if summary.get("multilabel"):   # each label a binary task: its 2x2, positive class 1
+        stacks = [(np.asarray(cm), 1) for cm in summary["label_confusion"]]
+    else:
+        cm = np.asarray(summary["confusion_matrix"])
+        whole = bootstrap_confusion(cm, 1000, seed=0) if cm.sum() else None
+        stacks = [(whole, i) for i in range(len(summary["per_class"]))]
     rows = []
     for i, row in enumerate(summary["per_class"]):
         # An undefined figure (None: a class never predicted, or absent from the test
@@ -184,8 +204,11 @@ def _per_class_intervals(summary: dict) -> list[dict]:
             out["recall_ci"] = list(wilson_interval(row["tp"], row["support"]))
         if row.get("precision") is not None:
             out["precision_ci"] = list(wilson_interval(row["tp"], row["predicted"]))
+        boot, index = stacks[i]
+        if boot is not None and boot.ndim == 2:   # one label's 2x2, resampled here
+            boot = bootstrap_confusion(boot, 1000, seed=0)
         if boot is not None and row.get("f1") is not None:
-            out["f1_ci"] = list(percentile_interval(class_metric_from_cm(boot, "f1", i)))
+            out["f1_ci"] = list(percentile_interval(class_metric_from_cm(boot, "f1", index)))
         rows.append(out)
     return rows
 
@@ -229,7 +252,11 @@ def _run_view(run: dict, band: dict | None = None) -> dict:
     if ranks is not None:  # only then: a one-process run's entry stays as it was
         view["world"] = ranks
     history = run["history"]
-    view["matrix"] = _matrix(run["summary"])
+    if run["summary"].get("multilabel"):
+        view["matrix"] = None
+        view["label_matrices"] = _label_matrices(run["summary"])
+    else:
+        view["matrix"] = _matrix(run["summary"])
     view["curve_test"] = _curve(history, "test_accuracy")
     view["curve_train"] = _curve(history, "train_accuracy")
     view["per_class"] = _per_class_intervals(run["summary"])
@@ -446,12 +473,17 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
 
     from ..significance import unpack_labels, unpack_predictions
 
+    labels = _changed_labels(regressions, base_samples, current_samples, images)
+    if labels is not None:
+        return labels
     pair = None
     subset = None
     for r in regressions:
         bkey, ckey = r.samples
         b, c = base_samples.get(bkey or ""), current_samples.get(ckey or "")
         if b is None or c is None or b["test_hash"] != c["test_hash"] or ckey not in images:
+            continue
+        if c.get("multilabel"):   # label matrices: _changed_labels
             continue
         if pair is None:
             pair = (b, c, images[ckey])
@@ -471,11 +503,60 @@ def changed_samples(regressions: list, base_samples: dict, current_samples: dict
     classes, test_set = pair[1]["classes"], pair[2]
 
     def side(indices: Any) -> dict:
-        return {"count": int(len(indices)), "shown": [
-            {"index": int(i), "src": thumbnail(test_set.images[i]), "true": classes[y[i]],
-             "was": classes[was[i]], "now": classes[now[i]],
-             "source": test_set.describe(int(i))}
-            for i in indices[:THUMBS_PER_SIDE]]}
+        return _thumbs(test_set, indices, lambda i: (classes[y[i]], classes[was[i]],
+                                                     classes[now[i]]))
 
     return {"now_wrong": side(np.flatnonzero(subset & (was == y) & (now != y))),
             "now_right": side(np.flatnonzero(subset & (was != y) & (now == y)))}
+
+
+def _thumbs(test_set: Any, indices: Any, caption: Any) -> dict:
+    """One side of the changed images: the count, and the first few as thumbnails with
+    ``caption(i)``'s true, old and new prediction."""
+    shown = []
+    for i in indices[:THUMBS_PER_SIDE]:
+        true, was, now = caption(int(i))
+        shown.append({"index": int(i), "src": thumbnail(test_set.images[i]), "true": true,
+                      "was": was, "now": now, "source": test_set.describe(int(i))})
+    return {"count": int(len(indices)), "shown": shown}
+
+
+def _changed_labels(regressions: list, base_samples: dict, current_samples: dict,
+                    images: dict) -> dict | None:
+    """``changed_samples`` of a multilabel task: an image is right when the labels the
+    flagged metrics depend on (one label's column for a per-label metric, every column
+    otherwise) are all right; captions list the labels shown, predicted before and now."""
+    import numpy as np
+
+    from ..significance import unpack_labels, unpack_predictions
+
+    pair, columns = None, set()
+    for r in regressions:
+        bkey, ckey = r.samples
+        b, c = base_samples.get(bkey or ""), current_samples.get(ckey or "")
+        if b is None or c is None or b["test_hash"] != c["test_hash"] or ckey not in images \
+                or not c.get("multilabel") or not b.get("multilabel"):
+            continue
+        if pair is None:
+            pair = (b, c, images[ckey])
+        elif (b, c) != pair[:2]:
+            continue
+        label = MetricName.parse(r.name).label
+        columns |= ({c["classes"].index(label)} if label in c["classes"]
+                    else set(range(len(c["classes"]))))
+    if pair is None:
+        return None
+    base, current, test_set = pair
+    y, was, now = unpack_labels(current), unpack_predictions(base), unpack_predictions(current)
+    on = sorted(columns)
+    right_was, right_now = ((m[:, on] == y[:, on]).all(axis=1) for m in (was, now))
+    names = current["classes"]
+
+    def tags(row: Any) -> str:
+        return ", ".join(names[j] for j in np.flatnonzero(row)) or "none"
+
+    def side(indices: Any) -> dict:
+        return _thumbs(test_set, indices, lambda i: (tags(y[i]), tags(was[i]), tags(now[i])))
+
+    return {"now_wrong": side(np.flatnonzero(right_was & ~right_now)),
+            "now_right": side(np.flatnonzero(~right_was & right_now))}
