@@ -52,7 +52,7 @@ def in_process(tmp: str, repeat: int = 5) -> list[tuple[str, float]]:
             return Path(tempfile.mkdtemp(dir=tmp, prefix=name))
 
     digits = conftest.digits.__wrapped__(Factory())
-    cache = RunCache(Path(tmp) / "cache" / "d" / "modelgate")
+    cache = RunCache(Path(tmp) / "cache")
     run = run_finetune(test_digits.MODEL, digits, epochs=10, freeze="backbone",
                        cache=cache, **test_digits.RECIPE)
     assert run.cached, "the run should come from the cache the pytest runs filled"

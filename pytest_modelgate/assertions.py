@@ -1380,7 +1380,8 @@ def _record_calibration_samples(p: Predictions, source: Any, confidence: np.ndar
     metric["run"] = _run_id(source) if isinstance(source, FinetuneRun) else None
 
 
-def _calibration_lines(rows: list[dict], k: int = 3) -> tuple[str, list[str]]:
+def _calibration_lines(rows: list[dict], k: int = 3, unit: str = "test image"
+                       ) -> tuple[str, list[str]]:
     """Which way the model is off (over- or underconfident, by the bins' shares of the
     error) and the ``k`` bins that weigh most in it."""
     n = sum(r["count"] for r in rows)
@@ -1393,9 +1394,41 @@ def _calibration_lines(rows: list[dict], k: int = 3) -> tuple[str, list[str]]:
            f"{under / total:.0%} of the error")
     worst = sorted(rows, key=lambda r: -r["count"] * abs(r["accuracy"] - r["confidence"]))[:k]
     lines = [f"confidence {r['lower']:.2f}-{r['upper']:.2f}: accuracy {r['accuracy']:.2f} on "
-             f"{counted(r['count'], 'test image')} (mean confidence {r['confidence']:.2f})"
+             f"{counted(r['count'], unit)} (mean confidence {r['confidence']:.2f})"
              for r in worst if r["accuracy"] != r["confidence"]]
     return way, lines
+
+
+def _calibration_failure(p: Predictions, value: float, compared: float, max_ece: float,
+                         interval: tuple[float, float], level: float,
+                         confidence: float | None, how: str, group: int, conf: np.ndarray,
+                         correct: np.ndarray, way: str, worst: list[str]) -> None:
+    """Raise the failure of ``assert_calibrated``: the figure, which way the model is off,
+    the worst bins and the fix."""
+    __tracebackhide__ = True
+    n = len(conf)
+    ci = _fmt_interval(interval, level)
+    if p.multilabel:
+        how += (f", {len(p.y_true)} images x {group} labels, each label's sigmoid a "
+                "decision at 0.5")
+    if confidence is not None and value <= max_ece:
+        head = (f"ECE: upper {level:.0%} bound {compared:.3f} > {max_ece:.3f} allowed (value "
+                f"{value:.3f}, n={n}{ci}, {how}); the test set is too small to show the "
+                "model is calibrated within it")
+    else:
+        head = f"ECE = {value:.3f} > {max_ece:.3f} allowed [n={n}{ci}, {how}]"
+    sharper = "T > 1 softens an overconfident model" if way.startswith("over") else \
+        "T < 1 sharpens an underconfident one"
+    raise AssertionError(
+        f"{head}; {way} (mean confidence {conf.mean():.3f}, accuracy {correct.mean():.3f})\n"
+        f"  worst bins:\n" + "".join(f"    {line}\n" for line in worst)
+        + ("" if p.source == "predictions" else f"  {p.source}\n")
+        + "  Fix: temperature scaling: fit one temperature T on held-out data (not the test "
+        "split) by minimising the negative log-likelihood, and divide the logits by T before "
+        f"the {'sigmoid' if p.multilabel else 'softmax'} ({sharper}); it does not change "
+        f"{'which side of 0.5 a label falls' if p.multilabel else 'the arg-max'}, so "
+        "accuracy stays the same. Or raise max_ece."
+    )
 
 
 def assert_calibrated(run: Any, max_ece: float = 0.05, *, bins: int = 15,
@@ -1409,7 +1442,10 @@ def assert_calibrated(run: Any, max_ece: float = 0.05, *, bins: int = 15,
     samples are grouped into ``bins`` by confidence, and ECE is the samples'
     share-weighted mean of |accuracy - mean confidence| over the bins. A model whose 0.9
     means "right 9 times in 10" scores about 0. Needs class probabilities: a run from
-    ``finetune(...)``, or ``Predictions.from_arrays(..., scores=...)``.
+    ``finetune(...)``, or ``Predictions.from_arrays(..., scores=...)``. Multilabel: every
+    label of every image is a binary decision (confidence max(p, 1 - p) of its sigmoid,
+    correct when p >= 0.5 agrees with the label), the bootstrap draws whole images, and
+    the baseline compares it unpaired.
 
     ``binning="equal-width"`` (the default, Guo et al.'s and torchmetrics') splits [0, 1]
     into ``bins`` equal intervals; ``"equal-mass"`` puts about n / bins samples in each
@@ -1450,42 +1486,30 @@ def assert_calibrated(run: Any, max_ece: float = 0.05, *, bins: int = 15,
                              "predictions have none: pass scores= (an (n, classes) array of "
                              "probabilities) to Predictions.from_arrays(y_true, y_pred, "
                              "scores=...), or a tuple (y_true, y_pred, scores)")
-    n = len(p.y_true)
+    # Multilabel: each label of each image is one decision (see metrics.top_label), and an
+    # image's decisions are resampled together.
+    group = len(p.class_names) if p.multilabel else 1
+    n = len(p.y_true) * group
     check_calibration_options(bins, binning, n)
     conf, correct = top_label(p.y_true, p.scores)
     rows = calibration_bins(p.y_true, p.scores, bins=bins, binning=binning)
     value = expected_calibration_error(p.y_true, p.scores, bins=bins, binning=binning)
     level = confidence or 0.95
     interval = percentile_interval(bootstrap_ece(conf, correct, bins=bins, binning=binning,
-                                                 n_resamples=N_RESAMPLES, seed=0), level)
+                                                 n_resamples=N_RESAMPLES, seed=0,
+                                                 group=group), level)
     compared = interval[1] if confidence is not None else value
     passed = compared <= max_ece
-    way, worst = _calibration_lines(rows)
+    way, worst = _calibration_lines(rows, unit="label decision" if p.multilabel else
+                                    "test image")
     detail = {"binning": binning, "n_bins": int(bins), "bins": rows,
               "accuracy": float(correct.mean()), "mean_confidence": float(conf.mean()),
               "direction": way.partition(":")[0]}
     # Recorded without ``source``: the samples it points at are the pack with confidences.
     _record_metric("ece", value, max_ece, passed, n=n, interval=interval, detail=detail,
                    confidence=level)
-    _record_calibration_samples(p, run, conf, correct, int(bins), binning)
-    if passed:
-        return
-    ci = _fmt_interval(interval, level)
-    how = f"{bins} {binning} bins"
-    if confidence is not None and value <= max_ece:
-        head = (f"ECE: upper {level:.0%} bound {compared:.3f} > {max_ece:.3f} allowed (value "
-                f"{value:.3f}, n={n}{ci}, {how}); the test set is too small to show the "
-                "model is calibrated within it")
-    else:
-        head = f"ECE = {value:.3f} > {max_ece:.3f} allowed [n={n}{ci}, {how}]"
-    sharper = "T > 1 softens an overconfident model" if way.startswith("over") else \
-        "T < 1 sharpens an underconfident one"
-    raise AssertionError(
-        f"{head}; {way} (mean confidence {conf.mean():.3f}, accuracy {correct.mean():.3f})\n"
-        f"  worst bins:\n" + "".join(f"    {line}\n" for line in worst)
-        + ("" if p.source == "predictions" else f"  {p.source}\n")
-        + "  Fix: temperature scaling: fit one temperature T on held-out data (not the test "
-        "split) by minimising the negative log-likelihood, and divide the logits by T before "
-        f"the softmax ({sharper}); it does not change the arg-max, so accuracy stays the "
-        "same. Or raise max_ece."
-    )
+    if not p.multilabel:   # a multilabel ECE is compared unpaired (no per-label pack)
+        _record_calibration_samples(p, run, conf, correct, int(bins), binning)
+    if not passed:
+        _calibration_failure(p, value, compared, max_ece, interval, level, confidence,
+                             f"{bins} {binning} bins", group, conf, correct, way, worst)

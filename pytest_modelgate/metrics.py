@@ -300,11 +300,11 @@ def average_from_cm(cm: np.ndarray, kind: str, average: str,
 SKLEARN_AVERAGES = (None, "micro", "macro", "weighted", "samples")
 
 MULTILABEL = (
-    "multilabel indicator input (one 0/1 column per label) is not supported here: the gates "
-    "take one label per sample (1-d y_true and y_pred). Gate each label as its own binary "
-    "task (y_true[:, j], y_pred[:, j]), or use the scikit-learn style functions of "
-    "pytest_modelgate.metrics (precision_recall_fscore_support, multilabel_confusion_matrix, "
-    "...), which take it"
+    "multilabel indicator input (one 0/1 column per label) is not supported here, where "
+    "one label per sample is expected (1-d y_true and y_pred). For multilabel gates pass "
+    "both matrices to Predictions.from_arrays(y_true, y_pred, class_names=...); for figures, "
+    "the scikit-learn style functions of pytest_modelgate.metrics "
+    "(precision_recall_fscore_support, multilabel_confusion_matrix, ...) take them"
 )
 
 
@@ -347,7 +347,7 @@ def _zero_division_value(zero_division: float | str) -> float:
 
 def _labels_1d(y: Any, argname: str) -> np.ndarray:
     """One label per sample as a 1-d array; a column vector is flattened. Multilabel
-    indicators are refused by name (the gates take one label per sample)."""
+    indicators are refused by name (see ``MULTILABEL``)."""
     arr = _target_array(y, argname)
     if arr.ndim == 2:
         raise ModelGateError(f"{argname}: {MULTILABEL}")
@@ -1083,9 +1083,16 @@ def check_calibration_options(bins: Any, binning: Any, n: int | None = None) -> 
 
 def top_label(y_true: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's confidence (its largest class probability) and whether that class is
-    the true one: the top-label view of calibration (Guo et al. 2017)."""
+    the true one: the top-label view of calibration (Guo et al. 2017).
+
+    Multilabel (``y_true`` an (n, labels) 0/1 matrix, ``probabilities`` the same shape,
+    one sigmoid per label): every label of every sample is a binary decision, its
+    confidence max(p, 1 - p) and correct when p >= 0.5 agrees with the label; the n x
+    labels decisions come out row by row (one sample's labels together)."""
     p = np.asarray(probabilities, dtype=np.float64)
     y = np.asarray(y_true)
+    if y.ndim == 2 and p.shape == y.shape and p.size:
+        return np.maximum(p, 1 - p).ravel(), ((p >= 0.5) == (y == 1)).ravel()
     if p.ndim != 2 or p.shape[0] != y.shape[0] or y.ndim != 1:
         raise ModelGateError(f"probabilities must have shape (n, classes) with one row per "
                              f"label in y_true, got {p.shape} for {y.shape[0]} labels")
@@ -1219,8 +1226,11 @@ def bootstrap_draws(n: int, n_resamples: int, rng: np.random.Generator
 
 def bootstrap_ece(confidence: Any, correct: Any, *, bins: int = 15,
                   binning: str = "equal-width", n_resamples: int = 1000,
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, group: int = 1) -> np.ndarray:
     """ECE over ``n_resamples`` seeded bootstrap resamples of the test samples.
+
+    ``group``: consecutive entries that belong to one test sample (a multilabel sample's
+    labels, see ``top_label``) and are drawn together.
 
     Example:
         >>> vals = bootstrap_ece(np.full(50, 0.9), np.arange(50) % 10 > 0, bins=1,
@@ -1233,6 +1243,6 @@ def bootstrap_ece(confidence: Any, correct: Any, *, bins: int = 15,
     n = len(confidence)
     check_calibration_options(bins, binning, n)
     rng = np.random.default_rng(seed)
-    return np.concatenate([resampled_ece(confidence, correct, draws, bins=bins,
-                                         binning=binning)
-                           for draws in bootstrap_draws(n, n_resamples, rng)])
+    return np.concatenate([resampled_ece(confidence, correct, np.repeat(draws, group, axis=1),
+                                         bins=bins, binning=binning)
+                           for draws in bootstrap_draws(n // group, n_resamples, rng)])

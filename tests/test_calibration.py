@@ -8,6 +8,7 @@ beside the modules' own test files (which other work edits at the same time).
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from pytest_modelgate.metrics import (
     calibration_bins,
     expected_calibration_error,
     metric_spec,
+    top_label,
 )
 from pytest_modelgate.report.context import build_context
 from pytest_modelgate.report.html import render_html
@@ -465,7 +467,10 @@ def test_the_report_draws_a_reliability_diagram_with_bin_counts():
     # The merge rebuilds the report from the JSON alone: the same context, the same page.
     again = _report_context(json.loads(json.dumps(record)))
     assert again["tests"][0]["metrics"] == json.loads(json.dumps(ctx["tests"][0]["metrics"]))
-    assert render_html(again).split("generated")[1:] == html.split("generated")[1:]
+    # The page says when it was generated: the two renders may straddle a second.
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
+    assert stamp.sub("T", render_html(again)).split("generated")[1:] == \
+        stamp.sub("T", html).split("generated")[1:]
 
 
 def test_a_reliability_diagram_that_cannot_be_drawn_is_a_note():
@@ -490,3 +495,23 @@ def test_a_run_of_one_hot_probabilities_has_ece_equal_to_its_error_rate():
     assert metric["run"] == "toy (pretrained, freeze=backbone)" in record["runs"]
     assert list(record["samples"]) == [metric["samples"]]
     assert "\n  toy (pretrained, freeze=backbone)\n  Fix:" in str(info.value)
+
+
+def test_multilabel_calibration_pools_each_labels_decision_and_draws_whole_images():
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 3)) < 0.4).astype(int)
+    scores = np.clip(y * 0.7 + rng.random((300, 3)) * 0.3, 0, 1)   # right, but timid
+    p = Predictions.from_arrays(y, scores=scores, class_names=["a", "b", "c"])
+    conf, correct = top_label(y, scores)
+    assert conf.shape == correct.shape == (900,)
+    np.testing.assert_allclose(conf, np.maximum(scores, 1 - scores).ravel())
+    with pytest.raises(AssertionError) as info:
+        assert_calibrated(p, max_ece=0.05)
+    message = str(info.value)
+    assert "[n=900" in message and "300 images x 3 labels" in message
+    assert "underconfident" in message and "label decisions" in message
+    assert "before the sigmoid (T < 1 sharpens" in message
+    # Whole images are drawn: the interval is wider than drawing the 900 decisions alone.
+    rows = bootstrap_ece(conf, correct, group=3, n_resamples=300)
+    alone = bootstrap_ece(conf, correct, n_resamples=300)
+    assert rows.std() >= 0.8 * alone.std()

@@ -187,6 +187,22 @@ def test_torch_learns_multilabel_with_sigmoids(quadrants, freeze, lr):
     assert last.test_accuracy > 0.75
 
 
+@pytest.mark.gpu
+def test_cuda_multilabel_runs_bce_under_autocast(quadrants):
+    """On CUDA the step runs under autocast (bf16/fp16): BCEWithLogits must still learn."""
+    from pytest_modelgate.train import run_finetune
+
+    from .conftest import tiny_cnn
+
+    run = run_finetune(tiny_cnn, quadrants, epochs=8, freeze="none", lr=2e-2, batch_size=32,
+                       **{**GRAY, "device": "cuda"})
+    _check_record(run, quadrants)
+    assert run.device.startswith("cuda")
+    assert run.config["autocast_dtype"] in ("bfloat16", "float16")
+    assert run.history[-1].loss < run.history[0].loss
+    assert run.history[-1].test_accuracy > 0.75
+
+
 def test_threshold_train_picks_per_class_thresholds_and_notes_them(quadrants):
     pytest.importorskip("torch")
     from pytest_modelgate.train import run_finetune
