@@ -642,6 +642,10 @@ def _slice_verdict(names: list[str], rows: list[dict], failing: list, fixes: lis
             f" (min_slice_size={min_size})\n  Fix: add test images to these slices, or "
             "lower min_slice_size (min_slice_size=1 or None gates every slice)")
     if not failing:
+        if skipped:   # a pass that left slices out must say so where the user looks
+            warn_user(f"{gate} passed on {len(measured)} gated slice(s) but did not gate "
+                      f"{'; '.join(skipped)} (min_slice_size={min_size}): their figures are "
+                      "in the report; add test images to them, or lower min_slice_size")
         return
     lines = [row["line"] for row in worst_first(failing)]
     bad = len({row["slice"] for row in failing})

@@ -136,6 +136,11 @@ def parse_tolerance(spec: str) -> Tolerance:
         if "=" in part:
             name, _, amount = part.partition("=")
             name = name.strip()
+            if name not in METRICS and ("[" in name or "{" in name):
+                raise ValueError(
+                    f"tolerance {spec!r} names {name!r}: a tolerance names a metric, and "
+                    f"covers its every class, average and slice; write "
+                    f"{name.split('[')[0].split('{')[0]}=<amount>")
             if name not in METRICS:
                 from difflib import get_close_matches
 

@@ -1112,13 +1112,14 @@ def _bin_sums(confidence: np.ndarray, correct: np.ndarray, order: np.ndarray, bi
         n = len(order)
         size, extra = divmod(n, bins)
         starts = np.arange(bins) * size + np.minimum(np.arange(bins), extra)
-        counts = np.diff(np.r_[starts, n])
-        keep = counts > 0   # only when bins > n (a bootstrap never draws fewer samples)
-        starts = starts[keep]
-        sums = np.zeros(bins), np.zeros(bins)
-        sums[0][keep] = np.add.reduceat(conf, starts)
-        sums[1][keep] = np.add.reduceat(right, starts)
-        return counts, sums[0], sums[1]
+        # Equal confidences share a bin, the bin of the first of them: otherwise a bin edge
+        # inside a run of ties (saturated 1.0s, a folder read class by class) would split
+        # them by their order in the test set, and ECE would depend on that order.
+        first = np.searchsorted(conf, conf, side="left")
+        member = np.searchsorted(starts, first, side="right") - 1
+        return (np.bincount(member, minlength=bins),
+                np.bincount(member, weights=conf, minlength=bins),
+                np.bincount(member, weights=right, minlength=bins))
     index = _width_index(conf, bins)
     return (np.bincount(index, minlength=bins), np.bincount(index, conf, minlength=bins),
             np.bincount(index, right, minlength=bins))

@@ -21,6 +21,9 @@ from .errors import ModelGateError, user_error_frames
 __tracebackhide__ = user_error_frames
 
 MIN_SLICE_SIZE = 20  # test samples a slice needs before its figure gates (min_slice_size=)
+# More values than this in a slice= attribute is a measurement (lux, a timestamp), not a
+# category: one slice per value would gate nothing and print thousands of lines.
+MAX_SLICE_VALUES = 100
 # A slice's verdict in the record and the report (the report adds "regressed").
 PASSED, FAILED, TOO_SMALL, NOT_MEASURED = "passed", "failed", "not gated: too small", \
     "not gated: not measurable"
@@ -129,9 +132,20 @@ def select_slices(attributes: Mapping[str, Any] | None, *, slice: str | None = N
     if slice is None:
         return [Slice(",".join(parts), np.flatnonzero(mask))]
     texts = _attribute(attributes, slice, "slice")
+    values = _values_of(texts[mask])
+    raw = np.asarray(attributes[slice])
+    fractional = raw.dtype.kind == "f" and not np.all(np.isnan(raw) | (raw == np.round(raw)))
+    if fractional or len(values) > MAX_SLICE_VALUES:
+        what = "numbers" if raw.dtype.kind in "iuf" else "values"
+        raise ModelGateError(
+            f"slice={slice!r} would make {len(values)} slices, one per value, and attribute "
+            f"{slice!r} holds {what} such as {values[:3]}: slices are for categories "
+            f"(camera, site, time of day). Group it into a few bands first (a manifest "
+            f"column such as {slice}_band with dark/dim/bright), or gate one group of values "
+            f"with where={{{slice!r}: [...]}}")
     prefix = ",".join(parts) + "," if parts else ""
     return [Slice(f"{prefix}{slice}={value}", np.flatnonzero(mask & (texts == value)))
-            for value in _values_of(texts[mask])]
+            for value in values]
 
 
 def check_min_slice_size(value: Any) -> int:

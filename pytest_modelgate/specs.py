@@ -59,8 +59,11 @@ class MetricName:
         closing braces no slice."""
         slice_ = None
         if name.endswith("}"):
-            # The braces follow the brackets (a class name may hold "{"), or the base.
-            cut = name.find("]{") + 1 if "[" in name else name.find("{")
+            # The braces follow the brackets (a class name may hold "{"), or the base (a
+            # metric's own name is a word: a slice's values may hold "[").
+            head = len(name) - len(name.lstrip("abcdefghijklmnopqrstuvwxyz0123456789_"))
+            cut = name.find("]{") + 1 if name[head:head + 1] == "[" else \
+                (head if name[head:head + 1] == "{" else -1)
             if cut > 0:
                 name, slice_ = name[:cut], name[cut + 1:-1]
         base, _, rest = name.partition("[")

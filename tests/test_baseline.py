@@ -58,6 +58,8 @@ def test_parse_tolerance():
         ("speedup=150%", "relative tolerance of a higher-is-better metric is at most 100%"),
         ("", "tolerance '' is empty"),
         ("recall=0.01,,", "has an empty entry"),
+        ("recall[defect]{camera=B}=0.3", r"a tolerance names a metric, and covers its every "
+                                         r"class, average and slice; write recall=<amount>"),
     ],
 )
 def test_bad_tolerances(spec, message):

@@ -70,6 +70,59 @@ def test_anything_that_decides_the_run_changes_the_key(digits_small, tmp_path):
     assert run_key({"a": 1, "b": [1, 2]}) == run_key({"b": [1, 2], "a": 1})
 
 
+USER_MODEL = """
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.AdaptiveAvgPool2d(2),
+                                      nn.Flatten())
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.features(x)){edit}
+"""
+
+
+def _user_class(folder, edit: str, monkeypatch):
+    """The class ``Tiny`` of a module file written in ``folder``, imported as a user's
+    repo's module is."""
+    import importlib.util
+    import sys
+
+    folder.mkdir(exist_ok=True)
+    (folder / "tiny_model.py").write_text(USER_MODEL.format(edit=edit))
+    spec = importlib.util.spec_from_file_location("tiny_model", folder / "tiny_model.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tiny_model", module)
+    spec.loader.exec_module(module)
+    return module.Tiny
+
+
+def test_editing_the_users_model_code_retrains(digits_small, tmp_path, monkeypatch):
+    cache = RunCache(tmp_path / "cache")
+    run = dict(epochs=1, freeze="none", weights=None, cache=cache, **GRAY)
+    run_finetune(_user_class(tmp_path / "a", "", monkeypatch), digits_small, **run)
+    assert run_finetune(_user_class(tmp_path / "b", "", monkeypatch), digits_small, **run).cached
+    # The same weights, another forward: a model that cannot work must not pass from the
+    # cache of one that did.
+    broken = run_finetune(_user_class(tmp_path / "c", " * 0", monkeypatch), digits_small, **run)
+    assert not broken.cached
+    # A layer swapped in an nn.Sequential of torch's own classes changes no weight either.
+    from torch import nn
+
+    def gelu(num_classes: int = 10):
+        model = tiny_cnn(num_classes)
+        model[1] = nn.GELU()
+        return model
+
+    run_finetune(tiny_cnn, digits_small, **run)
+    assert not run_finetune(gelu, digits_small, **run).cached
+    assert (cache.stored, cache.hits) == (4, 1)
+
+
 def test_scratch_races_are_cached_too(digits_small, tmp_path):
     cache = RunCache(tmp_path)
     run = run_finetune(tiny_cnn, digits_small, epochs=1, cache=cache, **GRAY)

@@ -316,8 +316,9 @@ def test_manifest_unknown_and_blank_split_values(tmp_path):
     rows[1][2], rows[2][2], rows[3][2] = "holdout", "", "holdout"
     _error(tmp_path, rows, r"column 'split' holds split values \['holdout', ''\] that are not "
            r"splits \('holdout' at m\.csv line 3, line 5; '\(blank\)' at m\.csv line 4\); "
-           r"accepted: test, train, val, valid, validation \(any case\); pass "
-           r"splits=\{'holdout': 'test'\}")
+           r"accepted: test, train, val, valid, validation \(any case\); name every value "
+           r"of the column \(a mapping replaces the defaults\): splits=\{'train': 'train', "
+           r"'test': 'test', 'holdout': 'test', '': 'train\|test\|val'\}")
     _error(tmp_path, _basic_rows(tmp_path), r"splits= maps values to \['testing'\]",
            splits={"train": "train", "test": "testing"})
     rows = [r[:2] + ["train"] for r in _basic_rows(tmp_path)]

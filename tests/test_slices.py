@@ -10,6 +10,7 @@ import pytest
 
 from pytest_modelgate import (
     ModelGateError,
+    ModelGateWarning,
     assert_accuracy_above,
     assert_balanced_accuracy_above,
     assert_f1_above,
@@ -414,3 +415,25 @@ def test_where_values_are_recorded_as_text():
     assert record["slices"][0]["where"] == {"site": ["2"]}
     assert record["metrics"][0]["name"] == "accuracy{site=2}"
     json.dumps(record)
+
+
+def test_slice_refuses_a_measurement_and_says_to_band_it():
+    from pytest_modelgate.slices import select_slices
+
+    lux = np.linspace(1.5, 900.25, 300)
+    with pytest.raises(ModelGateError, match=r"slice='lux' would make 300 slices, one per "
+                       r"value.*holds numbers.*a manifest column such as lux_band"):
+        select_slices({"lux": lux}, slice="lux")
+    with pytest.raises(ModelGateError, match="would make 101 slices"):
+        select_slices({"site": np.arange(303) % 101}, slice="site")
+    assert len(select_slices({"site": np.arange(300) % 3}, slice="site")) == 3
+
+
+def test_a_pass_that_left_small_slices_out_warns_naming_them():
+    y = np.r_[np.zeros(15, int), np.ones(15, int), np.ones(5, int)]
+    pred = np.r_[np.zeros(15, int), np.ones(15, int), np.zeros(5, int)]   # B: all missed
+    cams = ["A"] * 30 + ["B"] * 5
+    p = Predictions.from_arrays(y, pred, attributes={"camera": cams})
+    with pytest.warns(ModelGateWarning, match=r"passed on 1 gated slice\(s\) but did not gate "
+                      r"camera=B n=5 < 20 \(min_slice_size=20\)"):
+        assert_recall_above(p, 0.9, slice="camera")

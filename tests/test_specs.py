@@ -47,3 +47,9 @@ def test_one_format_for_counts_bounds_and_deltas():
     assert format_metric("accuracy", -0.0123, sign=True) == "-0.012"
     assert format_metric("speedup", 2.311625, lower_bound=True) == ">2.312"
     assert format_metric("speedup", 2.53, 4, lower_bound=True) == ">2.5300"
+
+
+def test_a_slice_value_may_hold_brackets():
+    for text in ("accuracy{camera=cam[1]}", "recall[a]{cam=[x]}", "f1[macro]{site=b[2]|c}"):
+        assert str(MetricName.parse(text)) == text
+    assert MetricName.parse("accuracy{camera=cam[1]}").whole == MetricName("accuracy")

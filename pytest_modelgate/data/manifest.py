@@ -196,6 +196,21 @@ def _blank(value: Any) -> bool:
         isinstance(value, float) and math.isnan(value))
 
 
+def _mapping_hint(rows: dict[str, list[int]], unknown: list[str],
+                  meaning: dict[str, str]) -> str:
+    """A ``splits=`` mapping naming every value the column holds: the known ones as read,
+    the unknown ones guessed from their names (``training`` -> train)."""
+    guesses = (("train", "train"), ("fit", "train"), ("test", "test"), ("hold", "test"),
+               ("eval", "test"), ("val", "val"), ("dev", "val"))
+    known = {v: s for v, s in meaning.items() if s in rows}
+    shown = {v: s for v, s in known.items() if v in SPLIT_VALUES or v in meaning}
+    for value in unknown:
+        low = value.casefold()
+        shown[value] = next((s for start, s in guesses if low.startswith(start)),
+                            "train|test|val")
+    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in shown.items()) + "}"
+
+
 def _assign_splits(table: _Table, column: str, splits: Any) -> dict[str, list[int]]:
     """Row indices per split (train, test, and val if any), by the split column."""
     if splits is None:
@@ -226,8 +241,9 @@ def _assign_splits(table: _Table, column: str, splits: Any) -> dict[str, list[in
                        for v in bad[:5])
         raise ModelGateError(
             f"{table.file} column {column!r} holds split values {bad[:5]} that are not "
-            f"splits ({at}); accepted: {', '.join(sorted(meaning))} (any case); pass "
-            f"splits={{{bad[0]!r}: 'test'}} (or 'train', 'val') to name yours")
+            f"splits ({at}); accepted: {', '.join(sorted(meaning))} (any case); name every "
+            f"value of the column (a mapping replaces the defaults): "
+            f"splits={_mapping_hint(rows, bad, meaning)}")
     if "test" not in rows and "val" in rows:
         rows["test"] = rows.pop("val")   # train and val only: val is what is measured
     for needed in ("train", "test"):

@@ -34,6 +34,28 @@ class HeadInfo:
     found_by: str
 
 
+def code_hash(kinds: Any, structure: str) -> str:
+    """Hash of a model's code for its run-cache key: ``structure`` (the model's printed
+    layers, so swapping an activation in an ``nn.Sequential`` shows) and the source of each
+    of ``kinds`` (its layer classes) written outside installed packages, so editing the
+    ``forward`` of the user's own class retrains. Libraries' classes are named by their
+    versions, which the key holds already."""
+    import hashlib
+    import inspect
+    import sysconfig
+
+    installed = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")})
+    h = hashlib.sha256(structure.encode())
+    for kind in sorted(set(kinds), key=lambda k: f"{k.__module__}.{k.__qualname__}"):
+        try:
+            path = inspect.getsourcefile(kind) or ""
+            source = "" if path.startswith(installed) else inspect.getsource(kind)
+        except (OSError, TypeError):   # built in, or defined where no source is kept
+            continue
+        h.update(f"{kind.__module__}.{kind.__qualname__}|{source}".encode())
+    return h.hexdigest()[:16]
+
+
 def xdist_gpu(count: int) -> int | None:
     """The GPU index of this pytest-xdist worker when there are several GPUs (the worker
     index modulo the count), so the workers spread over them instead of sharing the

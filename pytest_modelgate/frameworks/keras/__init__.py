@@ -86,10 +86,20 @@ class KerasFramework:
                            fresh=loaded.fresh, headless=loaded.headless)
 
     def model_key(self, loaded: LoadedModel) -> dict[str, Any]:
+        from .. import code_hash
         from .zoo import weights_hash
 
+        model = loaded.model
+        layers = getattr(model, "_flatten_layers", None)
+        kinds = [type(layer) for layer in layers(include_self=True)] if layers else \
+            [type(model)]
+        try:
+            structure = model.to_json()
+        except (NotImplementedError, TypeError, ValueError):  # subclassed, no get_config
+            structure = ""
         return {"framework": "keras", "name": loaded.name,
-                "weights": weights_hash(loaded.model), "pretrained": loaded.pretrained,
+                "weights": weights_hash(model), "code": code_hash(kinds, structure),
+                "pretrained": loaded.pretrained,
                 "headless": loaded.headless, "preprocess": loaded.preprocess.key()}
 
     def feature_extractor(self, make: Callable[[int], LoadedModel], size: int

@@ -96,7 +96,11 @@ class TorchFramework:
                            fresh=loaded.fresh)
 
     def model_key(self, loaded: LoadedModel) -> dict[str, Any]:
-        return {"name": loaded.name, "weights": weights_hash(loaded.module),
+        from .. import code_hash
+
+        module = loaded.module
+        return {"name": loaded.name, "weights": weights_hash(module),
+                "code": code_hash((type(m) for m in module.modules()), repr(module)),
                 "pretrained": loaded.pretrained, "preprocess": loaded.preprocess.key()}
 
     def feature_extractor(self, make: Callable[[int], LoadedModel], size: int
