@@ -1508,7 +1508,8 @@ def assert_calibrated(run: Any, max_ece: float = 0.05, *, bins: int = 15,
                                     "test image")
     detail = {"binning": binning, "n_bins": int(bins), "bins": rows,
               "accuracy": float(correct.mean()), "mean_confidence": float(conf.mean()),
-              "direction": way.partition(":")[0]}
+              "direction": way.partition(":")[0],
+              "unit": "label decisions" if p.multilabel else "images"}
     # Recorded without ``source``: the samples it points at are the pack with confidences.
     _record_metric("ece", value, max_ece, passed, n=n, interval=interval, detail=detail,
                    confidence=level)

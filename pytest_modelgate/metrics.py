@@ -1075,7 +1075,8 @@ def check_calibration_options(bins: Any, binning: Any, n: int | None = None) -> 
         raise ModelGateError(f"bins must be an integer >= 1 such as 15, got {bins!r}")
     if n is not None and bins > n:
         raise ModelGateError(f"bins={bins} is more than the {n} test samples: each bin needs "
-                             f"samples to average; pass bins={min(15, n)} or fewer")
+                             f"samples to average; pass at most bins={n} (15 is usual; "
+                             "fewer bins on a small test set read less noise as error)")
     if binning not in BINNINGS:
         raise ModelGateError(f"binning must be one of {', '.join(map(repr, BINNINGS))}, got "
                              f"{binning!r}")

@@ -271,7 +271,7 @@ def test_confidence_asks_the_upper_bound_to_clear():
     ({"bins": 0}, r"bins must be an integer >= 1 such as 15, got 0"),
     ({"bins": 2.5}, r"bins must be an integer >= 1 such as 15, got 2.5"),
     ({"bins": True}, r"bins must be an integer >= 1"),
-    ({"bins": 500}, r"bins=500 is more than the 400 test samples: .* pass bins=15 or fewer"),
+    ({"bins": 500}, r"bins=500 is more than the 400 test samples: .* pass at most bins=400"),
     ({"binning": "quantile"}, r"binning must be one of 'equal-mass', 'equal-width', got "
                               r"'quantile'"),
     ({"max_ece": 5}, r"max_ece=5 is a fraction in \[0, 1\]: did you mean 0.05\?"),
