@@ -501,8 +501,9 @@ def test_multilabel_subset_accuracy_and_samples_average():
          "y_true is sparse with shape .*: Sparse input is only supported when targets are "
          "of multilabel type"),
         (lambda: mg.encode_labels({"y_true": np.eye(3, dtype=int)}),
-         r"y_true: multilabel indicator input .* is not supported here: the gates take one "
-         r"label per sample"),
+         r"y_true: multilabel indicator input .* is not supported here, where one label per "
+         r"sample is expected .*For multilabel gates pass both matrices to "
+         r"Predictions.from_arrays"),
     ],
 )
 def test_bad_multilabel_input(call, message):
