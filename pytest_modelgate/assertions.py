@@ -643,9 +643,11 @@ def _slice_verdict(names: list[str], rows: list[dict], failing: list, fixes: lis
             "lower min_slice_size (min_slice_size=1 or None gates every slice)")
     if not failing:
         if skipped:   # a pass that left slices out must say so where the user looks
+            small = any(r["reason"].startswith("n=") for r in rows if "reason" in r)
+            fix = (f" (min_slice_size={min_size}): add test images to them, or lower "
+                   "min_slice_size" if small else "")
             warn_user(f"{gate} passed on {len(measured)} gated slice(s) but did not gate "
-                      f"{'; '.join(skipped)} (min_slice_size={min_size}): their figures are "
-                      "in the report; add test images to them, or lower min_slice_size")
+                      f"{'; '.join(skipped)}{fix}")
         return
     lines = [row["line"] for row in worst_first(failing)]
     bad = len({row["slice"] for row in failing})

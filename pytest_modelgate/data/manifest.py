@@ -285,7 +285,8 @@ def _image_files(table: _Table, column: str, base: Path,
         shown = "; ".join(f"{table.places[i]}: {files[i]}" for i in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ModelGateError(
-            f"{table.file} names {counted(len(missing), 'image file')} that do not exist "
+            f"{table.file} names {counted(len(missing), 'image file')} that "
+            f"{'does' if len(missing) == 1 else 'do'} not exist "
             f"(column {column!r}): {shown}{more}; paths are relative to {base} (root=): fix "
             "the paths, or pass root= naming the folder they are relative to")
     return files
