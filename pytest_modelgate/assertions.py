@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -292,6 +292,31 @@ _FIX = {
 }
 
 
+def _row_lines(check: _Check, rows: list[dict], indices: list[int], kind: str,
+               figure: Callable[[int], float],
+               bootstrapped: Callable[[int], tuple[float, float]] | None,
+               noun: str = "") -> list[str]:
+    """A floor on each row of ``indices`` (a class, or a multilabel task's label): its
+    ``figure``, its n and interval (``bootstrapped`` for F1 and F-beta, else Wilson's on
+    the row's counts), judged and recorded; the failure lines."""
+    lines = []
+    for i in indices:
+        row = rows[i]
+        if bootstrapped is not None:
+            n = row["support"]
+            interval = bootstrapped(i)
+        else:
+            n = row["support"] if kind == "recall" else row["predicted"]
+            interval = wilson_interval(row["tp"], n, check.level)
+        line = check.judge(str(MetricName(kind, row["label"])), f"{kind}({row['label']})",
+                           figure(i), n, interval)
+        if line and kind == "precision" and not n:
+            line += f"; the model never predicts {noun}{row['label']!r}"
+        if line:
+            lines.append(line)
+    return lines
+
+
 def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_class,
                 confidence, min_support, insufficient, beta: float | None = None) -> None:
     __tracebackhide__ = True
@@ -335,23 +360,12 @@ def _class_gate(run: Any, threshold: float, kind: str, *, label, average, per_cl
     _support_check(p, check.summary, indices, min_support, insufficient)
     lines: list[str] = []
     if label is not None or per_class:
-        for i in indices:
-            row = rows[i]
-            if kind == "f1" or beta is not None:
-                n = row["support"]
-                interval = check.bootstrap(
-                    lambda c, i=i: class_metric_from_cm(c, how, i, beta or 1.0))
-            else:
-                n = row["support"] if kind == "recall" else row["predicted"]
-                interval = wilson_interval(row["tp"], n, check.level)
-            # zero_division 0: a class the model never predicts fails a precision gate.
-            value = float(class_metric_from_cm(check.cm, how, i, beta or 1.0))
-            line = check.judge(str(MetricName(kind, row["label"])), f"{kind}({row['label']})",
-                               value, n, interval)
-            if line and kind == "precision" and not n:
-                line += f"; the model never predicts {row['label']!r}"
-            if line:
-                lines.append(line)
+        # zero_division 0: a class the model never predicts fails a precision gate.
+        lines = _row_lines(
+            check, rows, indices, kind,
+            lambda i: float(class_metric_from_cm(check.cm, how, i, beta or 1.0)),
+            (lambda i: check.bootstrap(lambda c: class_metric_from_cm(c, how, i, beta or 1.0)))
+            if kind == "f1" or beta is not None else None)
     else:
         # Micro counts every prediction, those of classes the test split lacks included
         # (micro equals accuracy); macro and weighted run over the test split's classes.
@@ -402,23 +416,12 @@ def _label_gate(p: Predictions, run: Any, threshold: float, kind: str, *, label,
     _support_check(p, check.summary, indices, min_support, insufficient)
     lines: list[str] = []
     if label is not None or per_class:
-        for i in indices:
-            row = rows[i]
-            if kind == "f1" or beta is not None:
-                n = row["support"]
-                boot = bootstrap_confusion(mcm[i], N_RESAMPLES, seed=0)
-                interval = percentile_interval(class_metric_from_cm(boot, how, 1, b),
-                                               check.level)
-            else:
-                n = row["support"] if kind == "recall" else row["predicted"]
-                interval = wilson_interval(row["tp"], n, check.level)
-            value = float(class_metric_from_cm(mcm[i], how, 1, b))
-            line = check.judge(str(MetricName(kind, row["label"])),
-                               f"{kind}({row['label']})", value, n, interval)
-            if line and kind == "precision" and not n:
-                line += f"; the model never predicts label {row['label']!r}"
-            if line:
-                lines.append(line)
+        lines = _row_lines(
+            check, rows, indices, kind,
+            lambda i: float(class_metric_from_cm(mcm[i], how, 1, b)),
+            (lambda i: percentile_interval(class_metric_from_cm(
+                bootstrap_confusion(mcm[i], N_RESAMPLES, seed=0), how, 1, b), check.level))
+            if kind == "f1" or beta is not None else None, noun="label ")
     else:
         name = str(MetricName(kind, average))
         value, interval = check.label_figure(name)
